@@ -1,0 +1,119 @@
+"""Settings (CONTRACT section 1), read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class EncryptionKey:
+    kid: str
+    key: bytes
+
+    def __repr__(self) -> str:  # never print key material
+        return f"EncryptionKey(kid={self.kid!r}, key=<redacted>)"
+
+
+def parse_encryption_keys(raw: str) -> tuple[EncryptionKey, ...]:
+    """Parse `kid:base64-32-bytes[,kid:...]`, standard or URL-safe base64; the first key encrypts."""
+    keys: list[EncryptionKey] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        kid, sep, b64 = part.partition(":")
+        if not sep or not kid.strip():
+            raise ValueError("each key must look like kid:base64-32-bytes")
+        b64 = b64.strip()
+        try:
+            padded = b64 + "=" * (-len(b64) % 4)
+            key = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"key {kid.strip()!r} is not valid base64") from exc
+        if len(key) != 32:
+            raise ValueError(f"key {kid.strip()!r} must decode to 32 bytes (AES-256), got {len(key)}")
+        keys.append(EncryptionKey(kid.strip(), key))
+    if not keys:
+        raise ValueError("at least one key is required")
+    if len({k.kid for k in keys}) != len(keys):
+        raise ValueError("key ids must be unique")
+    return tuple(keys)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(description="postgresql+asyncpg://user:pw@host:port/db")
+    redis_url: str = Field(description="redis://host:port/db")
+    encryption_keys: Annotated[tuple[EncryptionKey, ...], NoDecode] = Field(repr=False)
+    public_base_url: str = "http://127.0.0.1:8000"
+    sync_max_attempts: int = Field(5, ge=1, le=100)
+    sync_backoff_base_seconds: float = Field(1.0, ge=0)
+    conflict_window_seconds: int = Field(300, ge=0)
+    reconcile_interval_seconds: int = Field(60, ge=1)
+    sweep_interval_seconds: int = Field(30, ge=1)
+    jira_timeout_seconds: float = Field(30, gt=0)
+    circuit_failure_threshold: int = Field(5, ge=1)
+    circuit_reset_seconds: float = Field(30, gt=0)
+    # extensions beyond the contract
+    log_format: str = Field("auto", pattern="^(auto|json|text)$")
+    log_level: str = "INFO"
+    worker_concurrency: int = Field(20, ge=1, le=500)
+    metrics_port: int | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, v: str) -> str:
+        if not v.startswith(("postgresql+asyncpg://", "postgresql://", "postgres://")):
+            raise ValueError("must be postgresql+asyncpg://user:pw@host:port/db")
+        if v.startswith("postgres://"):
+            v = "postgresql://" + v[len("postgres://"):]
+        if v.startswith("postgresql://"):
+            v = "postgresql+asyncpg://" + v[len("postgresql://"):]
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be redis://host:port/db")
+        return v
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, v: object) -> object:
+        if isinstance(v, str):
+            return parse_encryption_keys(v)
+        return v
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming the first bad variable, e.g. `ENCRYPTION_KEYS: field required`."""
+    err = exc.errors()[0]
+    name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+    msg = "is required but not set" if err["type"] == "missing" else err["msg"]
+    return f"configuration error: {name} {msg}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process settings; a bad or missing required setting exits with one line naming it."""
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        print(describe_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,71 @@
+"""JIRA instances, users' OAuth connections and pending OAuth request tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.models.base import Base, now_column, uuid_pk
+
+
+class JiraInstanceRow(Base):
+    __tablename__ = "jira_instances"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    base_url: Mapped[str] = mapped_column(String(2000))
+    consumer_key: Mapped[str] = mapped_column(String(200))
+    rate_limit_per_second: Mapped[int] = mapped_column(Integer, default=10)
+    project_keys: Mapped[list[str]] = mapped_column(ARRAY(String(32)), default=list)
+    private_key_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    webhook_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    # reconciliation cursors (JIRA epoch milliseconds) for worklog/updated and worklog/deleted
+    reconcile_updated_since: Mapped[int | None] = mapped_column(BigInteger)
+    reconcile_deleted_since: Mapped[int | None] = mapped_column(BigInteger)
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = now_column()
+
+
+class ConnectionRow(Base):
+    __tablename__ = "jira_connections"
+    __table_args__ = (UniqueConstraint("tenant_id", "jira_instance_id", "user"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    jira_instance_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jira_instances.id", ondelete="CASCADE"), index=True
+    )
+    user: Mapped[str] = mapped_column(String(200))
+    jira_username: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))  # connected | auth_required | denied
+    access_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = now_column()
+
+
+class OAuthRequestRow(Base):
+    """A request token between `oauth/start` and the callback: single use, expires after 10 minutes."""
+
+    __tablename__ = "oauth_requests"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    jira_instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jira_instances.id", ondelete="CASCADE"))
+    user: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of the request token: the token itself is a bearer credential until it is exchanged
+    request_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    request_token_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    request_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    return_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,148 @@
+"""The worklog TimeTracker writes to JIRA (CONTRACT section 5), and reading it back.
+
+Pure functions: no I/O. One place formats `started`; one place builds and parses the comment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+NO_ACTIVITY = "no activity specified"
+NO_DESCRIPTION = "no description given"
+_ANCHOR = re.compile(r"^#(?P<id>[^:\s]+):\s?(?P<rest>.*)\Z", re.DOTALL)
+_STARTED = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{4}$")
+# JIRA Server/DC comments are capped (by default 32767 characters); stay well inside it
+MAX_COMMENT_CHARS = 32_000
+
+
+@dataclass(frozen=True)
+class WorklogBody:
+    """What we send: exactly the three fields JIRA needs."""
+
+    started: str
+    time_spent_seconds: int
+    comment: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"comment": self.comment, "started": self.started, "timeSpentSeconds": self.time_spent_seconds}
+
+
+@dataclass(frozen=True)
+class ParsedComment:
+    entry_id: str | None
+    activity: str | None
+    description: str
+
+
+def _text_or(value: str | None, fallback: str) -> str:
+    return value.strip() if value and value.strip() else fallback
+
+
+def build_comment(entry_id: str, activity: str | None, description: str | None) -> str:
+    """`#<id>: <activity or fallback>: <description or fallback>`, cut to JIRA's comment limit."""
+    comment = f"#{entry_id}: {_text_or(activity, NO_ACTIVITY)}: {_text_or(description, NO_DESCRIPTION)}"
+    if len(comment) > MAX_COMMENT_CHARS:
+        comment = comment[: MAX_COMMENT_CHARS - 1] + "…"
+    return comment
+
+
+def anchor_of(comment: str | None) -> str | None:
+    """The entry id in a comment's `#<id>:` anchor, or None when the worklog is not ours."""
+    if not comment:
+        return None
+    m = _ANCHOR.match(comment.strip())
+    return m.group("id") if m else None
+
+
+def parse_comment(comment: str | None) -> ParsedComment:
+    """Split a worklog comment back into entry id, activity and description.
+
+    Without an anchor the whole comment is the description. With one, the activity is the text up
+    to the next `: ` (activities in TimeTracker do not contain that), the description the rest;
+    the fallback texts map back to None / "".
+    """
+    text = (comment or "").strip()
+    m = _ANCHOR.match(text)
+    if not m:
+        return ParsedComment(None, None, text)
+    rest = m.group("rest")
+    activity, sep, description = rest.partition(": ")
+    if not sep:
+        activity, description = rest, ""
+    return ParsedComment(
+        m.group("id"),
+        None if activity.strip() == NO_ACTIVITY else activity.strip() or None,
+        "" if description.strip() == NO_DESCRIPTION else description.strip(),
+    )
+
+
+def local_start(day: date, wall: time, zone: str) -> datetime:
+    """The instant a wall time on a day in an IANA zone denotes.
+
+    A wall time in a daylight-saving gap moves forward by the gap (02:30 → 03:30 on a spring-forward
+    night); an ambiguous one (clocks going back) is its first occurrence.
+    """
+    tz = ZoneInfo(zone)
+    naive = datetime.combine(day, wall.replace(tzinfo=None, fold=0))
+    # fold=0 takes the offset in force before the transition; converting through UTC normalises a
+    # time in the gap to the equivalent wall time after it.
+    return naive.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+
+
+def format_started(moment: datetime) -> str:
+    """JIRA's `yyyy-MM-dd'T'HH:mm:ss.SSSZ`, always with an explicit offset (never `Z`)."""
+    if moment.tzinfo is None:
+        raise ValueError("started needs an aware datetime")
+    millis = moment.microsecond // 1000
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}" + moment.strftime("%z")
+
+
+def parse_started(value: str) -> datetime:
+    """Parse JIRA's `started`/`updated` rendering (any offset) into an aware datetime."""
+    if not _STARTED.match(value):
+        # JIRA Cloud sometimes sends +hh:mm; accept what fromisoformat understands
+        return datetime.fromisoformat(value)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def build_worklog(
+    *, entry_id: str, day: date, start: time, zone: str, duration_minutes: int,
+    activity: str | None, description: str | None,
+) -> WorklogBody:
+    """The worklog for an entry's current state."""
+    return WorklogBody(
+        started=format_started(local_start(day, start, zone)),
+        time_spent_seconds=duration_minutes * 60,
+        comment=build_comment(entry_id, activity, description),
+    )
+
+
+@dataclass(frozen=True)
+class LocalFields:
+    """An entry's date, start and duration as JIRA's values imply them in the entry's zone."""
+
+    day: date
+    start: time
+    duration_minutes: int
+
+
+def adopt_remote(started: str, time_spent_seconds: int, zone: str) -> LocalFields:
+    """JIRA's started/timeSpentSeconds expressed as TimeTracker's date, start and minutes."""
+    moment = parse_started(started).astimezone(ZoneInfo(zone))
+    minutes = max(0, round(time_spent_seconds / 60))
+    return LocalFields(moment.date(), moment.time().replace(microsecond=0, tzinfo=None), minutes)
+
+
+def same_instant(a: str, b: str) -> bool:
+    """Compare two JIRA timestamps as instants (JIRA renders them in its own zone)."""
+    return parse_started(a) == parse_started(b)
+
+
+def utc_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+ONE_MINUTE = timedelta(minutes=1)

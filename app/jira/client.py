@@ -1,0 +1,320 @@
+"""The JIRA Server/DC REST client: every request signed (OAuth 1.0a RSA-SHA1), gated and observed.
+
+One `JiraClient` per process wraps the process's pooled `httpx.AsyncClient`. Operations take a
+`JiraTarget` (instance, credentials, priority) and return small dataclasses; failures are raised as the
+taxonomy in `app.jira.errors`. A 429 is waited out and retried here, a bounded number of times, without
+the caller noticing; everything else is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import httpx
+
+from app import metrics
+from app.domain.worklog import WorklogBody
+from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
+from app.jira.errors import (
+    JiraError,
+    NotFound,
+    RateLimited,
+    TransientError,
+    error_from_exception,
+    error_from_response,
+)
+from app.jira.gate import InstanceRef, RequestGate
+from app.jira.priority import Priority
+from app.jira.resources import Issue, JiraUser, JsonObject, RemoteWorklog, WorklogChange, WorklogChanges
+from app.jira.signing import KeyCache, OAuthConsumer, PrivateKeyInput, authorization_header
+
+API = "/rest/api/2"
+WORKLOG_LIST_CHUNK = 1000  # JIRA answers 400 to worklog/list with more ids
+_PAGE_SIZE = 100
+_WORKLOG_PAGE_SIZE = 1000
+_MAX_PAGES = 10_000  # a feed that never reaches its last page is a JIRA bug, not a reason to loop forever
+# worklog writes must not touch the issue's remaining estimate (spec: adjustEstimate=new|leave|manual|auto)
+_LEAVE_ESTIMATE = {"adjustEstimate": "leave"}
+
+
+@dataclass(frozen=True)
+class JiraTarget:
+    """Where and as whom a request goes: the instance, its signing key and the user's access token.
+
+    `base_url` may carry a context path (`https://host/jira`) and a trailing slash. `private_key` is a PEM
+    or an already loaded key. `token_secret` plays no part in RSA-SHA1 but is kept with the token.
+    """
+
+    instance: InstanceRef
+    base_url: str
+    consumer_key: str
+    private_key: PrivateKeyInput = field(repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    token_secret: str | None = field(default=None, repr=False)
+    priority: Priority = Priority.USER
+
+    def url(self, path: str) -> str:
+        """The absolute URL of a path below the base URL (context path kept)."""
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _query(params: Mapping[str, str | int] | None) -> str:
+    # %20 rather than '+' for spaces: what is signed and what JIRA decodes then cannot differ
+    return urlencode({k: str(v) for k, v in params.items()}, quote_via=quote, safe="") if params else ""
+
+
+def _segment(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+class JiraClient:
+    """Signed, gated, observed access to JIRA Server/DC instances, sharing one connection pool."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, gate: RequestGate, timeout_seconds: float = 30.0,
+        on_call: OnCall | None = None, max_rate_limit_retries: int = 3, max_inline_wait_seconds: float = 30.0,
+        keys: KeyCache | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._http = http
+        self._gate = gate
+        self._timeout = httpx.Timeout(timeout_seconds)
+        self._on_call = on_call
+        self._max_rate_limit_retries = max_rate_limit_retries
+        self._max_inline_wait = max_inline_wait_seconds
+        self._keys = keys or KeyCache()
+        self._sleep = sleep
+
+    # -- the one way a request goes out ---------------------------------------------------------------
+
+    async def request(
+        self, target: JiraTarget, method: str, path: str, *, operation: str,
+        params: Mapping[str, str | int] | None = None, json_body: object = None,
+        callback: str | None = None, verifier: str | None = None, on_call: OnCall | None = None,
+    ) -> httpx.Response:
+        """Send one signed request through the gate and return its 2xx answer; raise a `JiraError` otherwise.
+
+        `path` is relative to the base URL (e.g. `/rest/api/2/myself`). 429s are retried after their
+        `Retry-After`; each attempt is reported to the observers as its own `JiraCall`.
+        """
+        consumer = OAuthConsumer(target.consumer_key, self._keys.load(target.private_key))
+        query = _query(params)
+        url = target.url(path) + (f"?{query}" if query else "")
+        body = b"" if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        headers = {"Accept": "application/json", "X-Atlassian-Token": "no-check"}
+        if body:
+            headers["Content-Type"] = "application/json"
+        observers = tuple(o for o in (self._on_call, on_call) if o is not None)
+        instance = target.instance
+
+        attempt = 0
+        while True:
+            waited = await self._gate.acquire(instance, target.priority)
+            metrics.RATE_LIMITER_WAIT.labels(str(instance.id)).observe(waited)
+            request = self._http.build_request(method, url, content=body, headers=headers, timeout=self._timeout)
+            # sign the URL exactly as httpx will send it, after the wait so the timestamp is fresh
+            request.headers["Authorization"] = authorization_header(
+                consumer, method=method, url=str(request.url), body=body, token=target.access_token,
+                callback=callback, verifier=verifier,
+            )
+            started = time.perf_counter()
+            try:
+                response = await self._http.send(request)
+            except httpx.HTTPError as exc:
+                error: JiraError = error_from_exception(exc)
+                await self._gate.observe(instance, None, {})
+                await self._report(observers, instance, operation, request, None, error, started, waited)
+                raise error from None
+            await self._gate.observe(instance, response.status_code, response.headers)
+            maybe_error = error_from_response(response.status_code, response.headers, response.content)
+            await self._report(observers, instance, operation, request, response.status_code, maybe_error,
+                               started, waited)
+            if maybe_error is None:
+                return response
+            if (isinstance(maybe_error, RateLimited) and attempt < self._max_rate_limit_retries
+                    and maybe_error.retry_after <= self._max_inline_wait):
+                attempt += 1
+                await self._sleep(maybe_error.retry_after)
+                continue
+            raise maybe_error
+
+    async def _report(
+        self, observers: tuple[OnCall, ...], instance: InstanceRef, operation: str, request: httpx.Request,
+        status: int | None, error: JiraError | None, started: float, waited: float,
+    ) -> None:
+        call = JiraCall(
+            instance_id=instance.id, operation=operation, method=request.method, path=request.url.path,
+            status=status, outcome=outcome_of(error),
+            duration_ms=round((time.perf_counter() - started) * 1000),
+            detail=error.message[:300] if error else "", gate_wait_ms=round(waited * 1000),
+        )
+        record_metrics(call)
+        await notify(observers, call)
+
+    async def _json(self, target: JiraTarget, method: str, path: str, *, operation: str, **kw: Any) -> Any:
+        response = await self.request(target, method, path, operation=operation, **kw)
+        try:
+            return response.json()
+        except ValueError:
+            # e.g. a proxy's HTML page with status 200: we cannot tell what JIRA did
+            raise TransientError(f"JIRA answered {operation} with a body that is not JSON",
+                                 maybe_applied=True, status=response.status_code) from None
+
+    # -- worklogs ------------------------------------------------------------------------------------
+
+    async def create_worklog(
+        self, target: JiraTarget, issue_key: str, body: WorklogBody, *, on_call: OnCall | None = None,
+    ) -> RemoteWorklog:
+        """Add a worklog to an issue, leaving the issue's remaining estimate alone."""
+        data = await self._json(target, "POST", f"{API}/issue/{_segment(issue_key)}/worklog",
+                                operation="create_worklog", params=_LEAVE_ESTIMATE, json_body=body.as_json(),
+                                on_call=on_call)
+        return RemoteWorklog.from_json(data)
+
+    async def update_worklog(
+        self, target: JiraTarget, issue_key: str, worklog_id: str, body: WorklogBody, *,
+        on_call: OnCall | None = None,
+    ) -> RemoteWorklog:
+        """Overwrite a worklog's started, timeSpentSeconds and comment, leaving the estimate alone."""
+        data = await self._json(
+            target, "PUT", f"{API}/issue/{_segment(issue_key)}/worklog/{_segment(worklog_id)}",
+            operation="update_worklog", params=_LEAVE_ESTIMATE, json_body=body.as_json(), on_call=on_call)
+        return RemoteWorklog.from_json(data)
+
+    async def delete_worklog(
+        self, target: JiraTarget, issue_key: str, worklog_id: str, *, on_call: OnCall | None = None,
+    ) -> bool:
+        """Delete a worklog; True when deleted now, False when JIRA had none (404 means already gone).
+
+        A 404 cannot tell "no such worklog" from "no such issue" or "not visible to this user"; for a
+        delete each means there is nothing of ours left to remove, so it is not an error.
+        """
+        try:
+            await self.request(target, "DELETE", f"{API}/issue/{_segment(issue_key)}/worklog/{_segment(worklog_id)}",
+                               operation="delete_worklog", params=_LEAVE_ESTIMATE, on_call=on_call)
+        except NotFound:
+            return False
+        return True
+
+    async def get_worklog(
+        self, target: JiraTarget, issue_key: str, worklog_id: str, *, on_call: OnCall | None = None,
+    ) -> RemoteWorklog:
+        """One worklog; raises `NotFound` when it (or its issue) does not exist."""
+        data = await self._json(target, "GET", f"{API}/issue/{_segment(issue_key)}/worklog/{_segment(worklog_id)}",
+                                operation="get_worklog", on_call=on_call)
+        return RemoteWorklog.from_json(data)
+
+    async def list_issue_worklogs(
+        self, target: JiraTarget, issue_key: str, *, on_call: OnCall | None = None,
+    ) -> list[RemoteWorklog]:
+        """Every worklog of an issue, following startAt/maxResults until `total`."""
+        found: list[RemoteWorklog] = []
+        start = 0
+        for _ in range(_MAX_PAGES):
+            data = await self._json(target, "GET", f"{API}/issue/{_segment(issue_key)}/worklog",
+                                    operation="list_issue_worklogs",
+                                    params={"startAt": start, "maxResults": _WORKLOG_PAGE_SIZE}, on_call=on_call)
+            page = [RemoteWorklog.from_json(w) for w in data.get("worklogs") or []]
+            page_start = int(data.get("startAt") or 0)
+            if page_start < start:
+                break  # JIRA ignored startAt and sent everything from the beginning again
+            found.extend(page)
+            start = page_start + len(page)
+            if not page or start >= int(data.get("total") or 0):
+                break
+        return found
+
+    async def find_worklog_by_anchor(
+        self, target: JiraTarget, issue_key: str, entry_id: str, *, on_call: OnCall | None = None,
+    ) -> RemoteWorklog | None:
+        """The issue's worklog carrying the `#<entry_id>:` anchor (the first, if a past failure made several)."""
+        for worklog in await self.list_issue_worklogs(target, issue_key, on_call=on_call):
+            if worklog.anchor == entry_id:
+                return worklog
+        return None
+
+    async def worklogs_updated_since(
+        self, target: JiraTarget, since_ms: int, *, on_call: OnCall | None = None,
+    ) -> WorklogChanges:
+        """Worklogs created or updated since `since_ms` (epoch ms), all pages."""
+        return await self._changed_since(target, "updated", since_ms, on_call)
+
+    async def worklogs_deleted_since(
+        self, target: JiraTarget, since_ms: int, *, on_call: OnCall | None = None,
+    ) -> WorklogChanges:
+        """Worklogs deleted since `since_ms` (epoch ms), all pages."""
+        return await self._changed_since(target, "deleted", since_ms, on_call)
+
+    async def _changed_since(
+        self, target: JiraTarget, kind: str, since_ms: int, on_call: OnCall | None,
+    ) -> WorklogChanges:
+        values: list[WorklogChange] = []
+        since = since_ms
+        until = since_ms
+        for _ in range(_MAX_PAGES):
+            data = await self._json(target, "GET", f"{API}/worklog/{kind}", operation=f"worklogs_{kind}_since",
+                                    params={"since": since}, on_call=on_call)
+            values.extend(WorklogChange.from_json(v) for v in data.get("values") or [])
+            until = max(until, int(data.get("until") or since))
+            last = data.get("lastPage", data.get("isLastPage", True))
+            next_page = data.get("nextPage")
+            if last or not next_page:
+                break
+            # follow nextPage's `since`, but on our base URL: JIRA builds nextPage from its own idea of its
+            # address, which behind a proxy is not the one we can reach (or sign for)
+            next_since = dict(parse_qsl(urlsplit(str(next_page)).query)).get("since")
+            if next_since is None or int(next_since) <= since:
+                break
+            since = int(next_since)
+        return WorklogChanges(tuple(values), since_ms, until)
+
+    async def worklog_list(
+        self, target: JiraTarget, ids: Iterable[str | int], *, on_call: OnCall | None = None,
+    ) -> list[RemoteWorklog]:
+        """The worklogs with these ids (those still visible), asked for in chunks of at most 1000."""
+        unique = list(dict.fromkeys(int(i) for i in ids))
+        found: list[RemoteWorklog] = []
+        for offset in range(0, len(unique), WORKLOG_LIST_CHUNK):
+            chunk = unique[offset : offset + WORKLOG_LIST_CHUNK]
+            data = await self._json(target, "POST", f"{API}/worklog/list", operation="worklog_list",
+                                    json_body={"ids": chunk}, on_call=on_call)
+            found.extend(RemoteWorklog.from_json(w) for w in data or [])
+        return found
+
+    # -- issues and users ---------------------------------------------------------------------------
+
+    async def get_issue(self, target: JiraTarget, key: str, *, on_call: OnCall | None = None) -> Issue:
+        """An issue's key, id, summary, sub-task flag and parent; raises `NotFound` for an unknown key."""
+        data = await self._json(target, "GET", f"{API}/issue/{_segment(key)}", operation="get_issue",
+                                params={"fields": "summary,issuetype,parent"}, on_call=on_call)
+        return Issue.from_json(data)
+
+    async def list_subtasks(self, target: JiraTarget, key: str, *, on_call: OnCall | None = None) -> list[Issue]:
+        """The sub-tasks of an issue (JQL `parent = "KEY"`), all pages.
+
+        JIRA answers 400 (a `PermanentError`) when the parent key does not exist.
+        """
+        jql = 'parent = "{}"'.format(key.replace("\\", "\\\\").replace('"', '\\"'))
+        issues: list[Issue] = []
+        start = 0
+        for _ in range(_MAX_PAGES):
+            data = await self._json(target, "GET", f"{API}/search", operation="list_subtasks", on_call=on_call,
+                                    params={"jql": jql, "fields": "summary,issuetype,parent",
+                                            "startAt": start, "maxResults": _PAGE_SIZE})
+            page = [Issue.from_json(i) for i in data.get("issues") or []]
+            issues.extend(page)
+            start = int(data.get("startAt") or start) + len(page)
+            if not page or start >= int(data.get("total") or 0):
+                break
+        return issues
+
+    async def myself(self, target: JiraTarget, *, on_call: OnCall | None = None) -> JiraUser:
+        """The user the target's access token acts for; a cheap way to check a connection works."""
+        data: JsonObject = await self._json(target, "GET", f"{API}/myself", operation="myself", on_call=on_call)
+        return JiraUser.from_json(data)
+

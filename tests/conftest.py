@@ -42,3 +42,45 @@ async def redis(stack: TestStack) -> AsyncIterator[object]:
     r = Redis.from_url(stack.env["REDIS_URL"])
     yield r
     await r.aclose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings):  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def api(app):  # type: ignore[no-untyped-def]
+    """An HTTP client on the app (no auth header)."""
+    import httpx
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def make_tenant(app):  # type: ignore[no-untyped-def]
+    """Create a tenant: returns (tenant_id, api_key, webhook_secret)."""
+    from app.services.tenants import create_tenant
+
+    async def make(name: str = "Agency", timezone: str = "UTC"):  # type: ignore[no-untyped-def]
+        async with app.state.sessionmaker() as session:
+            t = await create_tenant(session, app.state.secret_box, name=name, timezone=timezone)
+            await session.commit()
+        return t
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant):  # type: ignore[no-untyped-def]
+    return await make_tenant()
+
+
+@pytest.fixture
+def auth(tenant):  # type: ignore[no-untyped-def]
+    return {"Authorization": f"Bearer {tenant.api_key}"}

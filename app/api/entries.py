@@ -1,0 +1,185 @@
+"""Entries API (CONTRACT section 5)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
+from pydantic import ValidationError
+
+from app.api.deps import QueueDep, SessionDep, TenantDep, not_found
+from app.api.schemas.common import error_responses
+from app.api.schemas.entries import (
+    ENTRY_EXAMPLE,
+    BatchEntryIn,
+    BatchIn,
+    BatchItemResult,
+    BatchOut,
+    EntryId,
+    EntryIn,
+    EntryOut,
+    EntryPage,
+)
+from app.db.repositories import entries as repo
+from app.domain.entry import SyncStatus
+from app.jira.priority import Priority
+from app.services import entries as svc
+from app.services.dispatch import enqueue_pushes
+from app.services.views import entry_view
+
+router = APIRouter(prefix="/api/v1/entries", tags=["entries"])
+
+IdPath = Annotated[EntryId, Path(description="TimeTracker's entry id (integers are accepted as strings)")]
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "entry"
+        parts.append(f"{field}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@router.put(
+    "/{entry_id}", status_code=status.HTTP_202_ACCEPTED, response_model=EntryOut,
+    summary="Create or update an entry", responses=error_responses(401, 404, 422),
+)
+async def put_entry(
+    entry_id: IdPath, session: SessionDep, tenant: TenantDep, queue: QueueDep,
+    entry: Annotated[EntryIn, Body(examples=[ENTRY_EXAMPLE])],
+) -> dict[str, Any]:
+    """Upsert an entry. It is pushed to JIRA asynchronously; an identical or stale PUT changes nothing."""
+    try:
+        result = await svc.accept_change(session, tenant, entry_id, entry, priority=Priority.USER)
+    except svc.UnknownInstance as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    await svc.flush_feed(session)
+    await session.commit()
+    if result.push:
+        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
+    return entry_view(result.row)
+
+
+@router.get("/{entry_id}", response_model=EntryOut, summary="Get an entry and its sync state",
+            responses=error_responses(401, 404))
+async def get_entry(entry_id: IdPath, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
+    row = await repo.get_entry(session, tenant.id, entry_id)
+    if row is None:
+        raise not_found(f"entry {entry_id}")
+    return entry_view(row)
+
+
+@router.delete(
+    "/{entry_id}", status_code=status.HTTP_202_ACCEPTED, response_model=EntryOut,
+    summary="Delete an entry (and its JIRA worklog)", responses=error_responses(401, 404),
+)
+async def delete_entry(
+    entry_id: IdPath, session: SessionDep, tenant: TenantDep, queue: QueueDep,
+    updated_at: Annotated[datetime | None, Query(description="orders the deletion among changes")] = None,
+) -> dict[str, Any]:
+    """The entry stays readable with status `deleted` once its worklog is gone from JIRA."""
+    result = await svc.accept_delete(session, tenant, entry_id, updated_at=updated_at, priority=Priority.USER)
+    if result is None:
+        raise not_found(f"entry {entry_id}")
+    await svc.flush_feed(session)
+    await session.commit()
+    if result.push:
+        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
+    return entry_view(result.row)
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor: not a cursor this API returned") from None
+
+
+def _encode_cursor(entry_id: str) -> str:
+    return base64.urlsafe_b64encode(entry_id.encode()).decode().rstrip("=")
+
+
+@router.get("", response_model=EntryPage, summary="List entries", responses=error_responses(401, 422))
+async def list_entries(
+    session: SessionDep, tenant: TenantDep,
+    status_: Annotated[SyncStatus | None, Query(alias="status")] = None,
+    user: Annotated[str | None, Query(max_length=200)] = None,
+    ticket: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Entries ordered by id, filtered by sync status, user or ticket; follow `next_cursor`."""
+    rows = await repo.list_entries(
+        session, tenant.id, status=status_.value if status_ else None, user=user,
+        ticket=ticket.strip().upper() if ticket else None, after_id=_decode_cursor(cursor), limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [entry_view(r) for r in rows], "next_cursor": _encode_cursor(rows[-1].id) if more else None}
+
+
+@router.post(
+    "/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchOut,
+    summary="Accept up to 1000 entries at once", responses=error_responses(401, 422),
+)
+async def batch(body: BatchIn, session: SessionDep, tenant: TenantDep, queue: QueueDep) -> dict[str, Any]:
+    """One transaction; each item is accepted or rejected on its own. Pushed behind single-entry changes."""
+    results: list[BatchItemResult] = []
+    valid: list[BatchEntryIn] = []
+    for index, raw in enumerate(body.entries):
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            item = BatchEntryIn.model_validate(raw)
+        except ValidationError as exc:
+            results.append(BatchItemResult(id=None if raw_id is None else str(raw_id), status="rejected",
+                                           error=f"entries[{index}]: {_validation_message(exc)}"))
+            continue
+        valid.append(item)
+        results.append(BatchItemResult(id=str(item.id), status="accepted"))
+    # the last occurrence of an id in one batch wins, as if sent one after another
+    latest: dict[str, BatchEntryIn] = {str(item.id): item for item in valid}
+    routes = await repo.instance_routes(session, tenant.id)
+    rows = await repo.get_entries(session, tenant.id, sorted(latest), lock=True)
+    to_push: list[str] = []
+    now = svc.now_utc()
+    for entry_id, item in latest.items():
+        try:
+            result = await svc.accept_change(
+                session, tenant, entry_id, item, priority=Priority.BATCH, routes=routes, row=rows.get(entry_id),
+                now=now,
+            )
+        except svc.UnknownInstance as exc:
+            for r in results:
+                if r.id == entry_id and r.status == "accepted":
+                    r.status, r.error = "rejected", str(exc)
+            continue
+        rows[entry_id] = result.row
+        if result.push:
+            to_push.append(entry_id)
+    await svc.flush_feed(session)
+    await session.commit()
+    await enqueue_pushes(queue, [(tenant.id, e) for e in to_push], Priority.BATCH)
+    return {"accepted": sum(r.status == "accepted" for r in results), "results": results}
+
+
+@router.post(
+    "/{entry_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=EntryOut,
+    summary="Retry a failed entry", responses=error_responses(401, 404, 409),
+)
+async def retry_entry(entry_id: IdPath, session: SessionDep, tenant: TenantDep, queue: QueueDep) -> dict[str, Any]:
+    """Puts a `failed` (or `skipped`, `auth_required`) entry back to `pending`; 409 for other states."""
+    row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
+    if row is None:
+        raise not_found(f"entry {entry_id}")
+    if not await svc.retry(session, tenant, row):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"entry {entry_id} is {row.sync_status}: nothing to retry")
+    await svc.flush_feed(session)
+    await session.commit()
+    if row.due_at is not None:
+        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
+    return entry_view(row)

@@ -1,0 +1,134 @@
+"""TimeTracker's webhook for entry changes (CONTRACT section 6)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from app.api.deps import QueueDep, SessionDep
+from app.api.schemas.common import error_responses
+from app.api.schemas.entries import EntryId, EntryIn
+from app.db.repositories import entries as repo
+from app.db.repositories.tenants import get_tenant
+from app.domain.entry import ChangeOutcome
+from app.jira.priority import Priority
+from app.security.secrets import SecretBox, binding
+from app.security.signatures import SignatureProblem, verify_timetracker
+from app.services import entries as svc
+from app.services.dispatch import enqueue_pushes
+from app.services.views import entry_view
+
+router = APIRouter(tags=["webhooks"])
+
+MAX_BODY = 1024 * 1024
+
+
+class WebhookEntry(EntryIn):
+    id: int | EntryId
+
+
+class DeletedEntry(BaseModel):
+    id: int | EntryId
+    updated_at: datetime | None = None
+
+
+class WebhookIn(BaseModel):
+    event: Literal["entry.created", "entry.updated", "entry.deleted"]
+    entry: dict[str, Any] = Field(description="the entry with its id; `entry.deleted` needs only `id`")
+
+
+async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
+    """Read the body, refusing with 413 as soon as it exceeds `limit` (before reading the rest)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _problem(exc: ValidationError, prefix: str) -> str:
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else f"{prefix.rstrip('.')}: {e['msg']}"
+        for e in exc.errors()
+    )
+
+
+@router.post(
+    "/webhooks/timetracker/{tenant_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="TimeTracker entry events (signed)",
+    responses={200: {"description": "duplicate delivery or stale change: no effect"},
+               **error_responses(400, 401, 404, 413, 422)},
+)
+async def timetracker_webhook(
+    tenant_id: str, request: Request, session: SessionDep, queue: QueueDep,
+    x_timetracker_signature: Annotated[str | None, Header()] = None,
+    x_timetracker_delivery: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """`X-TimeTracker-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`; 300 s tolerance."""
+    body = await read_limited(request)
+    try:
+        tid = uuid.UUID(tenant_id)
+    except ValueError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found") from None
+    tenant = await get_tenant(session, tid)
+    if tenant is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found")
+    box: SecretBox = request.app.state.secret_box
+    secret = box.open(tenant.webhook_secret_enc, binding("tenants", "webhook_secret", tenant.id))
+    try:
+        verify_timetracker(secret, x_timetracker_signature, body)
+    except SignatureProblem as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.reason) from None
+    if not x_timetracker_delivery or not x_timetracker_delivery.strip():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-TimeTracker-Delivery header is required")
+    delivery = x_timetracker_delivery.strip()
+    if await repo.delivery_seen(session, tenant.id, delivery):
+        return JSONResponse({"duplicate": True}, status_code=200)
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid JSON") from None
+    try:
+        event = WebhookIn.model_validate(payload)
+        if event.event == "entry.deleted":
+            deleted = DeletedEntry.model_validate(event.entry)
+            entry_id, data = str(deleted.id), None
+        else:
+            item = WebhookEntry.model_validate(event.entry)
+            entry_id, data = str(item.id), item
+    except ValidationError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _problem(exc, "entry.")) from None
+    try:
+        if data is None:
+            result = await svc.accept_delete(session, tenant, entry_id, updated_at=deleted.updated_at,
+                                             priority=Priority.USER)
+        else:
+            result = await svc.accept_change(session, tenant, entry_id, data, priority=Priority.USER)
+    except svc.UnknownInstance as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"entry.{exc}") from None
+    if not await repo.remember_delivery(session, tenant.id, delivery):
+        await session.rollback()  # a concurrent copy of this delivery won the race
+        return JSONResponse({"duplicate": True}, status_code=200)
+    await svc.flush_feed(session)
+    await session.commit()
+    if result is None:
+        return JSONResponse({"accepted": True, "entry": None, "note": "unknown entry: nothing to delete"},
+                            status_code=202)
+    if result.outcome is ChangeOutcome.STALE:
+        return JSONResponse({"stale": True}, status_code=200)
+    if result.push:
+        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
+    return JSONResponse({"accepted": True, "entry": json.loads(json.dumps(entry_view(result.row)))}, status_code=202)

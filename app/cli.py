@@ -1,0 +1,88 @@
+"""Admin CLI (CONTRACT section 9): `python -m app.cli COMMAND`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.config import Settings, get_settings
+from app.db.models import Tenant
+from app.db.session import make_engine, make_sessionmaker
+from app.security.secrets import SecretBox
+from app.services.tenants import create_api_key, create_tenant
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+async def _with_session(settings: Settings, work: Callable[[Any, SecretBox], Awaitable[Any]]) -> Any:
+    engine = make_engine(settings.database_url, pool_size=2)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            result = await work(session, SecretBox(settings.encryption_keys))
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def cmd_create_tenant(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        ZoneInfo(args.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        _fail(f"--timezone: unknown IANA time zone {args.timezone!r}")
+
+    async def work(session: Any, box: SecretBox) -> Any:
+        return await create_tenant(session, box, name=args.name, timezone=args.timezone)
+
+    t = asyncio.run(_with_session(settings, work))
+    print(json.dumps({"tenant_id": str(t.tenant_id), "api_key": t.api_key, "webhook_secret": t.webhook_secret}))
+
+
+def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        tenant_id = uuid.UUID(args.tenant)
+    except ValueError:
+        _fail("--tenant: not a tenant id")
+
+    async def work(session: Any, box: SecretBox) -> Any:
+        if await session.get(Tenant, tenant_id) is None:
+            _fail(f"--tenant: no tenant {tenant_id}")
+        return await create_api_key(session, tenant_id)
+
+    key = asyncio.run(_with_session(settings, work))
+    print(json.dumps({"tenant_id": str(tenant_id), "api_key": key}))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
+    "create-tenant": cmd_create_tenant,
+    "create-api-key": cmd_create_api_key,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("create-tenant", help="create a tenant; prints tenant_id, api_key, webhook_secret")
+    p.add_argument("--name", required=True)
+    p.add_argument("--timezone", default="UTC", help="IANA zone for entries that name none")
+    p = sub.add_parser("create-api-key", help="add an API key to a tenant")
+    p.add_argument("--tenant", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    COMMANDS[args.command](args, get_settings())
+
+
+if __name__ == "__main__":
+    main()

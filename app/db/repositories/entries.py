@@ -1,0 +1,154 @@
+"""Queries on entries, the changes feed and the audit log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import AuditRow, ChangeRow, EntryRow, JiraInstanceRow, NotificationRow, WebhookDeliveryRow
+from app.domain.entry import InstanceRoute
+
+
+async def get_entry(session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, *, lock: bool = False) -> EntryRow | None:
+    stmt = select(EntryRow).where(EntryRow.tenant_id == tenant_id, EntryRow.id == entry_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_entries(
+    session: AsyncSession, tenant_id: uuid.UUID, entry_ids: Sequence[str], *, lock: bool = False
+) -> dict[str, EntryRow]:
+    if not entry_ids:
+        return {}
+    stmt = (
+        select(EntryRow)
+        .where(EntryRow.tenant_id == tenant_id, EntryRow.id.in_(list(entry_ids)))
+        .order_by(EntryRow.id)  # a stable lock order, so concurrent batches cannot deadlock
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return {row.id: row for row in (await session.execute(stmt)).scalars()}
+
+
+async def list_entries(
+    session: AsyncSession, tenant_id: uuid.UUID, *, status: str | None, user: str | None, ticket: str | None,
+    after_id: str | None, limit: int,
+) -> list[EntryRow]:
+    stmt = select(EntryRow).where(EntryRow.tenant_id == tenant_id)
+    if status:
+        stmt = stmt.where(EntryRow.sync_status == status)
+    if user:
+        stmt = stmt.where(EntryRow.user == user)
+    if ticket:
+        stmt = stmt.where(EntryRow.ticket == ticket)
+    if after_id is not None:
+        stmt = stmt.where(EntryRow.id > after_id)
+    stmt = stmt.order_by(EntryRow.id).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def instance_routes(session: AsyncSession, tenant_id: uuid.UUID) -> list[InstanceRoute]:
+    rows = await session.execute(
+        select(JiraInstanceRow.id, JiraInstanceRow.name, JiraInstanceRow.project_keys).where(
+            JiraInstanceRow.tenant_id == tenant_id
+        )
+    )
+    return [InstanceRoute(r.id, r.name, r.project_keys or []) for r in rows]
+
+
+async def lock_changes_feed(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Serialise feed writers of one tenant until commit, so `seq` order is commit order.
+
+    Without it a reader at `after=N` could miss a lower seq that commits after a higher one.
+    """
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"changes:{tenant_id}"})
+
+
+async def add_change(session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, kind: str, entry: dict[str, Any]) -> None:
+    session.add(ChangeRow(tenant_id=tenant_id, entry_id=entry_id, kind=kind, entry=entry))
+
+
+async def list_changes(session: AsyncSession, tenant_id: uuid.UUID, after: int, limit: int) -> list[ChangeRow]:
+    stmt = (
+        select(ChangeRow)
+        .where(ChangeRow.tenant_id == tenant_id, ChangeRow.seq > after)
+        .order_by(ChangeRow.seq)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+def add_audit(
+    session: AsyncSession, *, tenant_id: uuid.UUID, action: str, outcome: str, entry_id: str | None = None,
+    jira_instance_id: uuid.UUID | None = None, http_status: int | None = None, detail: str | None = None,
+    duration_ms: int | None = None,
+) -> None:
+    session.add(
+        AuditRow(
+            tenant_id=tenant_id, action=action, outcome=outcome, entry_id=entry_id, jira_instance_id=jira_instance_id,
+            http_status=http_status, detail=detail, duration_ms=duration_ms,
+        )
+    )
+
+
+def add_notification(
+    session: AsyncSession, *, tenant_id: uuid.UUID, user: str, kind: str, message: str,
+    entry_id: str | None = None, jira_instance_id: uuid.UUID | None = None,
+) -> None:
+    session.add(
+        NotificationRow(
+            tenant_id=tenant_id, user=user, kind=kind, message=message, entry_id=entry_id,
+            jira_instance_id=jira_instance_id,
+        )
+    )
+
+
+async def remember_delivery(session: AsyncSession, tenant_id: uuid.UUID, delivery_id: str) -> bool:
+    """Record a webhook delivery id; False when it was already accepted before."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    stmt = (
+        insert(WebhookDeliveryRow)
+        .values(tenant_id=tenant_id, delivery_id=delivery_id)
+        .on_conflict_do_nothing()
+        .returning(WebhookDeliveryRow.delivery_id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def delivery_seen(session: AsyncSession, tenant_id: uuid.UUID, delivery_id: str) -> bool:
+    row = await session.get(WebhookDeliveryRow, (tenant_id, delivery_id))
+    return row is not None
+
+
+async def due_entries(session: AsyncSession, *, now: datetime, limit: int, tenant_id: uuid.UUID | None = None
+                      ) -> list[tuple[uuid.UUID, str, int]]:
+    """(tenant, entry, priority) of pending entries whose push is due, oldest first."""
+    stmt = (
+        select(EntryRow.tenant_id, EntryRow.id, EntryRow.priority)
+        .where(EntryRow.due_at.is_not(None), EntryRow.due_at <= now)
+        .order_by(EntryRow.priority, EntryRow.due_at)
+        .limit(limit)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(EntryRow.tenant_id == tenant_id)
+    return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+
+
+async def count_due(session: AsyncSession, *, tenant_id: uuid.UUID | None = None) -> int:
+    stmt = select(func.count()).select_from(EntryRow).where(EntryRow.due_at.is_not(None))
+    if tenant_id is not None:
+        stmt = stmt.where(EntryRow.tenant_id == tenant_id)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def mark_due(session: AsyncSession, tenant_id: uuid.UUID, entry_ids: Sequence[str], when: datetime) -> None:
+    await session.execute(
+        update(EntryRow).where(EntryRow.tenant_id == tenant_id, EntryRow.id.in_(list(entry_ids))).values(due_at=when)
+    )

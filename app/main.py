@@ -1,0 +1,75 @@
+"""The API process: app factory, lifespan (engine, Redis, queue, JIRA HTTP client), routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from arq import create_pool
+from arq.connections import RedisSettings
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from app.api import entries, health, webhooks_timetracker
+from app.config import Settings, get_settings
+from app.db.session import make_engine, make_sessionmaker
+from app.logging_setup import configure_logging
+from app.security.secrets import SecretBox
+
+DESCRIPTION = """
+Keeps TimeTracker time entries as worklogs in one or more JIRA Server/Data Center instances.
+
+* Every `/api/v1` call needs `Authorization: Bearer <api key>` (`python -m app.cli create-api-key`).
+* Changes are accepted at once (202) and pushed to JIRA by workers; `sync.status` tells where each entry stands.
+"""
+
+TAGS = [
+    {"name": "entries", "description": "TimeTracker entries and their sync state"},
+    {"name": "webhooks", "description": "Signed events from TimeTracker and JIRA"},
+    {"name": "operations", "description": "Health, readiness, metrics"},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)
+        engine = make_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.secret_box = SecretBox(settings.encryption_keys)
+        app.state.redis = Redis.from_url(settings.redis_url)
+        app.state.queue = await create_pool(RedisSettings.from_dsn(settings.redis_url), retry=0)
+        app.state.http = httpx.AsyncClient(
+            timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
+        )
+        try:
+            yield
+        finally:
+            await app.state.http.aclose()
+            await app.state.queue.aclose()
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="TimeTracker JIRA worklog sync",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(entries.router)
+    app.include_router(webhooks_timetracker.router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` builds the app lazily so importing this module needs no settings
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

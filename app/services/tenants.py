@@ -1,0 +1,38 @@
+"""Use cases on tenants: create one with its first API key and webhook secret; add API keys."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import ApiKey, Tenant
+from app.security.api_keys import display_prefix, hash_api_key, new_api_key, new_webhook_secret
+from app.security.secrets import SecretBox, binding
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    tenant_id: uuid.UUID
+    api_key: str
+    webhook_secret: str
+
+
+async def create_tenant(session: AsyncSession, box: SecretBox, *, name: str, timezone: str = "UTC") -> NewTenant:
+    tenant_id = uuid.uuid4()
+    secret = new_webhook_secret()
+    session.add(
+        Tenant(id=tenant_id, name=name, timezone=timezone,
+               webhook_secret_enc=box.seal(secret, binding("tenants", "webhook_secret", tenant_id)))
+    )
+    await session.flush()
+    key = await create_api_key(session, tenant_id)
+    return NewTenant(tenant_id, key, secret)
+
+
+async def create_api_key(session: AsyncSession, tenant_id: uuid.UUID) -> str:
+    key = new_api_key()
+    session.add(ApiKey(tenant_id=tenant_id, key_hash=hash_api_key(key), prefix=display_prefix(key)))
+    await session.flush()
+    return key

@@ -1,0 +1,69 @@
+"""Queries on JIRA instances and users' connections."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow
+
+
+async def get_instance(session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID) -> JiraInstanceRow | None:
+    stmt = select(JiraInstanceRow).where(JiraInstanceRow.tenant_id == tenant_id, JiraInstanceRow.id == instance_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_instances(session: AsyncSession, tenant_id: uuid.UUID) -> list[JiraInstanceRow]:
+    stmt = select(JiraInstanceRow).where(JiraInstanceRow.tenant_id == tenant_id).order_by(JiraInstanceRow.created_at)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def all_instances(session: AsyncSession) -> list[JiraInstanceRow]:
+    return list((await session.execute(select(JiraInstanceRow))).scalars())
+
+
+async def get_connection(
+    session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, *, lock: bool = False
+) -> ConnectionRow | None:
+    stmt = select(ConnectionRow).where(
+        ConnectionRow.tenant_id == tenant_id, ConnectionRow.jira_instance_id == instance_id, ConnectionRow.user == user
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_connections(session: AsyncSession, tenant_id: uuid.UUID, user: str) -> list[ConnectionRow]:
+    stmt = select(ConnectionRow).where(ConnectionRow.tenant_id == tenant_id, ConnectionRow.user == user)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def entries_waiting_for_auth(
+    session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str
+) -> Sequence[EntryRow]:
+    stmt = (
+        select(EntryRow)
+        .where(EntryRow.tenant_id == tenant_id, EntryRow.instance_id == instance_id, EntryRow.user == user,
+               EntryRow.sync_status == "auth_required")
+        .with_for_update()
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def pending_entries_of(
+    session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str
+) -> Sequence[EntryRow]:
+    stmt = (
+        select(EntryRow)
+        .where(EntryRow.tenant_id == tenant_id, EntryRow.instance_id == instance_id, EntryRow.user == user,
+               EntryRow.sync_status == "pending")
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def touch_instance(session: AsyncSession, instance_id: uuid.UUID, **values: object) -> None:
+    await session.execute(update(JiraInstanceRow).where(JiraInstanceRow.id == instance_id).values(**values))

@@ -1,0 +1,52 @@
+"""What a worker process holds for its jobs (passed in arq's ctx, never module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.db.session import make_engine, make_sessionmaker
+from app.jira.circuit import CircuitBreaker
+from app.jira.client import JiraClient
+from app.jira.ratelimit import RedisRateLimiter
+from app.security.secrets import SecretBox
+from app.services.push import PushDeps, PushEngine
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    engine: AsyncEngine
+    deps: PushDeps
+    push: PushEngine
+    http: httpx.AsyncClient
+    redis: Redis
+    limiter: RedisRateLimiter
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def build_context(settings: Settings, queue: ArqRedis | None = None) -> WorkerContext:
+    engine = make_engine(settings.database_url, pool_size=max(5, settings.worker_concurrency // 2))
+    redis = Redis.from_url(settings.redis_url)
+    http = httpx.AsyncClient(
+        timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
+    )
+    limiter = RedisRateLimiter(redis)
+    jira = JiraClient(http, gate=limiter, timeout_seconds=settings.jira_timeout_seconds)
+    circuit = CircuitBreaker(
+        redis, threshold=settings.circuit_failure_threshold, reset_seconds=settings.circuit_reset_seconds
+    )
+    deps = PushDeps(
+        sessionmaker=make_sessionmaker(engine), box=SecretBox(settings.encryption_keys), jira=jira, circuit=circuit,
+        redis=redis, settings=settings,
+    )
+    return WorkerContext(settings, engine, deps, PushEngine(deps), http, redis, limiter)

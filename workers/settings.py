@@ -1,0 +1,55 @@
+"""arq worker settings: jobs, lifecycle, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq.connections import RedisSettings
+
+from app.config import Settings, get_settings
+from app.logging_setup import configure_logging
+from workers.context import build_context
+from workers.jobs import push_entry, sweeper_loop
+
+log = logging.getLogger("workers")
+
+
+def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker` built from our settings."""
+    settings = settings or get_settings()
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        configure_logging(settings)
+        ctx["wc"] = build_context(settings)
+        ctx["background"] = [asyncio.create_task(sweeper_loop(ctx))]
+        log.info("worker started (concurrency %d)", settings.worker_concurrency)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        for task in ctx.get("background", []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if "wc" in ctx:
+            await ctx["wc"].close()
+        log.info("worker stopped")
+
+    return {
+        "functions": [push_entry],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "max_jobs": settings.worker_concurrency,
+        # a push is a few JIRA requests; a killed worker's job comes back after this + 10 s
+        "job_timeout": int(settings.jira_timeout_seconds * 3 + 30),
+        # results are not needed, and a kept result would block the entry's job id from being queued again
+        "keep_result": 0,
+        # we count attempts ourselves (only real JIRA failures count); arq's retries are just scheduling
+        "max_tries": 1_000_000,
+        # SIGTERM: stop taking jobs, let in-flight pushes finish (bounded), leave the rest queued
+        "job_completion_wait": 20,
+        "poll_delay": 0.1,
+        "retry_jobs": True,
+    }

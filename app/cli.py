@@ -62,9 +62,54 @@ def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> None:
     print(json.dumps({"tenant_id": str(tenant_id), "api_key": key}))
 
 
+def _progress_bar(done: int, total: int) -> None:
+    width = 40
+    filled = int(width * done / total) if total else width
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries left pending")
+    sys.stderr.flush()
+
+
+def cmd_sync_pending(args: argparse.Namespace, settings: Settings) -> None:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from app.services.sync_pending import sync_pending
+
+    tenant_id = None
+    if args.tenant:
+        try:
+            tenant_id = uuid.UUID(args.tenant)
+        except ValueError:
+            _fail("--tenant: not a tenant id")
+
+    async def run() -> Any:
+        engine = make_engine(settings.database_url, pool_size=2)
+        queue = None if args.dry_run else await create_pool(RedisSettings.from_dsn(settings.redis_url))
+        try:
+            return await sync_pending(
+                make_sessionmaker(engine), queue, tenant_id=tenant_id, dry_run=args.dry_run,
+                wait_seconds=args.wait, progress=None if args.dry_run else _progress_bar,
+            )
+        finally:
+            if queue is not None:
+                await queue.aclose()
+            await engine.dispose()
+
+    summary = asyncio.run(run())
+    if not args.dry_run:
+        sys.stderr.write("\n")
+    print(json.dumps({
+        "pending_found": summary.total, "dry_run": args.dry_run, "newly_queued": summary.queued,
+        "statuses_now": dict(sorted(summary.by_status.items())), "timed_out": summary.timed_out,
+    }))
+    if summary.timed_out:
+        print(f"still pending after {args.wait:.0f} s: the workers go on; run again to follow", file=sys.stderr)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-tenant": cmd_create_tenant,
     "create-api-key": cmd_create_api_key,
+    "sync-pending": cmd_sync_pending,
 }
 
 
@@ -76,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", default="UTC", help="IANA zone for entries that name none")
     p = sub.add_parser("create-api-key", help="add an API key to a tenant")
     p.add_argument("--tenant", required=True)
+    p = sub.add_parser("sync-pending", help="queue every pending entry (batch priority) and show progress")
+    p.add_argument("--tenant", help="only this tenant's entries")
+    p.add_argument("--dry-run", action="store_true", help="count what would be queued; change nothing")
+    p.add_argument("--wait", type=float, default=600, help="seconds to follow the backlog (default 600)")
     return parser
 
 

@@ -43,6 +43,9 @@ def _text_or(value: str | None, fallback: str) -> str:
 
 def build_comment(entry_id: str, activity: str | None, description: str | None) -> str:
     """`#<id>: <activity or fallback>: <description or fallback>`, cut to JIRA's comment limit."""
+    if not entry_id or ":" in entry_id or any(c.isspace() for c in entry_id):
+        # an id the anchor cannot carry would make our worklog unfindable, and a retry would duplicate it
+        raise ValueError(f"entry id {entry_id!r} cannot be written as a #<id>: anchor")
     comment = f"#{entry_id}: {_text_or(activity, NO_ACTIVITY)}: {_text_or(description, NO_DESCRIPTION)}"
     if len(comment) > MAX_COMMENT_CHARS:
         comment = comment[: MAX_COMMENT_CHARS - 1] + "…"
@@ -102,10 +105,14 @@ def format_started(moment: datetime) -> str:
 
 def parse_started(value: str) -> datetime:
     """Parse JIRA's `started`/`updated` rendering (any offset) into an aware datetime."""
-    if not _STARTED.match(value):
-        # JIRA Cloud sometimes sends +hh:mm; accept what fromisoformat understands
-        return datetime.fromisoformat(value)
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    if _STARTED.match(value):
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    # JIRA Cloud and webhooks sometimes send +hh:mm or Z; accept what fromisoformat understands
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        # a naive value could be any zone; comparing it to aware instants would fail later and obscurely
+        raise ValueError(f"timestamp {value!r} carries no UTC offset")
+    return moment
 
 
 def build_worklog(
@@ -132,8 +139,10 @@ class LocalFields:
 def adopt_remote(started: str, time_spent_seconds: int, zone: str) -> LocalFields:
     """JIRA's started/timeSpentSeconds expressed as TimeTracker's date, start and minutes."""
     moment = parse_started(started).astimezone(ZoneInfo(zone))
-    minutes = max(0, round(time_spent_seconds / 60))
-    return LocalFields(moment.date(), moment.time().replace(microsecond=0, tzinfo=None), minutes)
+    # half a minute rounds up (round() would send 90 s to 2 min but 150 s to 2 min as well)
+    minutes = max(0, (time_spent_seconds + 30) // 60)
+    # fold dropped: TimeTracker's wall time has no notion of the second 02:30 of a night
+    return LocalFields(moment.date(), moment.time().replace(microsecond=0, tzinfo=None, fold=0), minutes)
 
 
 def same_instant(a: str, b: str) -> bool:
@@ -141,8 +150,12 @@ def same_instant(a: str, b: str) -> bool:
     return parse_started(a) == parse_started(b)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def utc_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    """Epoch milliseconds (JIRA's `since`/`until`), in integer arithmetic."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 ONE_MINUTE = timedelta(minutes=1)

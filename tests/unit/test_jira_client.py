@@ -27,7 +27,8 @@ def worklog(i: int, comment: str | None = None) -> dict[str, object]:
 
 async def test_create_worklog_returns_remote_worklog_with_anchor() -> None:
     async with respx.mock() as mock, httpx.AsyncClient() as http:
-        route = mock.post(f"{API}/issue/PROJ-1/worklog").mock(return_value=httpx.Response(201, json=worklog(42, "#4711: Dev: Fix")))
+        route = mock.post(f"{API}/issue/PROJ-1/worklog").mock(
+            return_value=httpx.Response(201, json=worklog(42, "#4711: Dev: Fix")))
         harness = make_client(http)
         result = await harness.client.create_worklog(make_target(), "PROJ-1", BODY)
     assert (result.id, result.issue_id, result.anchor, result.author) == ("42", "10001", "4711", "jdoe")

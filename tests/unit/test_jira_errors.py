@@ -15,7 +15,7 @@ from app.jira.errors import (
     error_from_response,
     retry_after_seconds,
 )
-from tests.unit.test_jira_support import API, ACCESS_TOKEN, make_client, make_target
+from tests.unit.test_jira_support import ACCESS_TOKEN, API, make_client, make_target
 
 MYSELF = f"{API}/myself"
 OK = httpx.Response(200, json={"name": "jdoe", "displayName": "J. Doe"})
@@ -27,7 +27,7 @@ async def _myself_answering(*responses: httpx.Response | Exception, **client_kwa
         harness = make_client(http, **client_kwargs)
         try:
             result: object = await harness.client.myself(make_target())
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
+        except Exception as exc:
             result = exc
         return result, harness
 

@@ -33,12 +33,11 @@ BODY = WorklogBody(started="2026-11-25T09:00:00.000+0100", time_spent_seconds=54
 
 
 async def test_get_with_query_and_context_path_verifies_with_oauthlib() -> None:
-    seen: list[httpx.Request] = []
     async with respx.mock(assert_all_called=True) as mock, httpx.AsyncClient() as http:
-        mock.get(f"{API}/search").mock(side_effect=lambda r: seen.append(r) or httpx.Response(
+        route = mock.get(f"{API}/search").mock(return_value=httpx.Response(
             200, json={"startAt": 0, "maxResults": 100, "total": 0, "issues": []}))
         await make_client(http).client.list_subtasks(make_target(), "PROJ-1")
-    request = seen[0]
+    request = route.calls.last.request
     assert request.url.path == "/jira/rest/api/2/search"
     assert 'parent = "PROJ-1"' in request.url.params["jql"]
     assert oauthlib_accepts_resource_request(request)
@@ -46,12 +45,11 @@ async def test_get_with_query_and_context_path_verifies_with_oauthlib() -> None:
 
 
 async def test_json_body_is_sent_whole_and_covered_by_body_hash() -> None:
-    seen: list[httpx.Request] = []
     async with respx.mock(assert_all_called=True) as mock, httpx.AsyncClient() as http:
-        mock.post(f"{API}/issue/PROJ-1/worklog").mock(
-            side_effect=lambda r: seen.append(r) or httpx.Response(201, json=WORKLOG))
+        route = mock.post(f"{API}/issue/PROJ-1/worklog").mock(
+            return_value=httpx.Response(201, json=WORKLOG))
         await make_client(http).client.create_worklog(make_target(), "PROJ-1", BODY)
-    request = seen[0]
+    request = route.calls.last.request
     assert json.loads(request.content) == BODY.as_json()
     params = oauth_header_params(request)
     assert params["oauth_body_hash"] == base64.b64encode(hashlib.sha1(request.content).digest()).decode()
@@ -61,12 +59,11 @@ async def test_json_body_is_sent_whole_and_covered_by_body_hash() -> None:
 
 
 async def test_tampered_request_fails_oauthlib_verification() -> None:
-    seen: list[httpx.Request] = []
     async with respx.mock() as mock, httpx.AsyncClient() as http:
-        mock.get(f"{API}/myself").mock(side_effect=lambda r: seen.append(r) or httpx.Response(
+        route = mock.get(f"{API}/myself").mock(return_value=httpx.Response(
             200, json={"name": "jdoe", "displayName": "J. Doe"}))
         await make_client(http).client.myself(make_target())
-    good = seen[0]
+    good = route.calls.last.request
     assert oauthlib_accepts_resource_request(good)
     moved = httpx.Request("GET", str(good.url).replace("/jira/", "/other/"), headers=good.headers)
     assert not oauthlib_accepts_resource_request(moved)

@@ -1,0 +1,199 @@
+"""A circuit breaker per JIRA instance, shared by every process through Redis (CONTRACT 10.8).
+
+closed --(`failure_threshold` consecutive transient failures)--> open --(`reset_seconds`)--> half-open
+half-open: exactly one trial request at a time, holding a permit (SET NX PX, so a crashed holder's permit
+expires after `trial_ttl_seconds`); its success closes the circuit, its failure opens it again.
+
+Callers: `allow` before a request; then `record_success` when JIRA answered at all sensibly (2xx-4xx: it is up),
+`record_failure` for a timeout, connection error or 5xx, or `release_trial` when a trial permit went unused.
+Waiting for an open circuit is not an attempt (that is the caller's bookkeeping). All times are Redis' clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.metrics import CIRCUIT_OPEN
+
+__all__ = ["CircuitBreaker", "CircuitState", "Decision"]
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+_US = 1_000_000
+_STATE_TTL_MS = 24 * 3600 * 1000
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function fmt(x) return string.format('%.0f', x) end
+"""
+
+# KEYS: circuit hash, trial permit. ARGV: reset_us, trial_ttl_ms, permit token, half_open_retry_us.
+# Returns {allowed, retry_in_us, trial, state}.
+_ALLOW = _NOW + """
+local st = redis.call('HMGET', KEYS[1], 'state', 'opened_at')
+if st[1] ~= 'open' then return {1, 0, 0, 'closed'} end
+local half_open_at = tonumber(st[2]) + tonumber(ARGV[1])
+if now < half_open_at then return {0, math.floor(half_open_at - now), 0, 'open'} end
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', tonumber(ARGV[2])) then return {1, 0, 1, 'half_open'} end
+local left = math.max(redis.call('PTTL', KEYS[2]), 1) * 1000
+return {0, math.min(left, tonumber(ARGV[4])), 0, 'half_open'}
+"""
+
+# KEYS: circuit hash, trial permit. Returns the state before.
+_SUCCESS = """
+local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
+redis.call('DEL', KEYS[1], KEYS[2])
+return before
+"""
+
+# KEYS: circuit hash, trial permit. ARGV: threshold, reset_us, state_ttl_ms. Returns the state after.
+_FAILURE = _NOW + """
+local st = redis.call('HMGET', KEYS[1], 'state', 'opened_at')
+if st[1] == 'open' then
+  if now >= tonumber(st[2]) + tonumber(ARGV[2]) then
+    -- half-open: the trial (or a request racing it) failed, JIRA is still down
+    redis.call('HSET', KEYS[1], 'opened_at', fmt(now))
+    redis.call('DEL', KEYS[2])
+  end
+  -- while open, late failures of requests sent before it opened change nothing
+  return 'open'
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+if failures >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', fmt(now))
+  return 'open'
+end
+return 'closed'
+"""
+
+# KEYS: trial permit. ARGV: token. Compare-and-delete: only the holder gives its permit back.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: circuit hash. ARGV: reset_us. Returns {state, failures, seconds_until_half_open_us}.
+_STATE = _NOW + """
+local st = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'failures')
+local failures = tonumber(st[3] or '0')
+if st[1] ~= 'open' then return {'closed', failures, 0} end
+local half_open_at = tonumber(st[2]) + tonumber(ARGV[1])
+if now < half_open_at then return {'open', failures, math.floor(half_open_at - now)} end
+return {'half_open', failures, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a request may go now; if not, `retry_in` seconds is when asking again makes sense.
+
+    `trial` marks the single half-open probe; its `permit` must end with `record_success`,
+    `record_failure` or `release_trial`.
+    """
+
+    allowed: bool
+    retry_in: float
+    trial: bool
+    permit: str | None = None
+    state: CircuitState = "closed"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class CircuitBreaker:
+    """Per-instance circuit state in Redis, shared by all API and worker processes."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        failure_threshold: int = 5,
+        reset_seconds: float = 30.0,
+        trial_ttl_seconds: float = 40.0,
+        half_open_retry_seconds: float = 1.0,
+        prefix: str = "ttsync:cb",
+    ) -> None:
+        self._redis = redis
+        self._threshold = failure_threshold
+        self._reset_us = int(reset_seconds * _US)
+        self._trial_ttl_ms = max(1, int(trial_ttl_seconds * 1000))
+        self._half_open_retry_us = int(half_open_retry_seconds * _US)
+        self._prefix = prefix
+        self._allow = redis.register_script(_ALLOW)
+        self._success = redis.register_script(_SUCCESS)
+        self._failure = redis.register_script(_FAILURE)
+        self._release = redis.register_script(_RELEASE)
+        self._state = redis.register_script(_STATE)
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> CircuitBreaker:
+        """Threshold and reset from CIRCUIT_*; a trial permit outlives one JIRA request timeout."""
+        return cls(
+            redis,
+            failure_threshold=settings.circuit_failure_threshold,
+            reset_seconds=settings.circuit_reset_seconds,
+            trial_ttl_seconds=settings.jira_timeout_seconds + 10,
+        )
+
+    def keys(self, instance_id: uuid.UUID) -> tuple[str, str]:
+        """(circuit hash, trial permit) for one instance."""
+        base = f"{self._prefix}:{{{instance_id}}}"
+        return base, f"{base}:trial"
+
+    async def allow(self, instance_id: uuid.UUID) -> Decision:
+        """May a request go to this instance now? In half-open only the one permit holder may."""
+        token = uuid.uuid4().hex
+        allowed, retry_us, trial, state = await self._allow(
+            keys=list(self.keys(instance_id)),
+            args=[self._reset_us, self._trial_ttl_ms, token, self._half_open_retry_us],
+        )
+        st: CircuitState = _text(state)  # type: ignore[assignment]
+        self._publish(instance_id, st)
+        return Decision(
+            allowed=bool(int(allowed)), retry_in=int(retry_us) / _US, trial=bool(int(trial)),
+            permit=token if int(trial) else None, state=st,
+        )
+
+    async def record_success(self, instance_id: uuid.UUID) -> None:
+        """JIRA answered: close the circuit and reset the consecutive-failure count."""
+        await self._success(keys=list(self.keys(instance_id)))
+        self._publish(instance_id, "closed")
+
+    async def record_failure(self, instance_id: uuid.UUID) -> CircuitState:
+        """A transient failure (timeout, connection error, 5xx); returns the state after it."""
+        after = _text(await self._failure(
+            keys=list(self.keys(instance_id)), args=[self._threshold, self._reset_us, _STATE_TTL_MS],
+        ))
+        state: CircuitState = "open" if after == "open" else "closed"
+        self._publish(instance_id, state)
+        return state
+
+    async def release_trial(self, instance_id: uuid.UUID, decision: Decision) -> bool:
+        """Give back a trial permit that was not used (e.g. the request never went out)."""
+        if not decision.permit:
+            return False
+        return bool(await self._release(keys=[self.keys(instance_id)[1]], args=[decision.permit]))
+
+    async def state(self, instance_id: uuid.UUID) -> CircuitState:
+        """'closed', 'open' or 'half_open', on Redis' clock."""
+        return (await self.describe(instance_id))[0]
+
+    async def describe(self, instance_id: uuid.UUID) -> tuple[CircuitState, int, float]:
+        """(state, consecutive failures, seconds until half-open) for the dashboard."""
+        state, failures, until_us = await self._state(keys=[self.keys(instance_id)[0]], args=[self._reset_us])
+        st: CircuitState = _text(state)  # type: ignore[assignment]
+        self._publish(instance_id, st)
+        return st, int(failures), int(until_us) / _US
+
+    @staticmethod
+    def _publish(instance_id: uuid.UUID, state: CircuitState) -> None:
+        CIRCUIT_OPEN.labels(instance=str(instance_id)).set(0 if state == "closed" else 1)

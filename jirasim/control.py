@@ -1,0 +1,623 @@
+"""Clients for the simulator control API: ``SimControl`` (sync) and ``AsyncSimControl``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+PREFIX = "/_sim"
+
+
+class SimControlError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _i(instance: str) -> str:
+    return f"{PREFIX}/instances/{instance}"
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _result(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            message = str(response.json().get("error", response.text))
+        except ValueError:
+            message = response.text
+        raise SimControlError(response.status_code, message)
+    if not response.content:
+        return None
+    return response.json()
+
+
+# Each function describes one control call; both clients share them.
+class Calls:
+    @staticmethod
+    def health() -> Call:
+        return Call("GET", f"{PREFIX}/health")
+
+    @staticmethod
+    def instances() -> Call:
+        return Call("GET", f"{PREFIX}/instances")
+
+    @staticmethod
+    def add_instance(config: dict[str, Any]) -> Call:
+        return Call("POST", f"{PREFIX}/instances", config)
+
+    @staticmethod
+    def describe(instance: str) -> Call:
+        return Call("GET", _i(instance))
+
+    @staticmethod
+    def reset(instance: str | None, state: bool, counters: bool) -> Call:
+        path = f"{_i(instance)}/reset" if instance else f"{PREFIX}/reset"
+        return Call("POST", path, {"state": state, "counters": counters})
+
+    @staticmethod
+    def add_consumer(instance: str, consumer_key: str, public_key_pem: str, name: str | None) -> Call:
+        body = _drop_none({"consumer_key": consumer_key, "public_key_pem": public_key_pem, "name": name})
+        return Call("POST", f"{_i(instance)}/consumers", body)
+
+    @staticmethod
+    def remove_consumer(instance: str, consumer_key: str) -> Call:
+        return Call("DELETE", f"{_i(instance)}/consumers/{consumer_key}")
+
+    @staticmethod
+    def add_user(
+        instance: str,
+        name: str,
+        display_name: str | None,
+        timezone: str,
+        key: str | None,
+        email: str | None,
+    ) -> Call:
+        body = _drop_none(
+            {"name": name, "display_name": display_name, "timezone": timezone, "key": key, "email": email}
+        )
+        return Call("POST", f"{_i(instance)}/users", body)
+
+    @staticmethod
+    def add_issue(instance: str, key: str, summary: str, parent: str | None, issue_id: int | None) -> Call:
+        body = _drop_none({"key": key, "summary": summary, "parent": parent, "id": issue_id})
+        return Call("POST", f"{_i(instance)}/issues", body)
+
+    @staticmethod
+    def grant_token(instance: str, consumer_key: str, user: str) -> Call:
+        return Call("POST", f"{_i(instance)}/tokens", {"consumer_key": consumer_key, "user": user})
+
+    @staticmethod
+    def tokens(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/tokens")
+
+    @staticmethod
+    def revoke(instance: str, user: str | None, token: str | None, consumer_key: str | None) -> Call:
+        body = _drop_none({"user": user, "token": token, "consumer_key": consumer_key})
+        return Call("POST", f"{_i(instance)}/tokens/revoke", body)
+
+    @staticmethod
+    def set_rate_limit(
+        instance: str,
+        rate: float | None,
+        burst: int | None,
+        enabled: bool | None,
+        retry_after: bool | None,
+        refill: bool,
+    ) -> Call:
+        body = _drop_none(
+            {"rate": rate, "burst": burst, "enabled": enabled, "retry_after": retry_after, "refill": refill}
+        )
+        return Call("PUT", f"{_i(instance)}/rate-limit", body)
+
+    @staticmethod
+    def set_faults(instance: str, settings: dict[str, Any]) -> Call:
+        return Call("PUT", f"{_i(instance)}/faults", settings)
+
+    @staticmethod
+    def clear_faults(instance: str) -> Call:
+        return Call("DELETE", f"{_i(instance)}/faults")
+
+    @staticmethod
+    def faults(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/faults")
+
+    @staticmethod
+    def add_fault_rule(instance: str, rule: dict[str, Any]) -> Call:
+        return Call("POST", f"{_i(instance)}/faults/rules", rule)
+
+    @staticmethod
+    def set_settings(instance: str, settings: dict[str, Any]) -> Call:
+        return Call("PUT", f"{_i(instance)}/settings", settings)
+
+    @staticmethod
+    def set_webhook(
+        instance: str,
+        url: str | None,
+        secret: str,
+        duplicates: int,
+        delay_ms: int,
+        timeout_seconds: float,
+    ) -> Call:
+        body = {
+            "url": url,
+            "secret": secret,
+            "duplicates": duplicates,
+            "delay_ms": delay_ms,
+            "timeout_seconds": timeout_seconds,
+        }
+        return Call("PUT", f"{_i(instance)}/webhook", body)
+
+    @staticmethod
+    def webhook_events(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/webhook/events")
+
+    @staticmethod
+    def resend_webhook(instance: str, event_id: int) -> Call:
+        return Call("POST", f"{_i(instance)}/webhook/events/{event_id}/resend")
+
+    @staticmethod
+    def worklogs(instance: str, issue_key: str) -> Call:
+        return Call("GET", f"{_i(instance)}/issues/{issue_key}/worklogs")
+
+    @staticmethod
+    def all_worklogs(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/worklogs")
+
+    @staticmethod
+    def create_worklog_as(
+        instance: str,
+        issue_key: str,
+        author: str,
+        time_spent_seconds: int,
+        started: str | int | None,
+        comment: str,
+    ) -> Call:
+        body = _drop_none(
+            {"author": author, "timeSpentSeconds": time_spent_seconds, "started": started, "comment": comment}
+        )
+        return Call("POST", f"{_i(instance)}/issues/{issue_key}/worklogs", body)
+
+    @staticmethod
+    def remote_edit(
+        instance: str,
+        worklog_id: int | str,
+        time_spent_seconds: int | None,
+        comment: str | None,
+        started: str | int | None,
+        as_user: str | None,
+    ) -> Call:
+        body = _drop_none(
+            {"timeSpentSeconds": time_spent_seconds, "comment": comment, "started": started, "as_user": as_user}
+        )
+        return Call("PATCH", f"{_i(instance)}/worklogs/{worklog_id}", body)
+
+    @staticmethod
+    def remote_delete(instance: str, worklog_id: int | str) -> Call:
+        return Call("DELETE", f"{_i(instance)}/worklogs/{worklog_id}")
+
+    @staticmethod
+    def counters(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/counters")
+
+    @staticmethod
+    def window_max(instance: str, window: float, accepted_only: bool) -> Call:
+        params = {"window": window, "accepted_only": str(accepted_only).lower()}
+        return Call("GET", f"{_i(instance)}/window-max", params=params)
+
+    @staticmethod
+    def log(instance: str | None, since: float | None, limit: int | None) -> Call:
+        return Call("GET", f"{PREFIX}/log", params=_drop_none({"instance": instance, "since": since, "limit": limit}))
+
+
+def _settings(
+    feed_delay_seconds: float | None,
+    display_timezone: str | None,
+    authorize_mode: str | None,
+    approve_as: str | None,
+) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "feed_delay_seconds": feed_delay_seconds,
+            "display_timezone": display_timezone,
+            "authorize_mode": authorize_mode,
+            "approve_as": approve_as,
+        }
+    )
+
+
+def _rule(kind: str, count: int, options: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": kind, "count": count, **options}
+
+
+class SimControl:
+    """Synchronous client of the control API (``base_url`` is the server root URL)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SimControl:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _do(self, call: Call) -> Any:
+        response = self._http.request(call.method, call.path, json=call.json, params=call.params)
+        return _result(response)
+
+    # -- general --
+    def health(self) -> dict[str, Any]:
+        return dict(self._do(Calls.health()))
+
+    def instances(self) -> list[dict[str, Any]]:
+        return list(self._do(Calls.instances()))
+
+    def add_instance(self, config: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._do(Calls.add_instance(config)))
+
+    def describe(self, instance: str) -> dict[str, Any]:
+        return dict(self._do(Calls.describe(instance)))
+
+    def reset(self, instance: str | None = None, *, state: bool = True, counters: bool = True) -> None:
+        self._do(Calls.reset(instance, state, counters))
+
+    # -- data --
+    def add_consumer(
+        self, instance: str, consumer_key: str, public_key_pem: str, name: str | None = None
+    ) -> dict[str, Any]:
+        return dict(self._do(Calls.add_consumer(instance, consumer_key, public_key_pem, name)))
+
+    def remove_consumer(self, instance: str, consumer_key: str) -> dict[str, Any]:
+        return dict(self._do(Calls.remove_consumer(instance, consumer_key)))
+
+    def add_user(
+        self,
+        instance: str,
+        name: str,
+        display_name: str | None = None,
+        timezone: str = "UTC",
+        key: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        return dict(self._do(Calls.add_user(instance, name, display_name, timezone, key, email)))
+
+    def add_issue(
+        self,
+        instance: str,
+        key: str,
+        summary: str = "",
+        parent: str | None = None,
+        issue_id: int | None = None,
+    ) -> dict[str, Any]:
+        return dict(self._do(Calls.add_issue(instance, key, summary, parent, issue_id)))
+
+    # -- OAuth tokens --
+    def grant_token(self, instance: str, consumer_key: str, user: str) -> tuple[str, str]:
+        data = self._do(Calls.grant_token(instance, consumer_key, user))
+        return str(data["token"]), str(data["secret"])
+
+    def tokens(self, instance: str) -> list[dict[str, Any]]:
+        return list(self._do(Calls.tokens(instance)))
+
+    def revoke(
+        self,
+        instance: str,
+        user: str | None = None,
+        token: str | None = None,
+        consumer_key: str | None = None,
+    ) -> int:
+        return int(self._do(Calls.revoke(instance, user, token, consumer_key))["revoked"])
+
+    # -- settings and faults --
+    def set_rate_limit(
+        self,
+        instance: str,
+        rate: float | None = None,
+        burst: int | None = None,
+        enabled: bool | None = None,
+        retry_after: bool | None = None,
+        refill: bool = False,
+    ) -> dict[str, Any]:
+        call = Calls.set_rate_limit(instance, rate, burst, enabled, retry_after, refill)
+        return dict(self._do(call))
+
+    def set_faults(self, instance: str, **settings: Any) -> dict[str, Any]:
+        """Replace the probabilistic fault settings (see ``FaultSettings``)."""
+        return dict(self._do(Calls.set_faults(instance, settings)))
+
+    def clear_faults(self, instance: str) -> dict[str, Any]:
+        return dict(self._do(Calls.clear_faults(instance)))
+
+    def faults(self, instance: str) -> dict[str, Any]:
+        return dict(self._do(Calls.faults(instance)))
+
+    def add_fault_rule(self, instance: str, kind: str, count: int = 1, **options: Any) -> dict[str, Any]:
+        """Scripted fault for the next ``count`` matching requests (see ``FaultRule``)."""
+        return dict(self._do(Calls.add_fault_rule(instance, _rule(kind, count, options))))
+
+    def set_settings(
+        self,
+        instance: str,
+        *,
+        feed_delay_seconds: float | None = None,
+        display_timezone: str | None = None,
+        authorize_mode: str | None = None,
+        approve_as: str | None = None,
+    ) -> dict[str, Any]:
+        body = _settings(feed_delay_seconds, display_timezone, authorize_mode, approve_as)
+        return dict(self._do(Calls.set_settings(instance, body)))
+
+    def set_webhook(
+        self,
+        instance: str,
+        url: str | None,
+        secret: str = "",
+        duplicates: int = 0,
+        delay_ms: int = 0,
+        timeout_seconds: float = 2.0,
+    ) -> dict[str, Any]:
+        call = Calls.set_webhook(instance, url, secret, duplicates, delay_ms, timeout_seconds)
+        return dict(self._do(call))
+
+    def webhook_events(self, instance: str) -> list[dict[str, Any]]:
+        return list(self._do(Calls.webhook_events(instance)))
+
+    def resend_webhook(self, instance: str, event_id: int) -> None:
+        self._do(Calls.resend_webhook(instance, event_id))
+
+    # -- worklogs --
+    def worklogs(self, instance: str, issue_key: str) -> list[dict[str, Any]]:
+        return list(self._do(Calls.worklogs(instance, issue_key)))
+
+    def all_worklogs(self, instance: str) -> dict[str, Any]:
+        return dict(self._do(Calls.all_worklogs(instance)))
+
+    def create_worklog_as(
+        self,
+        instance: str,
+        issue_key: str,
+        author: str,
+        time_spent_seconds: int = 3600,
+        started: str | int | None = None,
+        comment: str = "",
+    ) -> dict[str, Any]:
+        call = Calls.create_worklog_as(instance, issue_key, author, time_spent_seconds, started, comment)
+        return dict(self._do(call))
+
+    def remote_edit(
+        self,
+        instance: str,
+        worklog_id: int | str,
+        *,
+        time_spent_seconds: int | None = None,
+        comment: str | None = None,
+        started: str | int | None = None,
+        as_user: str | None = None,
+    ) -> dict[str, Any]:
+        call = Calls.remote_edit(instance, worklog_id, time_spent_seconds, comment, started, as_user)
+        return dict(self._do(call))
+
+    def remote_delete(self, instance: str, worklog_id: int | str) -> None:
+        self._do(Calls.remote_delete(instance, worklog_id))
+
+    # -- observation --
+    def counters(self, instance: str) -> dict[str, Any]:
+        return dict(self._do(Calls.counters(instance)))
+
+    def max_requests_in_any_window(self, instance: str, window: float = 1.0, accepted_only: bool = False) -> int:
+        return int(self._do(Calls.window_max(instance, window, accepted_only))["max"])
+
+    def log(
+        self, instance: str | None = None, since: float | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return list(self._do(Calls.log(instance, since, limit)))
+
+
+class AsyncSimControl:
+    """Asynchronous twin of :class:`SimControl` (same methods, awaitable)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncSimControl:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _do(self, call: Call) -> Any:
+        response = await self._http.request(call.method, call.path, json=call.json, params=call.params)
+        return _result(response)
+
+    async def health(self) -> dict[str, Any]:
+        return dict(await self._do(Calls.health()))
+
+    async def instances(self) -> list[dict[str, Any]]:
+        return list(await self._do(Calls.instances()))
+
+    async def add_instance(self, config: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._do(Calls.add_instance(config)))
+
+    async def describe(self, instance: str) -> dict[str, Any]:
+        return dict(await self._do(Calls.describe(instance)))
+
+    async def reset(self, instance: str | None = None, *, state: bool = True, counters: bool = True) -> None:
+        await self._do(Calls.reset(instance, state, counters))
+
+    async def add_consumer(
+        self, instance: str, consumer_key: str, public_key_pem: str, name: str | None = None
+    ) -> dict[str, Any]:
+        return dict(await self._do(Calls.add_consumer(instance, consumer_key, public_key_pem, name)))
+
+    async def remove_consumer(self, instance: str, consumer_key: str) -> dict[str, Any]:
+        return dict(await self._do(Calls.remove_consumer(instance, consumer_key)))
+
+    async def add_user(
+        self,
+        instance: str,
+        name: str,
+        display_name: str | None = None,
+        timezone: str = "UTC",
+        key: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        call = Calls.add_user(instance, name, display_name, timezone, key, email)
+        return dict(await self._do(call))
+
+    async def add_issue(
+        self,
+        instance: str,
+        key: str,
+        summary: str = "",
+        parent: str | None = None,
+        issue_id: int | None = None,
+    ) -> dict[str, Any]:
+        return dict(await self._do(Calls.add_issue(instance, key, summary, parent, issue_id)))
+
+    async def grant_token(self, instance: str, consumer_key: str, user: str) -> tuple[str, str]:
+        data = await self._do(Calls.grant_token(instance, consumer_key, user))
+        return str(data["token"]), str(data["secret"])
+
+    async def tokens(self, instance: str) -> list[dict[str, Any]]:
+        return list(await self._do(Calls.tokens(instance)))
+
+    async def revoke(
+        self,
+        instance: str,
+        user: str | None = None,
+        token: str | None = None,
+        consumer_key: str | None = None,
+    ) -> int:
+        return int((await self._do(Calls.revoke(instance, user, token, consumer_key)))["revoked"])
+
+    async def set_rate_limit(
+        self,
+        instance: str,
+        rate: float | None = None,
+        burst: int | None = None,
+        enabled: bool | None = None,
+        retry_after: bool | None = None,
+        refill: bool = False,
+    ) -> dict[str, Any]:
+        call = Calls.set_rate_limit(instance, rate, burst, enabled, retry_after, refill)
+        return dict(await self._do(call))
+
+    async def set_faults(self, instance: str, **settings: Any) -> dict[str, Any]:
+        return dict(await self._do(Calls.set_faults(instance, settings)))
+
+    async def clear_faults(self, instance: str) -> dict[str, Any]:
+        return dict(await self._do(Calls.clear_faults(instance)))
+
+    async def faults(self, instance: str) -> dict[str, Any]:
+        return dict(await self._do(Calls.faults(instance)))
+
+    async def add_fault_rule(self, instance: str, kind: str, count: int = 1, **options: Any) -> dict[str, Any]:
+        return dict(await self._do(Calls.add_fault_rule(instance, _rule(kind, count, options))))
+
+    async def set_settings(
+        self,
+        instance: str,
+        *,
+        feed_delay_seconds: float | None = None,
+        display_timezone: str | None = None,
+        authorize_mode: str | None = None,
+        approve_as: str | None = None,
+    ) -> dict[str, Any]:
+        body = _settings(feed_delay_seconds, display_timezone, authorize_mode, approve_as)
+        return dict(await self._do(Calls.set_settings(instance, body)))
+
+    async def set_webhook(
+        self,
+        instance: str,
+        url: str | None,
+        secret: str = "",
+        duplicates: int = 0,
+        delay_ms: int = 0,
+        timeout_seconds: float = 2.0,
+    ) -> dict[str, Any]:
+        call = Calls.set_webhook(instance, url, secret, duplicates, delay_ms, timeout_seconds)
+        return dict(await self._do(call))
+
+    async def webhook_events(self, instance: str) -> list[dict[str, Any]]:
+        return list(await self._do(Calls.webhook_events(instance)))
+
+    async def resend_webhook(self, instance: str, event_id: int) -> None:
+        await self._do(Calls.resend_webhook(instance, event_id))
+
+    async def worklogs(self, instance: str, issue_key: str) -> list[dict[str, Any]]:
+        return list(await self._do(Calls.worklogs(instance, issue_key)))
+
+    async def all_worklogs(self, instance: str) -> dict[str, Any]:
+        return dict(await self._do(Calls.all_worklogs(instance)))
+
+    async def create_worklog_as(
+        self,
+        instance: str,
+        issue_key: str,
+        author: str,
+        time_spent_seconds: int = 3600,
+        started: str | int | None = None,
+        comment: str = "",
+    ) -> dict[str, Any]:
+        call = Calls.create_worklog_as(instance, issue_key, author, time_spent_seconds, started, comment)
+        return dict(await self._do(call))
+
+    async def remote_edit(
+        self,
+        instance: str,
+        worklog_id: int | str,
+        *,
+        time_spent_seconds: int | None = None,
+        comment: str | None = None,
+        started: str | int | None = None,
+        as_user: str | None = None,
+    ) -> dict[str, Any]:
+        call = Calls.remote_edit(instance, worklog_id, time_spent_seconds, comment, started, as_user)
+        return dict(await self._do(call))
+
+    async def remote_delete(self, instance: str, worklog_id: int | str) -> None:
+        await self._do(Calls.remote_delete(instance, worklog_id))
+
+    async def counters(self, instance: str) -> dict[str, Any]:
+        return dict(await self._do(Calls.counters(instance)))
+
+    async def max_requests_in_any_window(self, instance: str, window: float = 1.0, accepted_only: bool = False) -> int:
+        return int((await self._do(Calls.window_max(instance, window, accepted_only)))["max"])
+
+    async def log(
+        self, instance: str | None = None, since: float | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return list(await self._do(Calls.log(instance, since, limit)))

@@ -1,0 +1,125 @@
+"""One simulated JIRA instance: data, rate limiter, faults, settings and webhooks."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .config import InstanceConfig, RateLimitConfig, WebhookConfig
+from .faults import FaultInjector, FaultSettings
+from .observe import Observer
+from .ratelimit import TokenBucket
+from .render import worklog_json
+from .state import InstanceState, Issue, Worklog
+from .webhooks import WebhookDispatcher
+
+
+class SimInstance:
+    def __init__(self, config: InstanceConfig, observer: Observer, dispatcher: WebhookDispatcher) -> None:
+        self.config = config
+        self.name = config.name
+        self.observer = observer
+        self.dispatcher = dispatcher
+        self.state = InstanceState(config)
+        self.limiter = TokenBucket(copy.copy(config.rate_limit))
+        self.faults = FaultInjector(FaultSettings.from_dict(config.faults))
+        self.webhook = copy.copy(config.webhook)
+        self.display_timezone = config.display_timezone
+        self.feed_delay_seconds = config.feed_delay_seconds
+        self.authorize_mode = config.authorize_mode
+        self.approve_as = config.approve_as
+        self.last_base_url: str | None = None
+
+    @property
+    def context_path(self) -> str:
+        return self.config.context_path
+
+    @property
+    def rate_limit(self) -> RateLimitConfig:
+        return self.limiter.config
+
+    def reset(self, state: bool = True, counters: bool = True) -> None:
+        """Back to the configured initial state (data, settings, faults, rate limit)."""
+        if state:
+            self.state.load_config()
+            self.limiter = TokenBucket(copy.copy(self.config.rate_limit))
+            self.faults = FaultInjector(FaultSettings.from_dict(self.config.faults))
+            self.webhook = copy.copy(self.config.webhook)
+            self.display_timezone = self.config.display_timezone
+            self.feed_delay_seconds = self.config.feed_delay_seconds
+            self.authorize_mode = self.config.authorize_mode
+            self.approve_as = self.config.approve_as
+            self.dispatcher.clear(self.name)
+        if counters:
+            self.observer.reset(self.name)
+
+    def set_webhook(self, webhook: WebhookConfig) -> None:
+        self.webhook = webhook
+
+    def default_approver(self) -> str | None:
+        if self.approve_as:
+            return self.approve_as
+        return next(iter(self.state.users), None)
+
+    # -- worklog operations (these fire webhooks, like JIRA does for every change) --
+    def render_worklog(self, worklog: Worklog, base: str) -> dict[str, Any]:
+        return worklog_json(self.state, worklog, base, self.display_timezone)
+
+    def create_worklog(
+        self,
+        issue: Issue,
+        author: str,
+        started_ms: int,
+        time_spent_seconds: int,
+        comment: str,
+        base: str,
+        visibility: dict[str, Any] | None = None,
+    ) -> Worklog:
+        worklog = self.state.create_worklog(issue, author, started_ms, time_spent_seconds, comment, visibility)
+        self._emit("worklog_created", worklog, base)
+        return worklog
+
+    def update_worklog(
+        self,
+        worklog: Worklog,
+        update_author: str,
+        base: str,
+        *,
+        started_ms: int | None = None,
+        time_spent_seconds: int | None = None,
+        comment: str | None = None,
+        visibility: dict[str, Any] | None = None,
+    ) -> Worklog:
+        self.state.update_worklog(
+            worklog,
+            update_author,
+            started_ms=started_ms,
+            time_spent_seconds=time_spent_seconds,
+            comment=comment,
+            visibility=visibility,
+        )
+        self._emit("worklog_updated", worklog, base)
+        return worklog
+
+    def delete_worklog(self, worklog: Worklog, base: str) -> None:
+        self.state.delete_worklog(worklog)
+        self._emit("worklog_deleted", worklog, base)
+
+    def _emit(self, event: str, worklog: Worklog, base: str) -> None:
+        self.dispatcher.emit(self.name, self.webhook, event, self.render_worklog(worklog, base))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "context_path": self.context_path,
+            "display_timezone": self.display_timezone,
+            "feed_delay_seconds": self.feed_delay_seconds,
+            "authorize_mode": self.authorize_mode,
+            "approve_as": self.approve_as,
+            "rate_limit": self.rate_limit.to_dict(),
+            "webhook": self.webhook.to_dict(),
+            "faults": self.faults.to_dict(),
+            "consumers": sorted(self.state.consumers),
+            "users": sorted(self.state.users),
+            "issues": sorted(self.state.issues_by_key),
+        }

@@ -1,0 +1,131 @@
+"""Fixtures: one simulator server per test session, reset before every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from jirasim.control import SimControl
+from jirasim.testing import OAuthSigner, SimServer, generate_rsa_keypair
+
+CONSUMER = "timetracker"
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.private_pem, self.public_pem = generate_rsa_keypair()
+        self.other_private_pem, self.other_public_pem = generate_rsa_keypair()
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys()
+
+
+def sim_config(public_pem: str) -> dict[str, Any]:
+    consumers = [{"consumer_key": CONSUMER, "public_key_pem": public_pem, "name": "TimeTracker"}]
+    users = [
+        {"name": "alice", "display_name": "Alice Example", "timezone": "Europe/Berlin"},
+        {"name": "bob", "display_name": "Bob Example", "timezone": "America/New_York"},
+        {"name": "carol", "display_name": "Carol Example"},
+    ]
+    issues = [
+        {"key": "PROJ-1", "summary": "Parent task"},
+        {"key": "PROJ-2", "summary": "First subtask", "parent": "PROJ-1"},
+        {"key": "PROJ-3", "summary": "Second subtask", "parent": "PROJ-1"},
+        {"key": "OTHER-1", "id": 20001, "summary": "Other project"},
+    ]
+    fast = {"rate": 1000, "burst": 1000}
+    return {
+        "instances": [
+            {
+                "name": "jira1",
+                "display_timezone": "Europe/Berlin",
+                "feed_delay_seconds": 0,
+                "approve_as": "alice",
+                "rate_limit": fast,
+                "consumers": consumers,
+                "users": users,
+                "issues": issues,
+            },
+            {
+                "name": "jira2",
+                "display_timezone": "America/New_York",
+                "rate_limit": fast,
+                "consumers": consumers,
+                "users": users,
+                "issues": issues,
+            },
+        ]
+    }
+
+
+@pytest.fixture(scope="session")
+def server(keys: Keys) -> Iterator[SimServer]:
+    with SimServer(sim_config(keys.public_pem)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(server: SimServer) -> SimServer:
+    server.control.reset()
+    return server
+
+
+@pytest.fixture
+def control(sim: SimServer) -> SimControl:
+    return sim.control
+
+
+class Jira:
+    """A tiny signed REST client for one instance and one access token."""
+
+    def __init__(self, base: str, signer: OAuthSigner, timeout: float = 10.0) -> None:
+        self.base = base
+        self.signer = signer
+        self.http = httpx.Client(auth=signer, timeout=timeout, trust_env=False)
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        url = f"{self.base}/rest/api/2/{path.lstrip('/')}"
+        kwargs: dict[str, Any] = {"json": json, "params": params}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        return self.http.request(method, url, **kwargs)
+
+    def add_worklog(self, issue: str, seconds: int = 3600, **fields: Any) -> httpx.Response:
+        body = {"timeSpentSeconds": seconds, "started": "2026-11-25T09:00:00.000+0100"}
+        body.update(fields)
+        return self("POST", f"issue/{issue}/worklog", json=body)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def make_jira(sim: SimServer, keys: Keys, instance: str = "jira1", user: str = "alice") -> Jira:
+    token, secret = sim.control.grant_token(instance, CONSUMER, user)
+    signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
+    return Jira(sim.instance_url(instance), signer)
+
+
+@pytest.fixture
+def alice(sim: SimServer, keys: Keys) -> Iterator[Jira]:
+    jira = make_jira(sim, keys, "jira1", "alice")
+    yield jira
+    jira.close()
+
+
+@pytest.fixture
+def bob(sim: SimServer, keys: Keys) -> Iterator[Jira]:
+    jira = make_jira(sim, keys, "jira1", "bob")
+    yield jira
+    jira.close()

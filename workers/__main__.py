@@ -13,7 +13,7 @@ from workers.settings import worker_settings
 def main() -> None:
     settings = get_settings()  # exits with one line naming a bad or missing variable
     asyncio.set_event_loop(asyncio.new_event_loop())
-    worker = Worker(**worker_settings(settings))  # type: ignore[arg-type]
+    worker = Worker(**worker_settings(settings))
     worker.run()
 
 

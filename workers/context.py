@@ -42,9 +42,7 @@ def build_context(settings: Settings, queue: ArqRedis | None = None) -> WorkerCo
     )
     limiter = RedisRateLimiter(redis)
     jira = JiraClient(http, gate=limiter, timeout_seconds=settings.jira_timeout_seconds)
-    circuit = CircuitBreaker(
-        redis, threshold=settings.circuit_failure_threshold, reset_seconds=settings.circuit_reset_seconds
-    )
+    circuit = CircuitBreaker.from_settings(redis, settings)
     deps = PushDeps(
         sessionmaker=make_sessionmaker(engine), box=SecretBox(settings.encryption_keys), jira=jira, circuit=circuit,
         redis=redis, settings=settings,

@@ -10,7 +10,8 @@ from typing import Any
 from arq.connections import RedisSettings
 
 from app.config import Settings, get_settings
-from app.logging_setup import configure_logging
+from app.logging_setup import bind_log_context, configure_logging
+from app.observability import MetricsPublisher
 from workers.context import build_context
 from workers.jobs import push_entry, sweeper_loop
 
@@ -25,6 +26,9 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
         configure_logging(settings)
         ctx["wc"] = build_context(settings)
         ctx["background"] = [asyncio.create_task(sweeper_loop(ctx))]
+        # nobody scrapes a worker: its counters go to Redis, and the API's /metrics serves the fleet's sums
+        ctx["metrics"] = MetricsPublisher(ctx["wc"].redis, role="worker")
+        ctx["metrics"].start()
         log.info("worker started (concurrency %d)", settings.worker_concurrency)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
@@ -32,14 +36,27 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if "metrics" in ctx:
+            await ctx["metrics"].stop()
         if "wc" in ctx:
             await ctx["wc"].close()
         log.info("worker stopped")
+
+    async def job_start(ctx: dict[str, Any]) -> None:
+        # runs in the job's own task: every line the push logs carries its entry (job id push:<tenant>:<entry>)
+        job_id = str(ctx.get("job_id", ""))
+        kind, _, rest = job_id.partition(":")
+        tenant_id, _, entry_id = rest.partition(":")
+        if kind == "push" and entry_id:
+            bind_log_context(job_id=job_id, tenant_id=tenant_id, entry_id=entry_id)
+        else:
+            bind_log_context(job_id=job_id)
 
     return {
         "functions": [push_entry],
         "on_startup": startup,
         "on_shutdown": shutdown,
+        "on_job_start": job_start,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "max_jobs": settings.worker_concurrency,
         # a push is a few JIRA requests; a killed worker's job comes back after this + 10 s

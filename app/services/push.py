@@ -32,7 +32,7 @@ from app.jira.calls import JiraCall
 from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.errors import AuthRejected, JiraError, NotFound, PermanentError, RateLimited, TransientError
-from app.jira.locks import issue_lock
+from app.jira.locks import LockTimeout, issue_lock
 from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog
 from app.security.secrets import SecretBox
@@ -208,8 +208,11 @@ class PushEngine:
             async with issue_lock(self.d.redis, step.instance_id, step.issue,
                                   ttl=self.d.settings.jira_timeout_seconds * 4 + 30):
                 result = await self._execute(step, target, entry_id, collect)
+        except LockTimeout:
+            await self.d.circuit.release_trial(step.instance_id, decision)
+            return 1.0  # another writer holds the issue for long: come back, no attempt spent
         except RateLimited as exc:
-            await self.d.circuit.release_trial(step.instance_id)
+            await self.d.circuit.release_trial(step.instance_id, decision)
             await self._record_calls(tenant_id, entry_id, calls)
             return max(exc.retry_after, 1.0)
         except AuthRejected as exc:
@@ -302,12 +305,7 @@ class PushEngine:
                 _finish(session, row, follow, now)
             await flush_feed(session)
             await session.commit()
-        return None if follow.kind is StepKind.DONE else self._continue()
-
-    @staticmethod
-    def _continue() -> None:
-        """Marker: the caller's loop plans the next step at once."""
-        return None
+        return None  # the caller's loop plans the next step (if any) from the stored state
 
     async def _record_failure(
         self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan, calls: list[JiraCall], exc: JiraError, *,

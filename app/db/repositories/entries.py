@@ -14,7 +14,9 @@ from app.db.models import AuditRow, ChangeRow, EntryRow, JiraInstanceRow, Notifi
 from app.domain.entry import InstanceRoute
 
 
-async def get_entry(session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, *, lock: bool = False) -> EntryRow | None:
+async def get_entry(
+    session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, *, lock: bool = False
+) -> EntryRow | None:
     stmt = select(EntryRow).where(EntryRow.tenant_id == tenant_id, EntryRow.id == entry_id)
     if lock:
         stmt = stmt.with_for_update()
@@ -70,7 +72,9 @@ async def lock_changes_feed(session: AsyncSession, tenant_id: uuid.UUID) -> None
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"changes:{tenant_id}"})
 
 
-async def add_change(session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, kind: str, entry: dict[str, Any]) -> None:
+async def add_change(
+    session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, kind: str, entry: dict[str, Any]
+) -> None:
     session.add(ChangeRow(tenant_id=tenant_id, entry_id=entry_id, kind=kind, entry=entry))
 
 

@@ -1,0 +1,29 @@
+"""The changes feed: every remote adoption and every sync status change, in commit order (CONTRACT 8)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import SessionDep, TenantDep
+from app.api.schemas.activity import ChangesPage
+from app.api.schemas.common import error_responses
+from app.db.repositories import entries as repo
+
+router = APIRouter(prefix="/api/v1/changes", tags=["changes"])
+
+
+@router.get("", response_model=ChangesPage, summary="Read the changes feed", responses=error_responses(401, 422))
+async def changes(
+    session: SessionDep, tenant: TenantDep,
+    after: Annotated[int, Query(ge=0, description="the last `seq` already read (0: from the start)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Items with `seq` greater than `after`, oldest first. Each carries the whole entry as it was right after the
+    change, so applying them in order rebuilds every entry's current state; continue with `after=next`."""
+    rows = await repo.list_changes(session, tenant.id, after, limit)
+    return {
+        "items": [{"seq": r.seq, "entry_id": r.entry_id, "kind": r.kind, "entry": r.entry} for r in rows],
+        "next": rows[-1].seq if rows else after,
+    }

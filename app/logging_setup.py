@@ -6,9 +6,52 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from app.config import Settings
+
+# What the current request or job is about; every record logged inside it carries these fields.
+# Context variables follow asyncio tasks, so concurrent requests and jobs never mix them up.
+LOG_CONTEXT_FIELDS = ("request_id", "entry_id", "tenant_id", "instance_id", "job_id")
+_CONTEXT: dict[str, ContextVar[str | None]] = {name: ContextVar(name, default=None) for name in LOG_CONTEXT_FIELDS}
+
+
+def bind_log_context(**fields: object) -> None:
+    """Attach fields (see LOG_CONTEXT_FIELDS) to every record logged from now on in this task."""
+    for name, value in fields.items():
+        _CONTEXT[name].set(None if value is None else str(value))
+
+
+@contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Attach fields to every record logged inside the block (restored afterwards)."""
+    tokens = [(_CONTEXT[name], _CONTEXT[name].set(None if value is None else str(value)))
+              for name, value in fields.items()]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+def current_log_context() -> dict[str, str]:
+    return {name: value for name, var in _CONTEXT.items() if (value := var.get()) is not None}
+
+
+class ContextFilter(logging.Filter):
+    """Copies the bound request/job fields onto each record (explicit `extra=` values win)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in current_log_context().items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+        ids = " ".join(f"{k}={getattr(record, k)}" for k in ("request_id", "entry_id")
+                       if getattr(record, k, None) is not None)
+        record.context = f" [{ids}]" if ids else ""
+        return True
 
 # anything that looks like one of our secrets or an OAuth credential in a message or argument
 _SECRET_PATTERNS = [
@@ -49,7 +92,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("request_id", "entry_id", "tenant_id", "instance_id", "job_id"):
+        for key in LOG_CONTEXT_FIELDS:
             value = getattr(record, key, None)
             if value is not None:
                 data[key] = str(value)
@@ -61,9 +104,11 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: Settings) -> None:
     use_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(
-        JsonFormatter() if use_json else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        JsonFormatter() if use_json
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s%(context)s: %(message)s")
     )
     root = logging.getLogger()
     for h in list(root.handlers):

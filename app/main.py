@@ -11,10 +11,13 @@ from arq.connections import RedisSettings
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.api import entries, health, webhooks_timetracker
+from app.api import dashboard, entries, health, webhooks_timetracker
+from app.api import metrics as metrics_api
+from app.api import stats as stats_api
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
 from app.logging_setup import configure_logging
+from app.observability import MetricsPublisher, RequestIdMiddleware
 from app.security.secrets import SecretBox
 
 DESCRIPTION = """
@@ -27,7 +30,7 @@ Keeps TimeTracker time entries as worklogs in one or more JIRA Server/Data Cente
 TAGS = [
     {"name": "entries", "description": "TimeTracker entries and their sync state"},
     {"name": "webhooks", "description": "Signed events from TimeTracker and JIRA"},
-    {"name": "operations", "description": "Health, readiness, metrics"},
+    {"name": "operations", "description": "Health, readiness, Prometheus metrics, per-instance stats, dashboard"},
 ]
 
 
@@ -47,9 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.http = httpx.AsyncClient(
             timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
         )
+        # this process' JIRA calls (ticket look-ups, OAuth) join the workers' in the shared totals
+        app.state.metrics_publisher = MetricsPublisher(app.state.redis, role="api")
+        app.state.metrics_publisher.start()
         try:
             yield
         finally:
+            await app.state.metrics_publisher.stop()
             await app.state.http.aclose()
             await app.state.queue.aclose()
             await app.state.redis.aclose()
@@ -65,6 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(entries.router)
     app.include_router(webhooks_timetracker.router)
+    app.include_router(stats_api.router)
+    app.include_router(metrics_api.router)
+    app.include_router(dashboard.router)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -1,0 +1,136 @@
+"""Per-instance sync statistics of the caller's tenant (CONTRACT section 9)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from app.api.deps import SessionDep, TenantDep
+from app.api.schemas.common import error_responses
+from app.services import stats as svc
+
+router = APIRouter(prefix="/api/v1", tags=["operations"])
+
+
+class StatusCounts(BaseModel):
+    pending: int = 0
+    synced: int = 0
+    failed: int = 0
+    auth_required: int = 0
+    conflict: int = 0
+    skipped: int = 0
+    deleted: int = 0
+
+
+class PushFigures(BaseModel):
+    window_seconds: int = Field(description="the recent window the figures cover")
+    calls: int = Field(description="worklog writes (create, update, delete) sent to JIRA in the window")
+    ok: int
+    failed: int = Field(description="writes that JIRA refused or that failed (any non-success outcome)")
+    p50_ms: float | None = Field(description="median write latency; null without writes in the window")
+    p95_ms: float | None
+
+
+class CircuitFigures(BaseModel):
+    state: str = Field(description="closed | open | half_open", examples=["closed"])
+    consecutive_failures: int
+    half_open_in_seconds: float = Field(description="while open: time until a trial request is allowed")
+
+
+class Waiting(BaseModel):
+    user: int
+    batch: int
+
+
+class RateLimitFigures(BaseModel):
+    rate_limit_per_second: int
+    effective_rate_per_second: float = Field(description="lower than configured after 429s or a low JIRA budget")
+    grants_last_second: int = Field(description="requests let through to this instance in the last second")
+    usage: float = Field(description="grants_last_second / rate_limit_per_second")
+    paused_for_seconds: float = Field(description="remaining pause after a 429 from JIRA")
+    waiting: Waiting
+
+
+class InstanceStats(BaseModel):
+    id: str
+    name: str
+    base_url: str
+    counts: StatusCounts
+    total: int
+    success_rate: float | None = Field(
+        description="synced / (synced + failed + conflict + auth_required); null when none is settled"
+    )
+    failure_rate: float | None = Field(description="failed / the same settled entries")
+    push: PushFigures
+    queue_length: int = Field(description="entries in the outbox (pending: queued, in flight or waiting to retry)")
+    due_now: int = Field(description="of those, the ones whose push is due now")
+    circuit: CircuitFigures
+    rate_limit: RateLimitFigures
+
+
+class Unrouted(BaseModel):
+    counts: dict[str, int] = Field(description="entries not routed to any instance, by status")
+    queue_length: int
+
+
+class AttentionEntry(BaseModel):
+    id: str
+    user: str
+    ticket: str
+    status: str = Field(examples=["failed"])
+    jira_instance: str | None
+    reason: str | None = Field(description="the entry's last_error")
+    attempts: int
+    updated_at: datetime
+
+
+class StatsOut(BaseModel):
+    generated_at: datetime
+    instances: list[InstanceStats]
+    unrouted: Unrouted
+    attention: list[AttentionEntry] = Field(description="the newest failed and conflicting entries")
+
+
+STATS_EXAMPLE: dict[str, Any] = {
+    "generated_at": "2026-11-25T10:31:00Z",
+    "instances": [{
+        "id": "1f0c3c1e-8d2a-4c55-9a54-4f7e3f1f9c10", "name": "Main JIRA", "base_url": "https://jira.example.com/jira",
+        "counts": {"pending": 3, "synced": 120, "failed": 2, "auth_required": 0, "conflict": 1, "skipped": 4,
+                   "deleted": 7},
+        "total": 137, "success_rate": 0.9756, "failure_rate": 0.0163,
+        "push": {"window_seconds": 3600, "calls": 42, "ok": 40, "failed": 2, "p50_ms": 180.0, "p95_ms": 640.5},
+        "queue_length": 3, "due_now": 1,
+        "circuit": {"state": "closed", "consecutive_failures": 0, "half_open_in_seconds": 0.0},
+        "rate_limit": {"rate_limit_per_second": 10, "effective_rate_per_second": 10.0, "grants_last_second": 4,
+                       "usage": 0.4, "paused_for_seconds": 0.0, "waiting": {"user": 0, "batch": 2}},
+    }],
+    "unrouted": {"counts": {"skipped": 1}, "queue_length": 0},
+    "attention": [{"id": "4711", "user": "jdoe", "ticket": "PROJ-123", "status": "failed",
+                   "jira_instance": "1f0c3c1e-8d2a-4c55-9a54-4f7e3f1f9c10",
+                   "reason": "JIRA answered 400: Issue does not exist", "attempts": 1,
+                   "updated_at": "2026-11-25T10:30:12Z"}],
+}
+
+
+def get_probes(request: Request) -> svc.Probes:
+    probes: svc.Probes | None = getattr(request.app.state, "probes", None)
+    if probes is None:
+        probes = svc.Probes.build(request.app.state.redis, request.app.state.settings)
+        request.app.state.probes = probes
+    return probes
+
+
+ProbesDep = Annotated[svc.Probes, Depends(get_probes)]
+
+
+@router.get(
+    "/stats", response_model=StatsOut, summary="Sync statistics per JIRA instance",
+    responses={200: {"content": {"application/json": {"example": STATS_EXAMPLE}}}, **error_responses(401)},
+)
+async def stats(session: SessionDep, tenant: TenantDep, probes: ProbesDep) -> dict[str, Any]:
+    """Per JIRA instance of your tenant: entries by status, success rate, push latency p50/p95 over the last hour,
+    queue length, circuit state and rate-limit usage; plus the newest failed and conflicting entries."""
+    return await svc.tenant_stats(session, probes, tenant.id)

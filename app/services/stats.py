@@ -1,0 +1,122 @@
+"""Operational figures: per-instance stats for `/api/v1/stats` and the dashboard, fleet gauges for `/metrics`."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db.repositories import stats as repo
+from app.domain.entry import SyncStatus
+from app.jira.circuit import CircuitBreaker
+from app.jira.priority import Priority
+from app.jira.ratelimit import RedisRateLimiter
+from app.observability import GaugeFamily, GaugeValue
+
+LATENCY_WINDOW = timedelta(hours=1)
+ATTENTION_LIMIT = 20
+# entries that reached a final answer from JIRA; the success rate is the synced share of these
+_SETTLED = (SyncStatus.SYNCED, SyncStatus.FAILED, SyncStatus.CONFLICT, SyncStatus.AUTH_REQUIRED)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The shared Redis state the figures read: circuit breaker and rate limiter."""
+
+    circuit: CircuitBreaker
+    limiter: RedisRateLimiter
+
+    @classmethod
+    def build(cls, redis: Redis, settings: Settings) -> Probes:
+        return cls(CircuitBreaker.from_settings(redis, settings), RedisRateLimiter(redis))
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
+
+
+def _entry_summary(e: repo.EntrySummary) -> dict[str, Any]:
+    return {
+        "id": e.id, "user": e.user, "ticket": e.ticket, "status": e.status,
+        "jira_instance": None if e.instance_id is None else str(e.instance_id),
+        "reason": e.last_error, "attempts": e.attempts, "updated_at": e.sync_updated_at,
+    }
+
+
+async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UUID, *,
+                       now: datetime | None = None) -> dict[str, Any]:
+    """Per JIRA instance of the tenant: statuses, success rate, push latency, queue, circuit, rate-limit usage."""
+    now = now or datetime.now(UTC)
+    instances = await repo.tenant_instances(session, tenant_id)
+    counts = await repo.status_counts(session, tenant_id)
+    queues = await repo.queue_lengths(session, tenant_id, now=now)
+    windows = await repo.push_windows(session, tenant_id, since=now - LATENCY_WINDOW)
+    attention = await repo.newest_entries(
+        session, tenant_id, [SyncStatus.FAILED.value, SyncStatus.CONFLICT.value], limit=ATTENTION_LIMIT
+    )
+    out: list[dict[str, Any]] = []
+    for inst in instances:
+        by_status = {s.value: 0 for s in SyncStatus}
+        by_status.update(counts.get(inst.id, {}))
+        settled = sum(by_status[s.value] for s in _SETTLED)
+        queued, due = queues.get(inst.id, (0, 0))
+        window = windows.get(inst.id, repo.PushWindow(0, 0, 0, None, None))
+        state, failures, half_open_in = await probes.circuit.describe(inst.id)
+        limiter = await probes.limiter.instance_stats(inst.id)
+        out.append({
+            "id": str(inst.id),
+            "name": inst.name,
+            "base_url": inst.base_url,
+            "counts": by_status,
+            "total": sum(by_status.values()),
+            "success_rate": _rate(by_status[SyncStatus.SYNCED.value], settled),
+            "failure_rate": _rate(by_status[SyncStatus.FAILED.value], settled),
+            "push": {
+                "window_seconds": int(LATENCY_WINDOW.total_seconds()),
+                "calls": window.calls, "ok": window.ok, "failed": window.failed,
+                "p50_ms": None if window.p50_ms is None else round(window.p50_ms, 1),
+                "p95_ms": None if window.p95_ms is None else round(window.p95_ms, 1),
+            },
+            "queue_length": queued,
+            "due_now": due,
+            "circuit": {"state": state, "consecutive_failures": failures,
+                        "half_open_in_seconds": round(half_open_in, 3)},
+            "rate_limit": {
+                "rate_limit_per_second": inst.rate_limit_per_second,
+                "effective_rate_per_second": round(limiter.effective_rate_per_second, 3),
+                "grants_last_second": limiter.grants_per_second[0],
+                "usage": round(limiter.grants_per_second[0] / max(1, inst.rate_limit_per_second), 4),
+                "paused_for_seconds": round(limiter.paused_for_seconds, 3),
+                "waiting": {"user": limiter.waiting_user, "batch": limiter.waiting_batch},
+            },
+        })
+    unrouted = counts.get(None, {})
+    return {
+        "generated_at": now,
+        "instances": out,
+        "unrouted": {"counts": unrouted, "queue_length": queues.get(None, (0, 0))[0]},
+        "attention": [_entry_summary(e) for e in attention],
+    }
+
+
+async def fleet_gauges(session: AsyncSession, probes: Probes) -> list[GaugeFamily]:
+    """Gauges computed fresh at scrape time from PostgreSQL (queue) and Redis (circuits), for all tenants."""
+    names = {int(p): p.name.lower() for p in Priority}
+    queue = [
+        GaugeValue({"instance": "none" if inst is None else str(inst), "priority": names.get(prio, str(prio))}, n)
+        for (inst, prio), n in sorted((await repo.fleet_queue_lengths(session)).items(), key=lambda kv: str(kv[0]))
+    ]
+    circuits = []
+    for instance_id in await repo.all_instance_ids(session):
+        state, _, _ = await probes.circuit.describe(instance_id)
+        circuits.append(GaugeValue({"instance": str(instance_id)}, 0.0 if state == "closed" else 1.0))
+    return [
+        GaugeFamily("sync_queue_length", "Entries waiting to be pushed (the outbox in PostgreSQL), by instance "
+                    "and priority (user, batch); instance 'none' means not routed yet.", queue),
+        GaugeFamily("circuit_open", "1 while an instance's circuit is open or half-open, 0 when closed.", circuits),
+    ]

@@ -33,8 +33,9 @@ class Instance:
     webhook_secret: str
 
 
-async def make_instance(app: Any, tenant_id: uuid.UUID, *, name: str = "Main JIRA", project_keys: list[str] | None = None,
-                        base_url: str = "http://jira.invalid", consumer_key: str = "timetracker",
+async def make_instance(app: Any, tenant_id: uuid.UUID, *, name: str = "Main JIRA",
+                        project_keys: list[str] | None = None, base_url: str = "http://jira.invalid",
+                        consumer_key: str = "timetracker",
                         private_key_pem: bytes = b"not a key", webhook_secret: str = WEBHOOK_SECRET) -> Instance:
     """An instance written with the ORM (the instances API is someone else's work in progress)."""
     box = app.state.secret_box

@@ -215,7 +215,7 @@ def verify_request(
 
     body_hash = params.get("oauth_body_hash")
     if body_hash is not None and not _is_form(content_type):
-        expected = base64.b64encode(hashlib.sha1(body).digest()).decode("ascii")
+        expected = base64.b64encode(hashlib.sha1(body, usedforsecurity=False).digest()).decode("ascii")
         if body_hash != expected:
             raise OAuthProblem(
                 "signature_invalid", "oauth_body_hash does not match the body", {"oauth_body_hash_expected": expected}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
@@ -123,7 +123,7 @@ async def authorize(ctx: Ctx) -> Response:
 
 
 async def authorize_submit(ctx: Ctx) -> Response:
-    form = await ctx.request.form()
+    form = dict(parse_qsl(ctx.body.decode("utf-8", "replace")))
     token = _pending_token(ctx, str(form.get("oauth_token") or ""))
     if token is None:
         return _error_page("The request token is invalid, already used or expired.")

@@ -70,6 +70,8 @@ class OAuthSigner(httpx.Auth):
     ) -> None:
         self.consumer_key = consumer_key
         self.private_key_pem = private_key_pem
+        # Parsing a PEM private key validates it (~50 ms); do it once, not per request.
+        self._rsa_key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
         self.token = token
         self.token_secret = token_secret
         self.callback = callback
@@ -79,7 +81,7 @@ class OAuthSigner(httpx.Auth):
     def client(self, **overrides: Any) -> Any:
         options: dict[str, Any] = {
             "signature_method": SIGNATURE_RSA,
-            "rsa_key": self.private_key_pem,
+            "rsa_key": self._rsa_key,
             "resource_owner_key": self.token,
             "resource_owner_secret": self.token_secret,
             "callback_uri": self.callback,

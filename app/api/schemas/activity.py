@@ -36,7 +36,7 @@ class ConflictOut(BaseModel):
 
     id: str
     entry_id: str
-    local: dict[str, Any] = Field(description="the entry (same shape as GET /api/v1/entries/{id})")
+    local: EntryOut = Field(description="the entry when the conflict was seen (as GET /api/v1/entries/{id})")
     remote: dict[str, Any] | None = Field(
         description="JIRA's worklog (its fields, plus date/start/duration/description in the entry's zone); "
                     "null when the worklog was deleted in JIRA")
@@ -79,7 +79,7 @@ class ChangeOut(BaseModel):
     seq: int
     entry_id: str
     kind: str = Field(description="`sync_status` (a sync status change) or `remote_adoption` (JIRA's values adopted)")
-    entry: dict[str, Any] = Field(description="the entry as it was right after the change")
+    entry: EntryOut = Field(description="the entry as it was right after the change (as GET /api/v1/entries/{id})")
 
 
 class ChangesPage(BaseModel):

@@ -1,0 +1,225 @@
+"""Conflicts, notifications, changes feed and audit APIs (CONTRACT section 8): tenancy, resolution, rebuilding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sqlalchemy import select
+
+from app.db.models import EntryRow
+from app.services.entries import flush_feed, set_status
+from tests.integration.test_jira_webhook import (
+    deliver,
+    entry_row,
+    make_instance,
+    payload,
+    synced_entry,
+)
+
+
+def bearer(t: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {t.api_key}"}
+
+
+async def conflicted(app: Any, api: Any, tenant: Any, *, deleted: bool = False, **remote: Any) -> dict[str, Any]:
+    inst = await make_instance(app, tenant.tenant_id)
+    await synced_entry(app, api, tenant, inst)
+    body = payload("worklog_deleted", timestamp=6_000) if deleted else payload(updated_ms=5_000, **remote)
+    assert (await deliver(api, inst, body)).json()["outcome"] == "jira_wins"
+    r = await api.get("/api/v1/conflicts?status=open", headers=bearer(tenant))
+    assert r.status_code == 200 and len(r.json()) == 1
+    conflict: dict[str, Any] = r.json()[0]
+    return conflict
+
+
+# -- conflicts -------------------------------------------------------------------------------------------------
+
+async def test_conflicts_are_listed_by_status_and_tenant(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, seconds=7200)
+    assert c["entry_id"] == "4711" and c["status"] == "open" and c["detected_at"]
+    assert c["local"]["duration"] == 90 and c["remote"]["time_spent_seconds"] == 7200
+    assert (await api.get("/api/v1/conflicts?status=resolved", headers=bearer(tenant))).json() == []
+    other = await make_tenant(name="Other")
+    assert (await api.get("/api/v1/conflicts", headers=bearer(other))).json() == []
+    r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(other))
+    assert r.status_code == 404
+    assert (await api.get(f"/api/v1/conflicts/{c['id']}", headers=bearer(other))).status_code == 404
+    assert (await api.get("/api/v1/conflicts")).status_code == 401
+    assert (await api.get("/api/v1/conflicts?status=maybe", headers=bearer(tenant))).status_code == 422
+
+
+async def test_resolving_for_jira_adopts_its_values_and_ends_synced(app, api, tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, seconds=7200, started="2026-11-25T09:30:00.000+0000",
+                         comment="#4711: Development: Fix login and logout")
+    r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "resolved" and r.json()["winner"] == "jira"
+    entry = (await api.get("/api/v1/entries/4711", headers=bearer(tenant))).json()
+    # 09:30 UTC is 10:30 in Berlin, the entry's zone
+    assert (entry["date"], entry["start"], entry["duration"]) == ("2026-11-25", "10:30", 120)
+    assert entry["description"] == "Fix login and logout" and entry["activity"] == "Development"
+    assert entry["sync"]["status"] == "synced" and entry["sync"]["last_error"] is None
+    row = await entry_row(app, tenant.tenant_id)
+    assert row.due_at is None and row.synced_version == row.version
+    feed = (await api.get("/api/v1/changes?after=0&limit=1000", headers=bearer(tenant))).json()["items"]
+    assert feed[-1]["kind"] == "remote_adoption" and feed[-1]["entry"]["duration"] == 120
+    audit = (await api.get("/api/v1/audit?entry_id=4711", headers=bearer(tenant))).json()
+    assert {"conflict.resolve", "entry.remote_adoption"} <= {a["action"] for a in audit}
+    again = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "timetracker"},
+                           headers=bearer(tenant))
+    assert again.status_code == 409
+
+
+async def test_resolving_for_jira_with_a_foreign_comment_writes_the_anchor_back(app, api, tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, seconds=3600, comment="reviewed the login fix")
+    r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
+    assert r.status_code == 200
+    row = await entry_row(app, tenant.tenant_id)
+    assert row.description == "reviewed the login fix" and row.duration == 60 and row.activity == "Development"
+    # JIRA's comment lost the #4711: anchor: the adopted state is written back so JIRA equals the entry
+    assert row.sync_status == "pending" and row.due_at is not None
+
+
+async def test_resolving_for_timetracker_pushes_the_entry_again(app, api, tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, seconds=7200)
+    r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "timetracker"}, headers=bearer(tenant))
+    assert r.status_code == 200 and r.json()["entry"]["sync"]["status"] == "pending"
+    row = await entry_row(app, tenant.tenant_id)
+    assert row.duration == 90 and row.base is None and row.due_at is not None and row.worklog_id == "10042"
+    assert (await api.get("/api/v1/conflicts?status=open", headers=bearer(tenant))).json() == []
+
+
+async def test_resolving_a_deletion(app, api, tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, deleted=True)
+    assert c["remote"] is None
+    r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "timetracker"}, headers=bearer(tenant))
+    assert r.status_code == 200
+    row = await entry_row(app, tenant.tenant_id)
+    assert row.worklog_id is None and row.due_at is not None and row.sync_status == "pending"  # created again
+
+
+async def test_resolving_a_deletion_for_jira_deletes_the_entry(app, api, tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, deleted=True)
+    r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
+    assert r.status_code == 200
+    entry = (await api.get("/api/v1/entries/4711", headers=bearer(tenant))).json()
+    assert entry["deleted"] is True and entry["sync"]["status"] == "deleted"
+
+
+async def test_resolve_validates_the_winner(app, api, tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, seconds=7200)
+    r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "both"}, headers=bearer(tenant))
+    assert r.status_code == 422
+    assert (await api.post("/api/v1/conflicts/nope/resolve", json={"winner": "jira"},
+                           headers=bearer(tenant))).status_code == 404
+
+
+# -- notifications -------------------------------------------------------------------------------------------
+
+async def test_notifications_filter_and_mark_read(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
+    await conflicted(app, api, tenant, seconds=7200)
+    r = await api.get("/api/v1/notifications?user=jdoe&unread=true", headers=bearer(tenant))
+    assert r.status_code == 200
+    [note] = r.json()
+    assert note["kind"] == "conflict" and note["entry_id"] == "4711" and note["read_at"] is None
+    assert "PROJ-123" in note["message"] and note["jira_instance"]
+    assert (await api.get("/api/v1/notifications?user=someone", headers=bearer(tenant))).json() == []
+    other = await make_tenant(name="Other")
+    assert (await api.get("/api/v1/notifications", headers=bearer(other))).json() == []
+    assert (await api.post(f"/api/v1/notifications/{note['id']}/read", headers=bearer(other))).status_code == 404
+    r = await api.post(f"/api/v1/notifications/{note['id']}/read", headers=bearer(tenant))
+    assert r.status_code == 200 and r.json()["read_at"]
+    first_read = r.json()["read_at"]
+    assert (await api.post(f"/api/v1/notifications/{note['id']}/read", headers=bearer(tenant))).json()["read_at"] \
+        == first_read
+    assert (await api.get("/api/v1/notifications?unread=true", headers=bearer(tenant))).json() == []
+    assert len((await api.get("/api/v1/notifications", headers=bearer(tenant))).json()) == 1
+
+
+# -- changes feed ----------------------------------------------------------------------------------------------
+
+async def _read_feed(api: Any, tenant: Any, *, page: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        r = await api.get(f"/api/v1/changes?after={after}&limit={page}", headers=bearer(tenant))
+        assert r.status_code == 200
+        data = r.json()
+        if not data["items"]:
+            assert data["next"] == after
+            return items
+        assert [i["seq"] for i in data["items"]] == sorted(i["seq"] for i in data["items"])
+        assert all(i["seq"] > after for i in data["items"])
+        items.extend(data["items"])
+        after = data["next"]
+
+
+async def test_changes_feed_rebuilds_every_entry(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
+    inst = await make_instance(app, tenant.tenant_id)
+    base = {"user": "jdoe", "ticket": "PROJ-1", "date": "2026-11-25", "start": "09:00", "duration": 30,
+            "timezone": "UTC"}
+    await api.put("/api/v1/entries/1", json={**base, "updated_at": "2026-11-25T10:00:00Z"}, headers=bearer(tenant))
+    await api.put("/api/v1/entries/2", json={**base, "ticket": "NOPE-1", "updated_at": "2026-11-25T10:00:00Z"},
+                  headers=bearer(tenant))
+    await api.put("/api/v1/entries/3", json={**base, "duration": 0, "updated_at": "2026-11-25T10:00:00Z"},
+                  headers=bearer(tenant))
+    await api.delete("/api/v1/entries/3", headers=bearer(tenant))
+    # what the push engine does: status changes through set_status + flush_feed
+    async with app.state.sessionmaker() as session:
+        row = (await session.execute(select(EntryRow).where(
+            EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == "1"))).scalar_one()
+        row.due_at, row.worklog_id, row.synced_version = None, "555", row.version
+        set_status(session, row, "synced")  # type: ignore[arg-type]
+        await flush_feed(session)
+        await session.commit()
+    # a JIRA-side change adopted through a resolved conflict
+    await synced_entry(app, api, tenant, inst, entry_id="4711")
+    assert (await deliver(api, inst, payload(seconds=7200, updated_ms=9_000))).json()["outcome"] == "jira_wins"
+    [c] = (await api.get("/api/v1/conflicts", headers=bearer(tenant))).json()
+    await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
+    other = await make_tenant(name="Other")
+    await api.put("/api/v1/entries/1", json={**base, "updated_at": "2026-11-25T10:00:00Z"}, headers=bearer(other))
+
+    for page in (1, 3, 1000):
+        rebuilt: dict[str, dict[str, Any]] = {}
+        for item in await _read_feed(api, tenant, page=page):
+            assert item["entry"]["id"] == item["entry_id"]
+            rebuilt[item["entry_id"]] = item["entry"]
+        assert set(rebuilt) == {"1", "2", "3", "4711"}
+        for entry_id, entry in rebuilt.items():
+            current = (await api.get(f"/api/v1/entries/{entry_id}", headers=bearer(tenant))).json()
+            assert entry == current, entry_id
+    kinds = {i["kind"] for i in await _read_feed(api, tenant, page=1000)}
+    assert kinds == {"sync_status", "remote_adoption"}
+    assert len(await _read_feed(api, other, page=1000)) == 1
+
+
+# -- audit ---------------------------------------------------------------------------------------------------
+
+async def test_audit_is_per_tenant_and_filtered_by_entry(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
+    c = await conflicted(app, api, tenant, seconds=7200)
+    await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "timetracker"}, headers=bearer(tenant))
+    rows = (await api.get("/api/v1/audit?entry_id=4711&limit=10", headers=bearer(tenant))).json()
+    assert [r["action"] for r in rows][:2] == ["conflict.resolve", "remote.worklog_changed"]  # newest first
+    first = rows[0]
+    assert set(first) == {"at", "action", "entry_id", "jira_instance", "outcome", "http_status", "detail",
+                          "duration_ms"}
+    assert first["outcome"] == "timetracker" and first["entry_id"] == "4711" and first["jira_instance"]
+    assert (await api.get("/api/v1/audit?entry_id=nope", headers=bearer(tenant))).json() == []
+    assert len((await api.get("/api/v1/audit?limit=1", headers=bearer(tenant))).json()) == 1
+    other = await make_tenant(name="Other")
+    assert (await api.get("/api/v1/audit", headers=bearer(other))).json() == []
+
+
+@pytest.mark.xfail(strict=True, reason="app.services.entries: a content change that keeps the sync status "
+                                       "(skipped→skipped, pending→pending) writes no feed row yet")
+async def test_changes_feed_carries_content_changes_that_keep_the_status(app, api, tenant):  # type: ignore[no-untyped-def]
+    base = {"user": "jdoe", "ticket": "NOPE-1", "date": "2026-11-25", "start": "09:00", "duration": 30,
+            "timezone": "UTC"}
+    await api.put("/api/v1/entries/2", json={**base, "updated_at": "2026-11-25T10:00:00Z"}, headers=bearer(tenant))
+    await api.put("/api/v1/entries/2", json={**base, "description": "new", "updated_at": "2026-11-25T10:01:00Z"},
+                  headers=bearer(tenant))
+    items = await _read_feed(api, tenant, page=100)
+    assert items[-1]["entry"]["description"] == "new"

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     worker_concurrency: int = Field(20, ge=1, le=500)
     metrics_port: int | None = None
+    # how long one push job may run; a killed worker's job is re-run by arq this long + 10 s later
+    job_timeout_seconds: float | None = Field(None, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -14,6 +14,7 @@ from app.logging_setup import bind_log_context, configure_logging
 from app.observability import MetricsPublisher
 from workers.context import build_context
 from workers.jobs import push_entry, sweeper_loop
+from workers.reconcile import reconcile_loop
 
 log = logging.getLogger("workers")
 
@@ -25,7 +26,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
     async def startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings)
         ctx["wc"] = build_context(settings)
-        ctx["background"] = [asyncio.create_task(sweeper_loop(ctx))]
+        ctx["background"] = [asyncio.create_task(sweeper_loop(ctx)), asyncio.create_task(reconcile_loop(ctx))]
         # nobody scrapes a worker: its counters go to Redis, and the API's /metrics serves the fleet's sums
         ctx["metrics"] = MetricsPublisher(ctx["wc"].redis, role="worker")
         ctx["metrics"].start()
@@ -60,7 +61,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "max_jobs": settings.worker_concurrency,
         # a push is a few JIRA requests; a killed worker's job comes back after this + 10 s
-        "job_timeout": int(settings.jira_timeout_seconds * 3 + 30),
+        "job_timeout": settings.job_timeout_seconds or int(settings.jira_timeout_seconds * 3 + 30),
         # results are not needed, and a kept result would block the entry's job id from being queued again
         "keep_result": 0,
         # we count attempts ourselves (only real JIRA failures count); arq's retries are just scheduling

@@ -22,6 +22,8 @@ PUSH_JOB = "push_entry"
 # arq orders its queue by score (enqueue or defer time, ms); user actions are placed as if enqueued a
 # day earlier, so every worker picks them before batch work queued now.
 USER_HEADSTART = timedelta(days=1)
+# how long a queued job's data lives in Redis; arq would otherwise derive it from the (back-dated) score
+JOB_EXPIRES = timedelta(days=7)
 
 
 def push_job_id(tenant_id: uuid.UUID, entry_id: str) -> str:
@@ -42,6 +44,7 @@ async def enqueue_pushes(
         for tenant_id, entry_id in items:
             job = await pool.enqueue_job(
                 PUSH_JOB, str(tenant_id), entry_id, _job_id=push_job_id(tenant_id, entry_id), _defer_until=when,
+                _expires=JOB_EXPIRES,
             )
             queued += job is not None
     except Exception as exc:

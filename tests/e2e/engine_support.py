@@ -1,0 +1,177 @@
+"""A small world for sync-engine tests: the simulator, a tenant with a JIRA instance and connected users,
+real `python -m workers` processes, and waiting on what PostgreSQL says."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow
+from app.security.api_keys import new_webhook_secret
+from app.security.secrets import binding
+from app.services.tenants import NewTenant, create_tenant
+from jirasim.control import SimControl
+from jirasim.testing import generate_rsa_keypair
+
+ROOT = Path(__file__).resolve().parents[2]
+ISSUES = [f"PROJ-{i}" for i in range(1, 101)]
+
+
+def sim_config(*, rate: float = 10, burst: int = 10, feed_delay: float = 60, name: str = "jira1") -> dict[str, Any]:
+    return {"instances": [{
+        "name": name, "display_timezone": "America/New_York", "feed_delay_seconds": feed_delay,
+        "users": [{"name": u, "timezone": "Europe/Berlin"} for u in ("jdoe", "alice", "bob")],
+        "issues": [{"key": k, "summary": f"Issue {k}"} for k in ISSUES],
+        "rate_limit": {"rate": rate, "burst": burst},
+    }]}
+
+
+@dataclass
+class World:
+    control: SimControl
+    sim_instance: str
+    tenant: NewTenant
+    instance_id: uuid.UUID
+    consumer_key: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def build_world(app: Any, control: SimControl, instance_url: str, *, sim_instance: str = "jira1",
+                      users: Iterable[str] = ("jdoe",), rate: int = 10) -> World:
+    """Tenant + JIRA instance (its key registered as a consumer in the simulator) + connected users."""
+    box = app.state.secret_box
+    private_pem, public_pem = generate_rsa_keypair()
+    consumer_key = f"tt-{uuid.uuid4().hex[:8]}"
+    control.add_consumer(sim_instance, consumer_key, public_pem)
+    async with app.state.sessionmaker() as session:
+        tenant = await create_tenant(session, box, name="E2E", timezone="Europe/Berlin")
+        instance_id = uuid.uuid4()
+        session.add(JiraInstanceRow(
+            id=instance_id, tenant_id=tenant.tenant_id, name="Main JIRA", base_url=instance_url,
+            consumer_key=consumer_key, rate_limit_per_second=rate, project_keys=["PROJ"],
+            private_key_enc=box.seal(private_pem, binding("jira_instances", "private_key", instance_id)),
+            public_key_pem=public_pem,
+            webhook_secret_enc=box.seal(new_webhook_secret(), binding("jira_instances", "webhook_secret", instance_id)),
+        ))
+        await session.flush()
+        for user in users:
+            token, secret = control.grant_token(sim_instance, consumer_key, user)
+            await add_connection(session, box, tenant.tenant_id, instance_id, user, token, secret)
+        await session.commit()
+    return World(control, sim_instance, tenant, instance_id, consumer_key,
+                 {"Authorization": f"Bearer {tenant.api_key}"})
+
+
+async def add_connection(session: Any, box: Any, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str,
+                         token: str, secret: str) -> None:
+    from datetime import datetime, timezone
+
+    cid = uuid.uuid4()
+    session.add(ConnectionRow(
+        id=cid, tenant_id=tenant_id, jira_instance_id=instance_id, user=user, jira_username=user,
+        status="connected", connected_at=datetime.now(timezone.utc),
+        access_token_enc=box.seal(token, binding("jira_connections", "access_token", cid)),
+        token_secret_enc=box.seal(secret, binding("jira_connections", "token_secret", cid)),
+    ))
+
+
+def entry(ticket: str = "PROJ-1", **kw: Any) -> dict[str, Any]:
+    base = {"user": "jdoe", "ticket": ticket, "date": "2026-11-25", "start": "09:00", "duration": 30,
+            "timezone": "Europe/Berlin", "description": "work", "activity": "Development"}
+    base.update(kw)
+    return base
+
+
+class Workers:
+    """`python -m workers` processes on the test stack, like a supervisor would run them."""
+
+    def __init__(self, env: dict[str, str], **settings: Any) -> None:
+        self.env = {**os.environ, **env, "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
+                    "SWEEP_INTERVAL_SECONDS": "2", "JIRA_TIMEOUT_SECONDS": "5", "CIRCUIT_RESET_SECONDS": "2",
+                    "SYNC_BACKOFF_BASE_SECONDS": "0.2", "RECONCILE_INTERVAL_SECONDS": "3600"}
+        self.env.update({k.upper(): str(v) for k, v in settings.items()})
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, n: int = 1) -> Workers:
+        for _ in range(n):
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "workers"], env=self.env, cwd=ROOT,
+                                               start_new_session=True))
+        return self
+
+    def kill_one(self) -> None:
+        live = [p for p in self.procs if p.poll() is None]
+        if live:
+            live[0].send_signal(signal.SIGKILL)
+            live[0].wait(5)
+
+    def restart_dead(self) -> int:
+        dead = [p for p in self.procs if p.poll() is not None]
+        self.procs = [p for p in self.procs if p.poll() is None]
+        self.start(len(dead))
+        return len(dead)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 25
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def statuses(app: Any, tenant_id: uuid.UUID) -> dict[str, str]:
+    async with app.state.sessionmaker() as session:
+        rows = await session.execute(select(EntryRow.id, EntryRow.sync_status).where(EntryRow.tenant_id == tenant_id))
+        return {r[0]: r[1] for r in rows.all()}
+
+
+async def count_by_status(app: Any, tenant_id: uuid.UUID) -> dict[str, int]:
+    async with app.state.sessionmaker() as session:
+        rows = await session.execute(select(EntryRow.sync_status, func.count()).where(
+            EntryRow.tenant_id == tenant_id).group_by(EntryRow.sync_status))
+        return {r[0]: r[1] for r in rows.all()}
+
+
+async def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.25,
+                     tick: Callable[[], Any] | None = None) -> Any:
+    """Poll an async `check` until it returns something truthy; fail with its last value on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        if tick is not None:
+            tick()
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def worklogs_by_anchor(control: SimControl, instance: str) -> dict[str, list[dict[str, Any]]]:
+    """Every worklog in the simulator grouped by our `#<id>:` anchor."""
+    from app.domain.worklog import anchor_of
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    data = control.all_worklogs(instance)
+    items = data.get("worklogs", data) if isinstance(data, dict) else data
+    if isinstance(items, dict):
+        items = [w for ws in items.values() for w in ws]
+    for w in items:
+        anchor = anchor_of(w.get("comment"))
+        if anchor is not None:
+            found.setdefault(anchor, []).append(w)
+    return found

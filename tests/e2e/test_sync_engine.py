@@ -1,0 +1,172 @@
+"""The sync engine end to end: real PostgreSQL, Redis, `python -m workers` processes and the simulator."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jirasim.testing import SimServer
+from tests.e2e.engine_support import (
+    Workers,
+    build_world,
+    count_by_status,
+    entry,
+    wait_until,
+    worklogs_by_anchor,
+)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from tests.e2e.engine_support import sim_config
+
+    with SimServer(sim_config()) as server:
+        yield server
+
+
+@pytest.fixture
+def control(sim):
+    sim.control.reset("jira1", state=False, counters=True)
+    sim.control.clear_faults("jira1")
+    sim.control.set_rate_limit("jira1", rate=10, burst=10)
+    return sim.control
+
+
+@pytest.fixture
+async def world(app, sim, control):
+    return await build_world(app, control, sim.instance_url("jira1"))
+
+
+@pytest.fixture
+def workers(stack):
+    started: list[Workers] = []
+
+    def make(n: int = 1, **settings) -> Workers:
+        w = Workers(stack.env, **settings).start(n)
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+async def entry_of(api, world, entry_id):
+    return (await api.get(f"/api/v1/entries/{entry_id}", headers=world.headers)).json()
+
+
+def jira_requests(control, since, *, methods=("POST", "PUT", "DELETE", "GET")):
+    return [r for r in control.log("jira1", since=since) if r["method"] in methods and "/rest/api/2/issue/" in r["path"]]
+
+
+async def synced(api, world, entry_id, status="synced"):
+    body = await entry_of(api, world, entry_id)
+    return body if body["sync"]["status"] == status else None
+
+
+async def test_each_change_costs_exactly_one_jira_request(api, world, control, workers):
+    workers(1)
+    t0 = time.time()
+    r = await api.put("/api/v1/entries/e1", json=entry(duration=90), headers=world.headers)
+    assert r.status_code == 202 and r.json()["sync"]["status"] == "pending"
+    body = await wait_until(lambda: synced(api, world, "e1"), timeout=30)
+    assert body["sync"]["attempts"] == 1 and body["sync"]["worklog_id"]
+    calls = jira_requests(control, t0)
+    assert [(c["method"], c["status"]) for c in calls] == [("POST", 201)]
+    [wl] = worklogs_by_anchor(control, "jira1")["e1"]
+    assert wl["timeSpentSeconds"] == 5400
+    assert wl["comment"] == "#e1: Development: work"
+
+    t1 = time.time()
+    await api.put("/api/v1/entries/e1", json=entry(duration=60, description="more"), headers=world.headers)
+    await wait_until(lambda: synced(api, world, "e1"), timeout=30)
+    assert [(c["method"], c["status"]) for c in jira_requests(control, t1)] == [("PUT", 200)]
+
+    # an identical PUT causes no JIRA write at all
+    t2 = time.time()
+    r = await api.put("/api/v1/entries/e1", json=entry(duration=60, description="more"), headers=world.headers)
+    assert r.json()["sync"]["status"] == "synced"
+
+    t3 = time.time()
+    assert (await api.delete("/api/v1/entries/e1", headers=world.headers)).status_code == 202
+    await wait_until(lambda: synced(api, world, "e1", "deleted"), timeout=30)
+    assert [(c["method"], c["status"]) for c in jira_requests(control, t2)] == [("DELETE", 204)]
+    assert jira_requests(control, t2)[0]["time"] >= t3
+    assert "e1" not in worklogs_by_anchor(control, "jira1")
+
+
+async def test_started_carries_the_entry_zone_offset_across_dst(api, world, control, workers):
+    workers(1)
+    await api.put("/api/v1/entries/dst", json=entry(date="2026-03-29", start="02:30", duration=60),
+                  headers=world.headers)
+    await wait_until(lambda: synced(api, world, "dst"), timeout=30)
+    log = [r for r in control.log("jira1") if r["method"] == "POST" and "worklog" in r["path"]]
+    assert log
+    [wl] = worklogs_by_anchor(control, "jira1")["dst"]
+    from app.domain.worklog import parse_started
+
+    # 02:30 does not exist in Berlin that night: moved forward by the gap to 03:30+0200 = 01:30Z
+    assert parse_started(wl["started"]).timestamp() == parse_started("2026-03-29T01:30:00.000+0000").timestamp()
+
+
+async def test_twenty_quick_updates_cost_at_most_three_writes(api, world, control, workers):
+    workers(1)
+    t0 = time.time()
+    for i in range(20):
+        await api.put("/api/v1/entries/burst", json=entry(duration=10 + i), headers=world.headers)
+    body = await wait_until(lambda: synced(api, world, "burst"), timeout=30)
+    assert body["duration"] == 29
+    writes = [c for c in jira_requests(control, t0, methods=("POST", "PUT"))]
+    assert 1 <= len(writes) <= 3
+    [wl] = worklogs_by_anchor(control, "jira1")["burst"]
+    assert wl["timeSpentSeconds"] == 29 * 60
+
+
+async def test_permanent_error_fails_at_once_with_jiras_message(api, world, control, workers):
+    workers(1)
+    await api.put("/api/v1/entries/gone", json=entry(ticket="PROJ-9999"), headers=world.headers)
+    body = await wait_until(lambda: synced(api, world, "gone", "failed"), timeout=30)
+    assert body["sync"]["attempts"] == 1
+    assert "Issue Does Not Exist" in body["sync"]["last_error"]
+    notes = (await api.get("/api/v1/notifications", params={"user": "jdoe"}, headers=world.headers))
+    if notes.status_code == 200:  # the notifications API lands with the bidirectional-sync issue
+        assert any(n["kind"] == "sync_failed" and n["entry_id"] == "gone" for n in notes.json())
+
+
+async def test_transient_errors_back_off_then_fail_after_max_attempts(api, world, control, workers):
+    workers(1, SYNC_MAX_ATTEMPTS=3, CIRCUIT_FAILURE_THRESHOLD=100)
+    control.set_faults("jira1", error_rate=1.0, error_statuses=[503])
+    await api.put("/api/v1/entries/down", json=entry(), headers=world.headers)
+    body = await wait_until(lambda: synced(api, world, "down", "failed"), timeout=30)
+    assert body["sync"]["attempts"] == 3
+    assert "3 attempts" in body["sync"]["last_error"]
+    # a 503 may have been applied: before creating again the engine looks for its anchor (GET)
+    posts = [c for c in jira_requests(control, 0) if c["status"] == 503]
+    assert [c["method"] for c in posts] == ["POST", "GET", "GET"]
+    gaps = [b["time"] - a["time"] for a, b in zip(posts, posts[1:], strict=False)]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4  # base 0.2 s: 0.2, 0.4 (+ jitter)
+
+
+async def test_open_circuit_keeps_entries_pending_without_spending_attempts(api, world, control, workers):
+    workers(1, CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_RESET_SECONDS=3, SYNC_MAX_ATTEMPTS=50)
+    control.set_faults("jira1", error_rate=1.0, error_statuses=[502])
+    for i in range(6):
+        await api.put(f"/api/v1/entries/c{i}", json=entry(ticket=f"PROJ-{i + 1}"), headers=world.headers)
+    time.sleep(2.5)
+    requests_while_down = len(jira_requests(control, 0))
+    # two failures open the circuit; while open, at most one trial per reset period goes out
+    assert requests_while_down <= 4
+    counts = await count_by_status(app_of(api), world.tenant.tenant_id)
+    assert counts.get("pending") == 6
+    control.clear_faults("jira1")
+    await wait_until(lambda: all_synced(api, world, 6, "c"), timeout=40)
+
+
+def app_of(api):
+    return api._transport.app  # the ASGI app behind the test client
+
+
+async def all_synced(api, world, n, prefix):
+    counts = await count_by_status(app_of(api), world.tenant.tenant_id)
+    return counts.get("synced", 0) == n and counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -57,7 +58,8 @@ async def entry_of(api, world, entry_id):
 
 
 def jira_requests(control, since, *, methods=("POST", "PUT", "DELETE", "GET")):
-    return [r for r in control.log("jira1", since=since) if r["method"] in methods and "/rest/api/2/issue/" in r["path"]]
+    return [r for r in control.log("jira1", since=since)
+            if r["method"] in methods and "/rest/api/2/issue/" in r["path"]]
 
 
 async def synced(api, world, entry_id, status="synced"):
@@ -144,7 +146,7 @@ async def test_transient_errors_back_off_then_fail_after_max_attempts(api, world
     # a 503 may have been applied: before creating again the engine looks for its anchor (GET)
     posts = [c for c in jira_requests(control, 0) if c["status"] == 503]
     assert [c["method"] for c in posts] == ["POST", "GET", "GET"]
-    gaps = [b["time"] - a["time"] for a, b in zip(posts, posts[1:], strict=False)]
+    gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(posts)]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4  # base 0.2 s: 0.2, 0.4 (+ jitter)
 
 

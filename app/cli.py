@@ -106,10 +106,30 @@ def cmd_sync_pending(args: argparse.Namespace, settings: Settings) -> None:
         print(f"still pending after {args.wait:.0f} s: the workers go on; run again to follow", file=sys.stderr)
 
 
+def cmd_rotate_encryption_key(args: argparse.Namespace, settings: Settings) -> None:
+    from app.services.key_rotation import rotate_encryption_key
+
+    async def run() -> Any:
+        engine = make_engine(settings.database_url, pool_size=2)
+        try:
+            return await rotate_encryption_key(make_sessionmaker(engine), SecretBox(settings.encryption_keys),
+                                               batch_size=args.batch_size)
+        finally:
+            await engine.dispose()
+
+    summary = asyncio.run(run())
+    print(json.dumps(summary.as_json()))
+    if summary.unreadable:
+        print(f"{summary.unreadable} value(s) could not be opened with any key in ENCRYPTION_KEYS; "
+              "they were left as they are", file=sys.stderr)
+        raise SystemExit(1)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-tenant": cmd_create_tenant,
     "create-api-key": cmd_create_api_key,
     "sync-pending": cmd_sync_pending,
+    "rotate-encryption-key": cmd_rotate_encryption_key,
 }
 
 
@@ -125,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="only this tenant's entries")
     p.add_argument("--dry-run", action="store_true", help="count what would be queued; change nothing")
     p.add_argument("--wait", type=float, default=600, help="seconds to follow the backlog (default 600)")
+    p = sub.add_parser("rotate-encryption-key",
+                       help="re-encrypt every stored secret under the first ENCRYPTION_KEYS key; prints a summary")
+    p.add_argument("--batch-size", type=int, default=500, help="rows per transaction (default 500)")
     return parser
 
 

@@ -178,3 +178,30 @@ async def retry(session: AsyncSession, tenant: Tenant, row: EntryRow, *, now: da
     routes = await repo.instance_routes(session, tenant.id)
     _apply_intent(session, row, routes=routes, priority=Priority.USER, now=now)
     return True
+
+
+async def reroute_skipped(session: AsyncSession, tenant: Tenant, *, now: datetime | None = None) -> list[str]:
+    """After the tenant's JIRA instances changed: route again the entries skipped for want of an instance.
+
+    Returns the ids now due (pending, batch priority); the caller commits, then enqueues them.
+    """
+    now = now or now_utc()
+    routes = await repo.instance_routes(session, tenant.id)
+    due: list[str] = []
+    for row in await repo.entries_skipped_for_routing(session, tenant.id):
+        if _apply_intent(session, row, routes=routes, priority=Priority.BATCH, now=now):
+            due.append(row.id)
+    return due
+
+
+async def resume_after_connect(
+    session: AsyncSession, tenant: Tenant, rows: list[EntryRow], *, now: datetime | None = None
+) -> list[str]:
+    """Put `auth_required` entries back to pending, due now at USER priority (the user just reconnected).
+
+    Routes are evaluated again, as for any change. Returns the ids now due; the caller commits, then enqueues.
+    """
+    now = now or now_utc()
+    routes = await repo.instance_routes(session, tenant.id)
+    return [row.id for row in rows
+            if _apply_intent(session, row, routes=routes, priority=Priority.USER, now=now)]

@@ -156,3 +156,15 @@ async def mark_due(session: AsyncSession, tenant_id: uuid.UUID, entry_ids: Seque
     await session.execute(
         update(EntryRow).where(EntryRow.tenant_id == tenant_id, EntryRow.id.in_(list(entry_ids))).values(due_at=when)
     )
+
+
+async def entries_skipped_for_routing(session: AsyncSession, tenant_id: uuid.UUID) -> list[EntryRow]:
+    """The tenant's `skipped` entries that have something to push: skipped only because no instance was routed."""
+    stmt = (
+        select(EntryRow)
+        .where(EntryRow.tenant_id == tenant_id, EntryRow.sync_status == "skipped", EntryRow.is_deleted.is_(False),
+               EntryRow.duration > 0)
+        .order_by(EntryRow.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.execute(stmt)).scalars())

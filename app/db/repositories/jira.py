@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow
+from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow, NotificationRow, OAuthRequestRow
 
 
 async def get_instance(session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID) -> JiraInstanceRow | None:
@@ -67,3 +68,29 @@ async def pending_entries_of(
 
 async def touch_instance(session: AsyncSession, instance_id: uuid.UUID, **values: object) -> None:
     await session.execute(update(JiraInstanceRow).where(JiraInstanceRow.id == instance_id).values(**values))
+
+
+async def get_oauth_request(session: AsyncSession, token_hash: str, *, lock: bool = False) -> OAuthRequestRow | None:
+    stmt = select(OAuthRequestRow).where(OAuthRequestRow.request_token_hash == token_hash)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def purge_oauth_requests(session: AsyncSession, *, older_than: datetime) -> None:
+    """Drop request tokens that expired (or were used) before `older_than`: they can never be exchanged."""
+    await session.execute(delete(OAuthRequestRow).where(OAuthRequestRow.expires_at < older_than))
+
+
+async def mark_auth_notifications_read(
+    session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, *, at: datetime
+) -> int:
+    """Mark the user's unread `auth_required` notifications of this instance read; returns how many."""
+    result = await session.execute(
+        update(NotificationRow)
+        .where(NotificationRow.tenant_id == tenant_id, NotificationRow.user == user,
+               NotificationRow.kind == "auth_required", NotificationRow.jira_instance_id == instance_id,
+               NotificationRow.read_at.is_(None))
+        .values(read_at=at)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

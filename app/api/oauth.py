@@ -1,0 +1,87 @@
+"""Connecting a user's JIRA account, OAuth 1.0a (CONTRACT section 4): start and callback.
+
+The callback carries no API key: it is bound to the single-use request token that `start` fetched.
+After a connect it answers 303 to the `return_url` given at start, or 200 with JSON when none was given;
+a denial always answers 200 `{"status": "denied", …}`. JIRA failures are 502 with a readable message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from app.api.deps import QueueDep, SessionDep, SettingsDep, TenantDep
+from app.api.jira_instances import BoxDep, InstanceDep, JiraDep
+from app.api.schemas.common import ErrorOut, error_responses
+from app.api.schemas.jira import OAuthCallbackOut, OAuthStartIn, OAuthStartOut
+from app.jira.priority import Priority
+from app.services import connect
+from app.services.dispatch import enqueue_pushes
+
+router = APIRouter(tags=["connections"])
+
+_502: dict[int | str, dict[str, Any]] = {
+    502: {"description": "JIRA could not be reached or refused the OAuth step", "model": ErrorOut}}
+
+
+def _bad_gateway(exc: connect.ConnectError) -> HTTPException:
+    return HTTPException(status.HTTP_502_BAD_GATEWAY, exc.message)
+
+
+@router.post(
+    "/api/v1/jira-instances/{instance_id}/oauth/start", response_model=OAuthStartOut,
+    summary="Start connecting a user's JIRA account", responses={**error_responses(401, 404, 422), **_502},
+)
+async def oauth_start(
+    body: OAuthStartIn, instance: InstanceDep, session: SessionDep, tenant: TenantDep, box: BoxDep, jira: JiraDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Fetches a request token (callback `<PUBLIC_BASE_URL>/oauth/jira/callback`, valid 10 minutes) and returns
+    the JIRA page where the user approves access."""
+    try:
+        url = await connect.start(session, box, jira, instance=instance, user=body.user, return_url=body.return_url,
+                                  public_base_url=settings.public_base_url)
+    except connect.ConnectError as exc:
+        await session.commit()  # keep the audit rows of the failed attempt
+        raise _bad_gateway(exc) from None
+    await session.commit()
+    return {"authorize_url": url}
+
+
+@router.get(
+    connect.CALLBACK_PATH, response_model=OAuthCallbackOut, summary="JIRA's OAuth callback (no API key)",
+    responses={303: {"description": "connected; redirect to the return_url given at start"},
+               **error_responses(400), **_502},
+)
+async def oauth_callback(
+    session: SessionDep, box: BoxDep, jira: JiraDep, queue: QueueDep,
+    oauth_token: Annotated[str | None, Query(max_length=500)] = None,
+    oauth_verifier: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """Exchanges the approved request token for an access token (stored encrypted), or records a denial.
+    An unknown, used or expired `oauth_token` is 400."""
+    if not oauth_token:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "oauth_token is missing: start the connection again")
+    if not oauth_verifier:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "oauth_verifier is missing: start the connection again")
+    try:
+        request = await connect.claim_request(session, oauth_token)
+    except connect.InvalidRequestToken as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    await session.commit()  # single use from now on, whatever happens next
+    try:
+        result = await connect.complete(session, box, jira, request=request, verifier=oauth_verifier)
+    except connect.InvalidRequestToken as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    except connect.ConnectError as exc:
+        await session.commit()
+        raise _bad_gateway(exc) from None
+    await session.commit()
+    await enqueue_pushes(queue, [(result.tenant_id, e) for e in result.due_entries], Priority.USER)
+    if result.status == "connected" and result.return_url:
+        return RedirectResponse(result.return_url, status_code=status.HTTP_303_SEE_OTHER)
+    body = OAuthCallbackOut(status=result.status,  # type: ignore[arg-type]
+                            user=result.user, jira_instance=result.jira_instance, jira_username=result.jira_username)
+    return JSONResponse(body.model_dump(mode="json"))

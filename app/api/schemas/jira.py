@@ -1,0 +1,196 @@
+"""JIRA instance, connection, OAuth and ticket schemas (CONTRACT sections 3, 4 and 9)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from app.api.schemas.common import SingleLine
+from app.security.rsa_keys import MAX_PEM_CHARS, KeyImportError, import_private_key
+
+PROJECT_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,30}$")
+MAX_PROJECT_KEYS = 1000
+INSTANCE_EXAMPLE: dict[str, Any] = {
+    "name": "Main JIRA", "base_url": "https://jira.example.com/jira", "consumer_key": "timetracker",
+    "rate_limit_per_second": 10, "project_keys": ["PROJ", "OPS"], "private_key_pem": None,
+}
+
+
+def normalise_base_url(value: str) -> str:
+    """http(s) only, a host, no credentials, query or fragment; the context path is kept, trailing `/` dropped."""
+    url = value.strip()
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError("must not contain spaces or control characters")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("must name a host, e.g. https://jira.example.com/jira")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError("must not carry credentials (user:password@); JIRA is reached with OAuth")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError("must not have a query string or a fragment")
+    try:
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    path = parts.path.rstrip("/")
+    if "//" in path:
+        raise ValueError("must not contain empty path segments")
+    return urlunsplit((scheme, parts.netloc.lower(), path, "", ""))
+
+
+def normalise_project_keys(keys: list[str]) -> list[str]:
+    """Upper-case, de-duplicated project keys like `PROJ` (letters, digits, underscore; a letter first)."""
+    result: list[str] = []
+    for raw in keys:
+        key = raw.strip().upper()
+        if not PROJECT_KEY_RE.match(key):
+            raise ValueError(f"{raw!r} is not a JIRA project key (like PROJ: a letter, then letters, digits or _)")
+        if key not in result:
+            result.append(key)
+    return result
+
+
+def _stripped(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+def check_private_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        import_private_key(value)
+    except KeyImportError as exc:
+        raise ValueError(f"the private key {exc}") from None
+    return value
+
+
+def check_return_url(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError("must not contain spaces or control characters")
+    return url
+
+
+BaseUrl = Annotated[str, Field(min_length=8, max_length=2000, examples=["https://jira.example.com/jira"]),
+                    AfterValidator(normalise_base_url)]
+InstanceName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["Main JIRA"]),
+                         AfterValidator(_stripped)]
+ConsumerKey = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["timetracker"]),
+                        AfterValidator(_stripped)]
+RateLimit = Annotated[int, Field(ge=1, le=1000, description="requests per second all workers together send")]
+ProjectKeys = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_PROJECT_KEYS),
+                        AfterValidator(normalise_project_keys)]
+PrivateKeyPem = Annotated[str | None, Field(max_length=MAX_PEM_CHARS), AfterValidator(check_private_key)]
+UserName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["jdoe"])]
+
+
+class InstanceIn(BaseModel):
+    """A JIRA Server/DC instance to sync to; without `private_key_pem` the service generates an RSA key pair."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [INSTANCE_EXAMPLE]})
+
+    name: InstanceName
+    base_url: BaseUrl
+    consumer_key: ConsumerKey = "timetracker"
+    rate_limit_per_second: RateLimit = 10
+    project_keys: ProjectKeys = Field(default_factory=list)
+    private_key_pem: PrivateKeyPem = Field(
+        None, description="import an existing unencrypted PKCS#8 or PKCS#1 RSA key (2048 bits or more)")
+
+
+class InstancePatch(BaseModel):
+    """Fields to change; absent fields stay. The key pair and webhook secret are not changed here."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate_limit_per_second": 5}]})
+
+    name: InstanceName | None = None
+    base_url: BaseUrl | None = None
+    consumer_key: ConsumerKey | None = None
+    rate_limit_per_second: RateLimit | None = None
+    project_keys: ProjectKeys | None = None
+
+
+class InstanceOut(BaseModel):
+    """A JIRA instance; secrets (private key, webhook secret) are never part of it."""
+
+    id: uuid.UUID
+    name: str
+    base_url: str
+    consumer_key: str
+    rate_limit_per_second: int
+    project_keys: list[str]
+    public_key_pem: str = Field(description="paste into JIRA's application link (incoming authentication)")
+    created_at: datetime
+    updated_at: datetime
+
+
+class InstanceCreatedOut(InstanceOut):
+    """The creation response: the only one that shows `webhook_secret`."""
+
+    webhook_secret: str = Field(description="signs JIRA's webhooks to this service; shown only now")
+
+
+class WebhookSecretOut(BaseModel):
+    jira_instance: uuid.UUID
+    webhook_secret: str = Field(description="the new secret; shown only now, the old one stops working")
+
+
+class OAuthStartIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "examples": [{"user": "jdoe", "return_url": "https://tt.example.com/"}]})
+
+    user: UserName
+    return_url: Annotated[str | None, Field(max_length=2000), AfterValidator(check_return_url)] = Field(
+        None, description="where the callback sends the browser (303); without it the callback answers JSON")
+
+
+class OAuthStartOut(BaseModel):
+    authorize_url: str = Field(examples=["https://jira.example.com/jira/plugins/servlet/oauth/authorize?oauth_token=…"])
+
+
+class OAuthCallbackOut(BaseModel):
+    status: Literal["connected", "denied"]
+    user: str
+    jira_instance: uuid.UUID
+    jira_username: str | None = Field(None, description="the JIRA account that approved (connected only)")
+
+
+class ConnectionOut(BaseModel):
+    jira_instance: uuid.UUID
+    jira_instance_name: str
+    status: Literal["connected", "auth_required", "denied"]
+    connected_at: datetime | None
+    jira_username: str | None
+    updated_at: datetime
+
+
+class TicketOut(BaseModel):
+    key: str = Field(examples=["PROJ-123"])
+    summary: str
+    subtask: bool
+    parent: str | None = Field(None, description="the parent's key for a sub-task")
+
+
+class SubticketOut(BaseModel):
+    key: str
+    summary: str
+
+
+class SubticketsOut(BaseModel):
+    items: list[SubticketOut]

@@ -1,0 +1,261 @@
+"""Connecting a user's JIRA account (CONTRACT section 4): OAuth start, callback, list and forget.
+
+The request token is a bearer credential until it is exchanged: the database keeps only its SHA-256 (for
+the callback's look-up) and a sealed copy (needed to sign the exchange). It is single use and expires
+after ten minutes. Every request to JIRA is recorded in the audit log as `jira.<operation>`, and every
+authentication event as `auth.<event>`; neither ever carries a token or a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
+from app.db.repositories import entries as entries_repo
+from app.db.repositories import jira as jira_repo
+from app.jira.calls import JiraCall
+from app.jira.client import JiraClient
+from app.jira.errors import AuthRejected, JiraError, RateLimited, TransientError
+from app.jira.oauth_dance import authorize_url, fetch_access_token, fetch_request_token
+from app.security.secrets import SecretBox, SecretDecryptionError, binding
+from app.services.credentials import consumer_target, user_target
+from app.services.entries import flush_feed, resume_after_connect
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/oauth/jira/callback"
+REQUEST_TOKEN_TTL = timedelta(minutes=10)
+# used or expired request tokens are kept a day for the audit trail's sake, then dropped
+PURGE_AFTER = timedelta(days=1)
+DENIED_VERIFIER = "denied"
+
+
+class ConnectError(Exception):
+    """Talking to JIRA failed during the dance; `message` is for a person and holds no secret (HTTP 502)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestToken(ValueError):
+    """The callback's `oauth_token` is unknown, already used or expired (HTTP 400)."""
+
+
+@dataclass
+class CallbackResult:
+    status: str  # connected | denied
+    tenant_id: uuid.UUID
+    user: str
+    jira_instance: uuid.UUID
+    return_url: str | None
+    jira_username: str | None = None
+    due_entries: list[str] = field(default_factory=list)
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 (hex) under which a request token is looked up."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def callback_url(public_base_url: str) -> str:
+    return public_base_url.rstrip("/") + CALLBACK_PATH
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CallLog:
+    """Collects the JIRA calls of one use case, to be written as audit rows in its transaction."""
+
+    def __init__(self) -> None:
+        self.calls: list[JiraCall] = []
+
+    async def __call__(self, call: JiraCall) -> None:
+        self.calls.append(call)
+
+    def write(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
+        audit_calls(session, tenant_id, self.calls)
+        self.calls.clear()
+
+
+def audit_calls(session: AsyncSession, tenant_id: uuid.UUID, calls: list[JiraCall], *,
+                entry_id: str | None = None) -> None:
+    """One audit row per JIRA call (`jira.<operation>`); `JiraCall` carries no query string and no secret."""
+    for call in calls:
+        entries_repo.add_audit(
+            session, tenant_id=tenant_id, action=f"jira.{call.operation}", outcome=call.outcome,
+            entry_id=entry_id, jira_instance_id=call.instance_id, http_status=call.status,
+            detail=f"{call.method} {call.path}" + (f": {call.detail}" if call.detail else ""),
+            duration_ms=call.duration_ms,
+        )
+
+
+def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
+    """What a person should read when a step of the dance failed at JIRA."""
+    where = f"JIRA instance {instance.name!r} ({instance.base_url})"
+    if isinstance(error, AuthRejected):
+        problem = f" ({error.oauth_problem})" if error.oauth_problem else ""
+        return (f"{where} rejected our {step}{problem}: check that its application link has consumer key "
+                f"{instance.consumer_key!r} and this instance's public key")
+    if isinstance(error, RateLimited):
+        return f"{where} is rate limiting requests; try again in {error.retry_after:g} s"
+    if isinstance(error, TransientError):
+        return f"{where} could not be reached for the {step}: {error.message}"
+    return f"{where} refused the {step}: {error.message}"
+
+
+async def start(
+    session: AsyncSession, box: SecretBox, jira: JiraClient, *, instance: JiraInstanceRow, user: str,
+    return_url: str | None, public_base_url: str,
+) -> str:
+    """Fetch a request token, remember it, and return the URL where the user approves access.
+
+    On a JIRA failure the audit rows are written (the caller still commits) and `ConnectError` is raised.
+    """
+    now = _now()
+    calls = CallLog()
+    try:
+        token, secret = await fetch_request_token(jira, consumer_target(box, instance), callback_url(public_base_url),
+                                                  on_call=calls)
+    except JiraError as exc:
+        calls.write(session, instance.tenant_id)
+        message = explain(exc, instance, "request for a request token")
+        entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.oauth_start", outcome="failed",
+                               jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
+        raise ConnectError(message) from None
+    calls.write(session, instance.tenant_id)
+    await jira_repo.purge_oauth_requests(session, older_than=now - PURGE_AFTER)
+    request_id = uuid.uuid4()
+    session.add(OAuthRequestRow(
+        id=request_id, tenant_id=instance.tenant_id, jira_instance_id=instance.id, user=user,
+        request_token_hash=token_hash(token),
+        request_token_enc=box.seal(token, binding("oauth_requests", "request_token", request_id)),
+        request_secret_enc=box.seal(secret, binding("oauth_requests", "request_secret", request_id)) if secret
+        else None,
+        return_url=return_url, created_at=now, expires_at=now + REQUEST_TOKEN_TTL,
+    ))
+    entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.oauth_start", outcome="ok",
+                           jira_instance_id=instance.id, detail=f"{user} was sent to JIRA to approve access")
+    return authorize_url(instance.base_url, token)
+
+
+async def claim_request(session: AsyncSession, oauth_token: str) -> OAuthRequestRow:
+    """Take the request token for this callback, once: unknown, used or expired → `InvalidRequestToken`.
+
+    The caller commits right away, so a second callback with the same token finds it used even while
+    the first one is still talking to JIRA.
+    """
+    now = _now()
+    row = await jira_repo.get_oauth_request(session, token_hash(oauth_token), lock=True) if oauth_token else None
+    if row is None:
+        raise InvalidRequestToken("unknown oauth_token: start the connection again")
+    if row.used_at is not None:
+        raise InvalidRequestToken("this oauth_token was already used: start the connection again")
+    if row.expires_at <= now:
+        raise InvalidRequestToken("this oauth_token expired (after 10 minutes): start the connection again")
+    row.used_at = now
+    return row
+
+
+async def _connection(session: AsyncSession, request: OAuthRequestRow) -> ConnectionRow:
+    connection = await jira_repo.get_connection(session, request.tenant_id, request.jira_instance_id, request.user,
+                                                lock=True)
+    if connection is None:
+        connection = ConnectionRow(id=uuid.uuid4(), tenant_id=request.tenant_id,
+                                   jira_instance_id=request.jira_instance_id, user=request.user, status="denied")
+        session.add(connection)
+    return connection
+
+
+async def complete(
+    session: AsyncSession, box: SecretBox, jira: JiraClient, *, request: OAuthRequestRow, verifier: str,
+) -> CallbackResult:
+    """Finish the dance for a claimed request token: store the access token, or record the denial.
+
+    A connect puts the user's `auth_required` entries of the instance back to pending (returned in
+    `due_entries`, to enqueue after commit) and marks their auth_required notifications read.
+    """
+    now = _now()
+    tenant_id, user = request.tenant_id, request.user
+    result = CallbackResult("denied", tenant_id, user, request.jira_instance_id, request.return_url)
+    instance = await jira_repo.get_instance(session, tenant_id, request.jira_instance_id)
+    if instance is None:
+        raise InvalidRequestToken("the JIRA instance of this oauth_token no longer exists")
+
+    if verifier == DENIED_VERIFIER:
+        connection = await _connection(session, request)
+        # a refused re-authorisation leaves a working connection alone; otherwise the denial is what we know
+        if connection.status != "connected":
+            connection.status = "denied"
+            connection.access_token_enc = connection.token_secret_enc = None
+            connection.updated_at = now
+        entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.denied", outcome="denied",
+                               jira_instance_id=instance.id, detail=f"{user} denied access in JIRA")
+        return result
+
+    try:
+        request_token = box.open(request.request_token_enc,
+                                 binding("oauth_requests", "request_token", request.id))
+        request_secret = (box.open(request.request_secret_enc, binding("oauth_requests", "request_secret", request.id))
+                          if request.request_secret_enc else None)
+    except SecretDecryptionError:
+        raise InvalidRequestToken("this oauth_token cannot be used any more: start the connection again") from None
+
+    calls = CallLog()
+    try:
+        access, access_secret = await fetch_access_token(
+            jira, consumer_target(box, instance), request_token, request_secret, verifier, on_call=calls)
+    except JiraError as exc:
+        calls.write(session, tenant_id)
+        message = explain(exc, instance, "exchange of the approved request token")
+        entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.connect", outcome="failed",
+                               jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
+        raise ConnectError(message) from None
+
+    connection = await _connection(session, request)
+    connection.status = "connected"
+    connection.access_token_enc = box.seal(access, binding("jira_connections", "access_token", connection.id))
+    connection.token_secret_enc = (
+        box.seal(access_secret, binding("jira_connections", "token_secret", connection.id)) if access_secret else None
+    )
+    connection.connected_at = connection.updated_at = now
+    # who approved: useful to show, and a first proof that the token works; not worth failing the connect over
+    target = user_target(box, instance, connection)
+    if target is not None:
+        try:
+            me = await jira.myself(target, on_call=calls)
+            connection.jira_username = me.name or None
+        except JiraError as exc:
+            log.warning("connected %s to %s, but JIRA's myself failed: %s", user, instance.name, exc.message)
+    calls.write(session, tenant_id)
+    result.status, result.jira_username = "connected", connection.jira_username
+    entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.connected", outcome="ok",
+                           jira_instance_id=instance.id,
+                           detail=f"{user} connected as JIRA user {connection.jira_username or 'unknown'}")
+
+    tenant = await session.get(Tenant, tenant_id)
+    assert tenant is not None  # the request row references it
+    waiting = list(await jira_repo.entries_waiting_for_auth(session, tenant_id, instance.id, user))
+    result.due_entries = await resume_after_connect(session, tenant, waiting, now=now)
+    await jira_repo.mark_auth_notifications_read(session, tenant_id, instance.id, user, at=now)
+    await flush_feed(session)
+    return result
+
+
+async def forget(session: AsyncSession, tenant_id: uuid.UUID, instance: JiraInstanceRow, user: str) -> bool:
+    """Delete the user's connection (and its token); False when there was none."""
+    connection = await jira_repo.get_connection(session, tenant_id, instance.id, user, lock=True)
+    if connection is None:
+        return False
+    await session.delete(connection)
+    entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.disconnected", outcome="ok",
+                           jira_instance_id=instance.id, detail=f"{user}'s JIRA token was forgotten")
+    return True

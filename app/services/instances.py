@@ -1,0 +1,126 @@
+"""Use cases on JIRA instances: create (key pair, webhook secret), change, delete, rotate the webhook secret.
+
+Creating or changing an instance may change where entries go (CONTRACT 3, routing): entries that were
+skipped for want of an instance are routed again in the same transaction; the caller commits, then
+enqueues the ids returned (batch priority).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.schemas.jira import InstanceIn, InstancePatch
+from app.db.models import JiraInstanceRow, Tenant
+from app.db.repositories import entries as entries_repo
+from app.db.repositories import jira as jira_repo
+from app.security.api_keys import new_webhook_secret
+from app.security.rsa_keys import KeyPair, generate_key_pair, import_private_key
+from app.security.secrets import SecretBox, binding
+from app.services.entries import reroute_skipped
+
+ROUTING_FIELDS = ("project_keys",)
+
+
+class DuplicateInstanceName(ValueError):
+    """Another instance of the tenant already has this name."""
+
+
+@dataclass
+class InstanceChange:
+    row: JiraInstanceRow
+    webhook_secret: str | None = field(default=None, repr=False)  # only when created or rotated now
+    due_entries: list[str] = field(default_factory=list)  # entries to enqueue after commit
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _name_taken(session: AsyncSession, tenant_id: uuid.UUID, name: str, *, other_than: uuid.UUID | None) -> bool:
+    return any(i.name == name and i.id != other_than for i in await jira_repo.list_instances(session, tenant_id))
+
+
+async def create_instance(session: AsyncSession, box: SecretBox, tenant: Tenant, data: InstanceIn) -> InstanceChange:
+    """A new instance with its sealed private key and webhook secret; reroutes skipped entries."""
+    if await _name_taken(session, tenant.id, data.name, other_than=None):
+        raise DuplicateInstanceName(f"a JIRA instance named {data.name!r} already exists")
+    keys: KeyPair = (
+        import_private_key(data.private_key_pem) if data.private_key_pem is not None
+        else await asyncio.to_thread(generate_key_pair)  # RSA generation would stall every other request
+    )
+    origin = "imported" if data.private_key_pem is not None else "generated"
+    instance_id = uuid.uuid4()
+    webhook_secret = new_webhook_secret()
+    now = _now()
+    row = JiraInstanceRow(
+        id=instance_id, tenant_id=tenant.id, name=data.name, base_url=data.base_url,
+        consumer_key=data.consumer_key, rate_limit_per_second=data.rate_limit_per_second,
+        project_keys=list(data.project_keys),
+        private_key_enc=box.seal(keys.private_pem, binding("jira_instances", "private_key", instance_id)),
+        public_key_pem=keys.public_pem,
+        webhook_secret_enc=box.seal(webhook_secret, binding("jira_instances", "webhook_secret", instance_id)),
+        created_at=now, updated_at=now,
+    )
+    session.add(row)
+    await _flush(session, data.name)
+    entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.created", outcome="ok",
+                           jira_instance_id=instance_id,
+                           detail=f"{data.name} at {data.base_url} ({origin} {keys.bits}-bit key)")
+    due = await reroute_skipped(session, tenant, now=now)
+    return InstanceChange(row, webhook_secret, due)
+
+
+async def update_instance(
+    session: AsyncSession, tenant: Tenant, row: JiraInstanceRow, patch: InstancePatch,
+) -> InstanceChange:
+    """Apply the fields given; a change of `project_keys` reroutes skipped entries."""
+    changes = patch.model_dump(exclude_unset=True, exclude_none=True)
+    if "name" in changes and changes["name"] != row.name and await _name_taken(
+        session, tenant.id, changes["name"], other_than=row.id
+    ):
+        raise DuplicateInstanceName(f"a JIRA instance named {changes['name']!r} already exists")
+    changed = [name for name, value in changes.items() if getattr(row, name) != value]
+    for name in changed:
+        setattr(row, name, changes[name])
+    if not changed:
+        return InstanceChange(row)
+    row.updated_at = _now()
+    await _flush(session, row.name)
+    entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.updated", outcome="ok",
+                           jira_instance_id=row.id, detail="changed " + ", ".join(sorted(changed)))
+    due = await reroute_skipped(session, tenant) if any(f in changed for f in ROUTING_FIELDS) else []
+    return InstanceChange(row, None, due)
+
+
+async def delete_instance(session: AsyncSession, tenant: Tenant, row: JiraInstanceRow) -> None:
+    """Forget the instance with its connections and pending OAuth requests (entries keep their data)."""
+    entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.deleted", outcome="ok",
+                           jira_instance_id=row.id, detail=row.name)
+    await session.delete(row)
+    await session.flush()
+
+
+async def rotate_webhook_secret(session: AsyncSession, box: SecretBox, tenant: Tenant,
+                                row: JiraInstanceRow) -> InstanceChange:
+    """A new webhook secret for JIRA's webhooks; the old one stops working at commit."""
+    secret = new_webhook_secret()
+    row.webhook_secret_enc = box.seal(secret, binding("jira_instances", "webhook_secret", row.id))
+    row.updated_at = _now()
+    entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.webhook_secret_rotated", outcome="ok",
+                           jira_instance_id=row.id)
+    return InstanceChange(row, secret)
+
+
+async def _flush(session: AsyncSession, name: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError:
+        # two requests raced for the same name: the unique constraint decides
+        await session.rollback()
+        raise DuplicateInstanceName(f"a JIRA instance named {name!r} already exists") from None

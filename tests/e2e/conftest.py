@@ -1,0 +1,162 @@
+"""Shared end-to-end fixtures: the JIRA simulator, JIRA instances created through the API, connected users.
+
+Reuse them from any e2e test (and from other test packages with
+`from tests.e2e.conftest import sim, jira_setup, connect_user  # noqa: F401`):
+
+* `sim` (session): a `SimServer` with no instances. Every `jira_setup` call adds its own simulator instance
+  with a unique name, so tests never share JIRA data and never need a reset.
+* `jira_setup` (factory): `await jira_setup(**options) -> JiraSetup`. Creates a tenant (unless `tenant=` is
+  given), creates a JIRA instance through `POST /api/v1/jira-instances` pointing at a fresh simulator
+  instance, and registers the instance's generated public key as a consumer in the simulator.
+  Options: `project_keys`, `users` (simulator users, default `SIM_USERS`), `issues` (default `SIM_ISSUES`),
+  `authorize_mode` ("approve" | "deny" | "manual"), `approve_as`, `sim_rate` (the simulator's own rate
+  limit, default high), `rate_limit_per_second` (ours), `private_key_pem`, `name`, `tenant`.
+* `connect_user` (factory): `await connect_user(setup, user="jdoe", jira_user="alice", via="dance") -> str`
+  connects TimeTracker user `user` as JIRA user `jira_user` and returns the connection status.
+  `via="dance"`: the whole OAuth dance through the API (start → the simulator's authorize page in
+  auto-approve mode → our callback). `via="grant"`: a token minted with the simulator's `grant_token`,
+  stored (sealed) straight into `jira_connections` — fast, for tests that only need a connected user.
+* `SIM_USERS`, `SIM_ISSUES`: the default simulator data (alice, bob, carol; PROJ-1 with sub-tasks PROJ-2
+  and PROJ-3, PROJ-4, OPS-1).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from jirasim.testing import SimServer
+
+SIM_USERS: list[dict[str, Any]] = [
+    {"name": "alice", "display_name": "Alice Example", "timezone": "Europe/Berlin"},
+    {"name": "bob", "display_name": "Bob Example", "timezone": "America/New_York"},
+    {"name": "carol", "display_name": "Carol Example"},
+]
+SIM_ISSUES: list[dict[str, Any]] = [
+    {"key": "PROJ-1", "summary": "Parent task"},
+    {"key": "PROJ-2", "summary": "First subtask", "parent": "PROJ-1"},
+    {"key": "PROJ-3", "summary": "Second subtask", "parent": "PROJ-1"},
+    {"key": "PROJ-4", "summary": "Lonely task"},
+    {"key": "OPS-1", "summary": "Keep the lights on"},
+]
+
+
+@dataclass
+class JiraSetup:
+    """What `jira_setup` made: a tenant, its JIRA instance (API view) and the simulator instance behind it."""
+
+    tenant: Any  # app.services.tenants.NewTenant: tenant_id, api_key, webhook_secret
+    headers: dict[str, str]  # Authorization for the tenant's API key
+    instance: dict[str, Any]  # the 201 body of POST /api/v1/jira-instances (with webhook_secret)
+    sim_name: str  # the simulator instance's name (for sim.control calls)
+    base_url: str  # the simulator instance's URL (= instance["base_url"])
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def instance_id(self) -> str:
+        return str(self.instance["id"])
+
+    @property
+    def consumer_key(self) -> str:
+        return str(self.instance["consumer_key"])
+
+    @property
+    def webhook_secret(self) -> str:
+        return str(self.instance["webhook_secret"])
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[SimServer]:
+    """One simulator server for the session; `jira_setup` adds a fresh instance per call."""
+    with SimServer() as server:
+        yield server
+
+
+@pytest.fixture
+def jira_setup(api: httpx.AsyncClient, sim: SimServer, make_tenant: Any) -> Callable[..., Awaitable[JiraSetup]]:
+    async def make(
+        *, tenant: Any = None, name: str | None = None, project_keys: list[str] | None = None,
+        users: list[dict[str, Any]] | None = None, issues: list[dict[str, Any]] | None = None,
+        authorize_mode: str = "approve", approve_as: str | None = "alice", sim_rate: float = 1000,
+        rate_limit_per_second: int = 100, private_key_pem: str | None = None, consumer_key: str | None = None,
+    ) -> JiraSetup:
+        tenant = tenant or await make_tenant()
+        headers = {"Authorization": f"Bearer {tenant.api_key}"}
+        sim_name = f"jira-{uuid.uuid4().hex[:10]}"
+        body: dict[str, Any] = {
+            "name": name or f"JIRA {sim_name}", "base_url": sim.instance_url(sim_name),
+            "consumer_key": consumer_key or f"tt-{sim_name}", "rate_limit_per_second": rate_limit_per_second,
+            "project_keys": ["PROJ", "OPS"] if project_keys is None else project_keys,
+            "private_key_pem": private_key_pem,
+        }
+        r = await api.post("/api/v1/jira-instances", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+        instance = r.json()
+        sim.control.add_instance({
+            "name": sim_name, "feed_delay_seconds": 0, "authorize_mode": authorize_mode, "approve_as": approve_as,
+            "rate_limit": {"rate": sim_rate, "burst": max(1, int(sim_rate))},
+            "consumers": [{"consumer_key": instance["consumer_key"], "public_key_pem": instance["public_key_pem"],
+                           "name": "TimeTracker"}],
+            "users": SIM_USERS if users is None else users,
+            "issues": SIM_ISSUES if issues is None else issues,
+        })
+        return JiraSetup(tenant, headers, instance, sim_name, sim.instance_url(sim_name))
+
+    return make
+
+
+async def oauth_dance(
+    api: httpx.AsyncClient, setup: JiraSetup, user: str, *, return_url: str | None = None,
+) -> httpx.Response:
+    """Start through the API, follow the simulator's authorize page (approve/deny per its mode) and call our
+    callback with the parameters the simulator redirected to. Returns the callback's response."""
+    body: dict[str, Any] = {"user": user}
+    if return_url is not None:
+        body["return_url"] = return_url
+    r = await api.post(f"/api/v1/jira-instances/{setup.instance_id}/oauth/start", json=body, headers=setup.headers)
+    assert r.status_code == 200, r.text
+    async with httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=10) as browser:
+        page = await browser.get(r.json()["authorize_url"])
+    assert page.status_code == 302, page.text
+    callback = urlsplit(page.headers["location"])
+    assert callback.path == "/oauth/jira/callback"
+    return await api.get(f"{callback.path}?{callback.query}")
+
+
+@pytest.fixture
+def connect_user(api: httpx.AsyncClient, app: Any, sim: SimServer) -> Callable[..., Awaitable[str]]:
+    async def connect(
+        setup: JiraSetup, user: str = "jdoe", *, jira_user: str = "alice",
+        via: Literal["dance", "grant"] = "dance",
+    ) -> str:
+        if via == "dance":
+            sim.control.set_settings(setup.sim_name, authorize_mode="approve", approve_as=jira_user)
+            r = await oauth_dance(api, setup, user)
+            assert r.status_code == 200, r.text
+            return str(r.json()["status"])
+        from app.db.models import ConnectionRow
+        from app.db.repositories import jira as jira_repo
+        from app.security.secrets import binding
+
+        token, secret = sim.control.grant_token(setup.sim_name, setup.consumer_key, jira_user)
+        box = app.state.secret_box
+        tenant_id, instance_id = setup.tenant.tenant_id, uuid.UUID(setup.instance_id)
+        async with app.state.sessionmaker() as session:
+            row = await jira_repo.get_connection(session, tenant_id, instance_id, user)
+            if row is None:
+                row = ConnectionRow(id=uuid.uuid4(), tenant_id=tenant_id, jira_instance_id=instance_id, user=user)
+                session.add(row)
+            row.status, row.jira_username, row.connected_at = "connected", jira_user, datetime.now(UTC)
+            row.access_token_enc = box.seal(token, binding("jira_connections", "access_token", row.id))
+            row.token_secret_enc = box.seal(secret, binding("jira_connections", "token_secret", row.id))
+            await session.commit()
+        return "connected"
+
+    return connect

@@ -11,7 +11,7 @@ from arq.connections import RedisSettings
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.api import dashboard, entries, health, webhooks_timetracker
+from app.api import connections, dashboard, entries, health, jira_instances, oauth, tickets, webhooks_timetracker
 from app.api import metrics as metrics_api
 from app.api import stats as stats_api
 from app.config import Settings, get_settings
@@ -29,6 +29,9 @@ Keeps TimeTracker time entries as worklogs in one or more JIRA Server/Data Cente
 
 TAGS = [
     {"name": "entries", "description": "TimeTracker entries and their sync state"},
+    {"name": "jira-instances", "description": "JIRA Server/DC instances: key pairs, routing, rate limits"},
+    {"name": "connections", "description": "Users' JIRA accounts, connected with OAuth 1.0a"},
+    {"name": "tickets", "description": "Ticket look-ups in JIRA as the asking user (cached briefly)"},
     {"name": "webhooks", "description": "Signed events from TimeTracker and JIRA"},
     {"name": "operations", "description": "Health, readiness, Prometheus metrics, per-instance stats, dashboard"},
 ]
@@ -72,6 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(entries.router)
     app.include_router(webhooks_timetracker.router)
+    app.include_router(jira_instances.router)
+    app.include_router(oauth.router)
+    app.include_router(connections.router)
+    app.include_router(tickets.router)
     app.include_router(stats_api.router)
     app.include_router(metrics_api.router)
     app.include_router(dashboard.router)

@@ -1,0 +1,315 @@
+"""JIRA → TimeTracker end to end (CONTRACT sections 7 and 8): people edit and delete worklogs in the simulator;
+the service learns of it by webhook or by the reconciliation poll and applies the conflict policy; resolving a
+conflict either way leaves JIRA and the entry equal. Real PostgreSQL, Redis, simulator and push engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.db.models import EntryRow
+from app.db.repositories import activity as activity_repo
+from app.domain.worklog import build_comment, local_start, parse_started
+from app.services.credentials import instance_webhook_secret
+from app.services.reconcile import ReconcileDeps, reconcile_instance
+from jirasim.testing import SimServer
+from tests.e2e.engine_support import World, build_world, entry, sim_config
+from workers.context import WorkerContext, build_context
+
+SIM = "jira1"
+
+
+class Relay:
+    """Where the simulator delivers its webhooks: keeps the raw bodies and signatures to forward to the app."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[bytes, str | None]] = []
+        self.lock = threading.Lock()
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with relay.lock:
+                    relay.deliveries.append((body, self.headers.get("X-Hub-Signature")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self) -> list[tuple[bytes, str | None]]:
+        with self.lock:
+            taken, self.deliveries = self.deliveries, []
+        return taken
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(sim_config(feed_delay=0, rate=1000, burst=1000)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[Relay]:
+    r = Relay()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+async def world(app: Any, sim: SimServer) -> World:
+    sim.control.set_webhook(SIM, None)
+    return await build_world(app, sim.control, sim.instance_url(SIM), rate=100)
+
+
+@pytest.fixture
+async def wc(settings: Any) -> AsyncIterator[WorkerContext]:
+    context = build_context(settings)
+    yield context
+    await context.close()
+
+
+async def hook_secret(app: Any, world: World) -> str:
+    async with app.state.sessionmaker() as session:
+        instance = await activity_repo.instance_by_id(session, world.instance_id)
+        assert instance is not None
+        return instance_webhook_secret(app.state.secret_box, instance)
+
+
+async def push(wc: WorkerContext, world: World, *entry_ids: str) -> None:
+    """Run the push engine until every entry is settled (what a worker does with the queued jobs)."""
+    for _ in range(40):
+        waiting = False
+        for entry_id in entry_ids:
+            delay = await wc.push.push(world.tenant.tenant_id, entry_id)
+            if delay is not None:
+                waiting = True
+                await asyncio.sleep(min(delay, 0.2))
+        if not waiting:
+            return
+    raise AssertionError("push did not settle")
+
+
+async def forward(api: Any, world: World, relay: Relay, *, expect: int = 1, timeout: float = 5) -> list[str]:
+    """Wait for the simulator's webhooks and post them, as delivered, to our receiver; returns the outcomes."""
+    deadline = time.monotonic() + timeout
+    deliveries: list[tuple[bytes, str | None]] = []
+    while time.monotonic() < deadline:
+        deliveries += relay.take()
+        if len(deliveries) >= expect:
+            await asyncio.sleep(0.2)  # stragglers (duplicates) of the same events
+            deliveries += relay.take()
+            break
+        await asyncio.sleep(0.05)
+    assert len(deliveries) >= expect, f"only {len(deliveries)} webhooks arrived"
+    outcomes = []
+    for body, signature in deliveries:
+        r = await api.post(f"/webhooks/jira/{world.instance_id}", content=body,
+                           headers={"X-Hub-Signature": signature or "", "Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        outcomes.append(r.json()["outcome"])
+    return outcomes
+
+
+async def row_of(app: Any, world: World, entry_id: str) -> EntryRow:
+    async with app.state.sessionmaker() as session:
+        return (await session.execute(select(EntryRow).where(
+            EntryRow.tenant_id == world.tenant.tenant_id, EntryRow.id == entry_id))).scalar_one()
+
+
+async def backdate_local_change(app: Any, world: World, entry_id: str) -> None:
+    """The entry was last changed in TimeTracker long ago (outside CONFLICT_WINDOW_SECONDS)."""
+    async with app.state.sessionmaker() as session:
+        row = (await session.execute(select(EntryRow).where(
+            EntryRow.tenant_id == world.tenant.tenant_id, EntryRow.id == entry_id))).scalar_one()
+        row.local_changed_at = datetime.now(UTC) - timedelta(hours=2)
+        await session.commit()
+
+
+def remote_worklogs(world: World, ticket: str) -> list[dict[str, Any]]:
+    return world.control.worklogs(SIM, ticket)
+
+
+async def assert_jira_equals_entry(app: Any, world: World, entry_id: str) -> None:
+    row = await row_of(app, world, entry_id)
+    assert row.sync_status == "synced", (row.sync_status, row.last_error)
+    ours = [w for w in remote_worklogs(world, row.ticket) if str(w["comment"]).startswith(f"#{entry_id}:")]
+    assert len(ours) == 1, ours
+    worklog = ours[0]
+    assert str(worklog["id"]) == row.worklog_id
+    assert parse_started(worklog["started"]) == local_start(row.date, row.start, row.timezone)
+    assert worklog["timeSpentSeconds"] == row.duration * 60
+    assert worklog["comment"] == build_comment(row.id, row.activity, row.description)
+
+
+async def put_and_push(api: Any, wc: WorkerContext, world: World, entry_id: str, **fields: Any) -> dict[str, Any]:
+    r = await api.put(f"/api/v1/entries/{entry_id}", json=entry(ticket="PROJ-7", duration=90, **fields),
+                      headers=world.headers)
+    assert r.status_code == 202, r.text
+    await push(wc, world, entry_id)
+    r = await api.get(f"/api/v1/entries/{entry_id}", headers=world.headers)
+    assert r.json()["sync"]["status"] == "synced", r.text
+    return dict(r.json())
+
+
+def reconcile_deps(wc: WorkerContext) -> ReconcileDeps:
+    d = wc.deps
+    return ReconcileDeps(sessionmaker=d.sessionmaker, box=d.box, jira=d.jira, settings=wc.settings, circuit=d.circuit)
+
+
+async def conflict_of(api: Any, world: World, entry_id: str) -> dict[str, Any]:
+    r = await api.get(f"/api/v1/conflicts?status=open&entry_id={entry_id}", headers=world.headers)
+    [conflict] = r.json()
+    return dict(conflict)
+
+
+# -- by webhook ------------------------------------------------------------------------------------------------
+
+async def test_webhook_remote_edit_of_an_old_entry_is_a_conflict_resolved_for_jira(  # type: ignore[no-untyped-def]
+        app, api, wc, world, relay, sim):
+    sim.control.set_webhook(SIM, relay.url, secret=await hook_secret(app, world), duplicates=1)
+    synced = await put_and_push(api, wc, world, "101")
+    assert set(await forward(api, world, relay)) == {"ignore"}  # the echo of our create, twice
+    await backdate_local_change(app, world, "101")
+    sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=7200,
+                            comment="#101: Development: work and review", as_user="alice")
+    outcomes = await forward(api, world, relay)
+    assert "jira_wins" in outcomes and set(outcomes) <= {"jira_wins", "ignore"}
+    row = await row_of(app, world, "101")
+    assert row.sync_status == "conflict" and row.duration == 90 and "changed in JIRA" in (row.last_error or "")
+    notes = (await api.get("/api/v1/notifications?user=jdoe&unread=true", headers=world.headers)).json()
+    assert [n["kind"] for n in notes] == ["conflict"]
+
+    conflict = await conflict_of(api, world, "101")
+    r = await api.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json={"winner": "jira"}, headers=world.headers)
+    assert r.status_code == 200, r.text
+    await push(wc, world, "101")
+    row = await row_of(app, world, "101")
+    assert (row.duration, row.description) == (120, "work and review")
+    await assert_jira_equals_entry(app, world, "101")
+
+
+async def test_webhook_remote_edit_within_the_window_is_overwritten(  # type: ignore[no-untyped-def]
+        app, api, wc, world, relay, sim):
+    sim.control.set_webhook(SIM, relay.url, secret=await hook_secret(app, world))
+    synced = await put_and_push(api, wc, world, "102")
+    await forward(api, world, relay)
+    sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=600, as_user="alice")
+    assert await forward(api, world, relay) == ["timetracker_wins"]
+    await push(wc, world, "102")
+    await assert_jira_equals_entry(app, world, "102")
+    assert (await row_of(app, world, "102")).duration == 90
+    # the echo of the re-push changes nothing
+    assert set(await forward(api, world, relay)) == {"ignore"}
+    assert (await row_of(app, world, "102")).sync_status == "synced"
+    assert (await api.get("/api/v1/conflicts", headers=world.headers)).json() == []
+
+
+# -- by the reconciliation poll (no webhooks) ---------------------------------------------------------------------
+
+async def test_poll_finds_an_old_entrys_remote_edit_resolved_for_timetracker(  # type: ignore[no-untyped-def]
+        app, api, wc, world, sim):
+    synced = await put_and_push(api, wc, world, "201")
+    deps = reconcile_deps(wc)
+    first = await reconcile_instance(deps, world.instance_id)
+    assert first.polled and first.outcomes.get("jira_wins", 0) == 0, first
+    await backdate_local_change(app, world, "201")
+    sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=1800, as_user="alice")
+    report = await reconcile_instance(deps, world.instance_id)
+    assert report.outcomes["jira_wins"] == 1, report
+    assert (await row_of(app, world, "201")).sync_status == "conflict"
+    # the next poll sees the same change again (overlapping windows): nothing twice
+    again = await reconcile_instance(deps, world.instance_id)
+    assert again.outcomes.get("jira_wins", 0) == 0
+    assert len((await api.get("/api/v1/conflicts", headers=world.headers)).json()) == 1
+
+    conflict = await conflict_of(api, world, "201")
+    r = await api.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json={"winner": "timetracker"},
+                       headers=world.headers)
+    assert r.status_code == 200
+    await push(wc, world, "201")
+    await assert_jira_equals_entry(app, world, "201")
+    assert (await row_of(app, world, "201")).duration == 90
+    after = await reconcile_instance(deps, world.instance_id)
+    assert set(after.outcomes) <= {"ignore"}
+    audit = (await api.get("/api/v1/audit?limit=200", headers=world.headers)).json()
+    assert {"jira.worklogs_updated_since", "jira.worklogs_deleted_since", "jira.worklog_list"} <= \
+        {a["action"] for a in audit}
+
+
+async def test_poll_finds_a_recent_entrys_remote_deletion_and_recreates_it(  # type: ignore[no-untyped-def]
+        app, api, wc, world, sim):
+    synced = await put_and_push(api, wc, world, "202")
+    sim.control.remote_delete(SIM, synced["sync"]["worklog_id"])
+    report = await reconcile_instance(reconcile_deps(wc), world.instance_id)
+    assert report.outcomes["timetracker_wins"] == 1, report
+    await push(wc, world, "202")
+    await assert_jira_equals_entry(app, world, "202")
+    assert (await row_of(app, world, "202")).worklog_id != synced["sync"]["worklog_id"]
+
+
+async def test_poll_finds_an_old_entrys_remote_deletion_resolved_for_jira(  # type: ignore[no-untyped-def]
+        app, api, wc, world, sim):
+    synced = await put_and_push(api, wc, world, "203")
+    await backdate_local_change(app, world, "203")
+    sim.control.remote_delete(SIM, synced["sync"]["worklog_id"])
+    report = await reconcile_instance(reconcile_deps(wc), world.instance_id)
+    assert report.outcomes["jira_wins"] == 1, report
+    conflict = await conflict_of(api, world, "203")
+    assert conflict["remote"] is None
+    r = await api.post(f"/api/v1/conflicts/{conflict['id']}/resolve", json={"winner": "jira"}, headers=world.headers)
+    assert r.status_code == 200
+    entry_now = (await api.get("/api/v1/entries/203", headers=world.headers)).json()
+    assert entry_now["deleted"] is True and entry_now["sync"]["status"] == "deleted"
+    assert not [w for w in remote_worklogs(world, "PROJ-7") if str(w["comment"]).startswith("#203:")]
+
+
+async def test_poll_cursors_advance_with_overlap_and_ignore_foreign_worklogs(  # type: ignore[no-untyped-def]
+        app, api, wc, world, sim):
+    await put_and_push(api, wc, world, "204")
+    sim.control.create_worklog_as(SIM, "PROJ-7", "alice", 600, comment="#204: not written by the service")
+    deps = reconcile_deps(wc)
+    report = await reconcile_instance(deps, world.instance_id)
+    assert report.polled and set(report.outcomes) <= {"ignore"}
+    async with app.state.sessionmaker() as session:
+        instance = await activity_repo.instance_by_id(session, world.instance_id)
+        assert instance is not None and instance.reconcile_updated_since and instance.reconciled_at
+        cursor = instance.reconcile_updated_since
+    now_ms = int(time.time() * 1000)
+    assert cursor <= now_ms - 60_000  # never past what JIRA may still add (its last minute)
+    assert (await row_of(app, world, "204")).sync_status == "synced"
+
+
+async def test_one_poller_per_instance_and_interval_across_workers(  # type: ignore[no-untyped-def]
+        app, api, wc, world, settings):
+    from workers.reconcile import lease_key, poll_due_instances
+
+    other = build_context(settings)
+    try:
+        async with app.state.sessionmaker() as session:
+            ids = await activity_repo.all_instance_ids(session)
+        for instance_id in ids:
+            await wc.redis.delete(lease_key(instance_id))
+        polled = await asyncio.gather(poll_due_instances(wc, None), poll_due_instances(other, None))
+        # two workers ticking at once: every instance was polled by exactly one of them
+        assert sum(polled) == len(ids)
+        # and by nobody else until the interval is over
+        assert await poll_due_instances(wc, None) == 0 and await poll_due_instances(other, None) == 0
+        async with app.state.sessionmaker() as session:
+            instance = await activity_repo.instance_by_id(session, world.instance_id)
+            assert instance is not None and instance.reconciled_at is not None
+    finally:
+        await other.close()

@@ -11,8 +11,22 @@ from arq.connections import RedisSettings
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.api import connections, dashboard, entries, health, jira_instances, oauth, tickets, webhooks_timetracker
+from app.api import audit as audit_api
+from app.api import changes as changes_api
+from app.api import conflicts as conflicts_api
+from app.api import (
+    connections,
+    dashboard,
+    entries,
+    health,
+    jira_instances,
+    oauth,
+    tickets,
+    webhooks_jira,
+    webhooks_timetracker,
+)
 from app.api import metrics as metrics_api
+from app.api import notifications as notifications_api
 from app.api import stats as stats_api
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
@@ -33,6 +47,10 @@ TAGS = [
     {"name": "connections", "description": "Users' JIRA accounts, connected with OAuth 1.0a"},
     {"name": "tickets", "description": "Ticket look-ups in JIRA as the asking user (cached briefly)"},
     {"name": "webhooks", "description": "Signed events from TimeTracker and JIRA"},
+    {"name": "conflicts", "description": "JIRA and TimeTracker disagree: list and resolve"},
+    {"name": "notifications", "description": "What a person should know: conflicts, rejected connections, failures"},
+    {"name": "changes", "description": "The changes feed: sync status changes and adoptions of JIRA's values"},
+    {"name": "audit", "description": "One row per JIRA call, authentication event, adoption and resolution"},
     {"name": "operations", "description": "Health, readiness, Prometheus metrics, per-instance stats, dashboard"},
 ]
 
@@ -79,6 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(connections.router)
     app.include_router(tickets.router)
+    app.include_router(webhooks_jira.router)
+    app.include_router(conflicts_api.router)
+    app.include_router(notifications_api.router)
+    app.include_router(changes_api.router)
+    app.include_router(audit_api.router)
     app.include_router(stats_api.router)
     app.include_router(metrics_api.router)
     app.include_router(dashboard.router)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from .config import RateLimitConfig
 
+_EPSILON = 1e-9  # float noise from clock arithmetic must not cost a token
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -48,9 +50,9 @@ class TokenBucket:
         if not cfg.enabled:
             return Decision(True, cfg.burst, 0, cfg.burst, cfg.rate)
         self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return Decision(True, int(self._tokens), 0, cfg.burst, cfg.rate)
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
+            return Decision(True, int(self._tokens + _EPSILON), 0, cfg.burst, cfg.rate)
         wait = (1.0 - self._tokens) / cfg.rate
         return Decision(False, 0, max(1, math.ceil(wait)), cfg.burst, cfg.rate)
 

@@ -102,10 +102,12 @@ class Jira:
             kwargs["timeout"] = timeout
         return self.http.request(method, url, **kwargs)
 
-    def add_worklog(self, issue: str, seconds: int = 3600, **fields: Any) -> httpx.Response:
+    def add_worklog(
+        self, issue: str, seconds: int = 3600, *, timeout: float | None = None, **fields: Any
+    ) -> httpx.Response:
         body = {"timeSpentSeconds": seconds, "started": "2026-11-25T09:00:00.000+0100"}
         body.update(fields)
-        return self("POST", f"issue/{issue}/worklog", json=body)
+        return self("POST", f"issue/{issue}/worklog", json=body, timeout=timeout)
 
     def close(self) -> None:
         self.http.close()

@@ -1,0 +1,134 @@
+"""Webhooks: delivered for every worklog change, HMAC-signed, duplicates and re-sends."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from jirasim.testing import SimServer
+
+from .conftest import Jira
+
+SECRET = "s3cret-webhook"
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/jira"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} webhooks, got {len(self.received)}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-hub-signature"] == expected
+    assert headers["content-type"] == "application/json"
+    payload: dict[str, Any] = json.loads(body)
+    return payload
+
+
+def test_every_change_is_delivered_and_signed(sim: SimServer, alice: Jira, receiver: Receiver) -> None:
+    sim.control.set_webhook("jira1", receiver.url, SECRET)
+    wl = alice.add_worklog("PROJ-2", 3600, comment="via REST").json()
+    alice("PUT", f"issue/PROJ-2/worklog/{wl['id']}", json={"comment": "edited via REST"})
+    sim.control.remote_edit("jira1", wl["id"], comment="edited in JIRA", as_user="bob")
+    sim.control.remote_delete("jira1", wl["id"])
+    other = sim.control.create_worklog_as("jira1", "PROJ-1", "carol", 600)
+
+    payloads = [_verify(h, b) for h, b in receiver.wait_for(5)]
+    events = [(p["webhookEvent"], p["worklog"]["id"]) for p in payloads]
+    assert sorted(events) == sorted(
+        [
+            ("worklog_created", wl["id"]),
+            ("worklog_updated", wl["id"]),
+            ("worklog_updated", wl["id"]),
+            ("worklog_deleted", wl["id"]),
+            ("worklog_created", other["id"]),
+        ]
+    )
+    for p in payloads:
+        assert isinstance(p["timestamp"], int)
+        assert p["worklog"]["issueId"] in (wl["issueId"], other["issueId"])
+        assert {"author", "updateAuthor", "started", "timeSpentSeconds", "self"} <= set(p["worklog"])
+    assert sim.control.counters("jira1")["webhooks_sent"] == 5
+
+
+def test_duplicates_and_resend(sim: SimServer, alice: Jira, receiver: Receiver) -> None:
+    sim.control.set_webhook("jira1", receiver.url, SECRET, duplicates=1)
+    alice.add_worklog("PROJ-1")
+    first, second = receiver.wait_for(2)
+    assert first[1] == second[1]  # byte-identical duplicate
+    events = sim.control.webhook_events("jira1")
+    assert len(events) == 1 and len(events[0]["deliveries"]) == 2
+    sim.control.resend_webhook("jira1", events[0]["id"])
+    third = receiver.wait_for(3)[2]
+    assert third[1] == first[1]
+    _verify(*third)
+
+
+def test_no_target_no_delivery_but_events_recorded(sim: SimServer, alice: Jira) -> None:
+    alice.add_worklog("PROJ-1")
+    events = sim.control.webhook_events("jira1")
+    assert [e["webhookEvent"] for e in events] == ["worklog_created"]
+    assert events[0]["deliveries"] == []
+
+
+def test_unreachable_target_is_counted(sim: SimServer, alice: Jira, receiver: Receiver) -> None:
+    url = receiver.url
+    receiver.close()
+    sim.control.set_webhook("jira1", url, SECRET, timeout_seconds=0.5)
+    alice.add_worklog("PROJ-1")
+    deadline = time.monotonic() + 5
+    while sim.control.counters("jira1")["webhooks_failed"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sim.control.webhook_events("jira1")[0]["deliveries"][0]["error"]
+
+
+def test_webhook_target_must_be_loopback(sim: SimServer) -> None:
+    with pytest.raises(Exception, match="400"):
+        sim.control.set_webhook("jira1", "http://example.com/hook", SECRET)

@@ -7,20 +7,25 @@ the answer of `POST …/webhook-secret` (which replaces it), nowhere else — GE
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from redis.asyncio import Redis
 
 from app.api.deps import QueueDep, SessionDep, SettingsDep, TenantDep, not_found
 from app.api.schemas.common import error_responses
 from app.api.schemas.jira import (
     INSTANCE_EXAMPLE,
+    FieldProblem,
     InstanceCreatedOut,
     InstanceIn,
     InstanceOut,
     InstancePatch,
     WebhookSecretOut,
+    check_sensitive_fields,
 )
 from app.db.models import JiraInstanceRow
 from app.db.repositories import jira as jira_repo
@@ -31,7 +36,25 @@ from app.security.secrets import SecretBox
 from app.services import instances as svc
 from app.services.dispatch import enqueue_pushes
 
-router = APIRouter(prefix="/api/v1/jira-instances", tags=["jira-instances"])
+
+class NoEchoRoute(APIRoute):
+    """Validation errors without FastAPI's `input` echo: a body here may hold a private key, and a missing
+    or misspelt field would otherwise send the whole body, key included, back in the 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def without_echo(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+                raise RequestValidationError(errors) from None
+
+        return without_echo
+
+
+router = APIRouter(prefix="/api/v1/jira-instances", tags=["jira-instances"], route_class=NoEchoRoute)
 
 
 def get_secret_box(request: Request) -> SecretBox:
@@ -86,6 +109,13 @@ def _conflict(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, str(exc))
 
 
+def _checked(body: InstanceIn | InstancePatch) -> None:
+    try:
+        check_sensitive_fields(body)
+    except FieldProblem as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.detail()) from None
+
+
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=InstanceCreatedOut,
     summary="Add a JIRA instance", responses=error_responses(401, 409, 422),
@@ -99,6 +129,7 @@ async def create_instance(
     Paste `public_key_pem` into JIRA's application link. `webhook_secret` is shown only in this response.
     Entries that were skipped for want of an instance are routed again.
     """
+    _checked(body)
     try:
         change = await svc.create_instance(session, box, tenant, body)
     except svc.DuplicateInstanceName as exc:
@@ -127,6 +158,7 @@ async def patch_instance(
 ) -> dict[str, Any]:
     """Change name, base_url, consumer_key, rate_limit_per_second or project_keys (a new rate applies within
     a second). A change of project_keys routes skipped entries again."""
+    _checked(body)
     try:
         change = await svc.update_instance(session, tenant, instance, body)
     except svc.DuplicateInstanceName as exc:

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from app.api.schemas.common import SingleLine
 from app.security.rsa_keys import MAX_PEM_CHARS, KeyImportError, import_private_key
 
+MAX_URL_CHARS = 2000
 PROJECT_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,30}$")
 MAX_PROJECT_KEYS = 1000
 INSTANCE_EXAMPLE: dict[str, Any] = {
@@ -65,14 +66,36 @@ def _stripped(value: str) -> str:
     return value
 
 
-def check_private_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        import_private_key(value)
-    except KeyImportError as exc:
-        raise ValueError(f"the private key {exc}") from None
-    return value
+class FieldProblem(ValueError):
+    """A field that failed `check_sensitive_fields`; answered 422 without echoing the input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def detail(self) -> list[dict[str, Any]]:
+        """FastAPI's validation error list form, without `input`."""
+        return [{"type": "value_error", "loc": ["body", self.field], "msg": self.message}]
+
+
+def check_sensitive_fields(data: InstanceIn | InstancePatch) -> None:
+    """Check and normalise `base_url` (in place) and `private_key_pem`; raises `FieldProblem`."""
+    if data.base_url is not None:
+        if len(data.base_url) > MAX_URL_CHARS:
+            raise FieldProblem("base_url", f"must be at most {MAX_URL_CHARS} characters")
+        try:
+            data.base_url = normalise_base_url(data.base_url)
+        except ValueError as exc:
+            raise FieldProblem("base_url", str(exc)) from None
+    pem = getattr(data, "private_key_pem", None)
+    if pem is not None:
+        if len(pem) > MAX_PEM_CHARS:
+            raise FieldProblem("private_key_pem", "is too long to be an RSA private key")
+        try:
+            import_private_key(pem)
+        except KeyImportError as exc:
+            raise FieldProblem("private_key_pem", f"the private key {exc}") from None
 
 
 def check_return_url(value: str | None) -> str | None:
@@ -87,8 +110,10 @@ def check_return_url(value: str | None) -> str | None:
     return url
 
 
-BaseUrl = Annotated[str, Field(min_length=8, max_length=2000, examples=["https://jira.example.com/jira"]),
-                    AfterValidator(normalise_base_url)]
+# base_url and private_key_pem are checked by `check_sensitive_fields`, outside pydantic: a pydantic error
+# echoes its input, and neither a key nor credentials in a URL may be sent back in a 422
+BaseUrl = Annotated[str, Field(examples=["https://jira.example.com/jira"],
+                               description="http(s); may carry a context path; no credentials, query or fragment")]
 InstanceName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["Main JIRA"]),
                          AfterValidator(_stripped)]
 ConsumerKey = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["timetracker"]),
@@ -96,7 +121,7 @@ ConsumerKey = Annotated[SingleLine, Field(min_length=1, max_length=200, examples
 RateLimit = Annotated[int, Field(ge=1, le=1000, description="requests per second all workers together send")]
 ProjectKeys = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_PROJECT_KEYS),
                         AfterValidator(normalise_project_keys)]
-PrivateKeyPem = Annotated[str | None, Field(max_length=MAX_PEM_CHARS), AfterValidator(check_private_key)]
+PrivateKeyPem = str | None
 UserName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["jdoe"])]
 
 

@@ -17,6 +17,7 @@ from app.api import conflicts as conflicts_api
 from app.api import (
     connections,
     dashboard,
+    edge,
     entries,
     health,
     jira_instances,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_api.router)
     app.include_router(dashboard.router)
     app.add_middleware(RequestIdMiddleware)
+    edge.install(app)
     return app
 
 

@@ -11,6 +11,18 @@ class ErrorOut(BaseModel):
     detail: str = Field(examples=["entry 4711 not found"])
 
 
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """422: our own checks answer a sentence; FastAPI's request validation answers its list form (CONTRACT 2)."""
+
+    detail: str | list[ValidationIssue] = Field(examples=["duration: must be at least 0"])
+
+
 def _no_control_chars(value: str) -> str:
     # NUL cannot be stored by PostgreSQL; CR/LF in single-line fields would allow header injection
     if any(c in value for c in "\x00\r\n") or any(ord(c) < 32 and c != "\t" for c in value):
@@ -39,4 +51,5 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "Validation error naming the field",
         503: "A dependency is unavailable",
     }
-    return {c: {"model": ErrorOut, "description": text.get(c, "Error")} for c in codes}
+    return {c: {"model": ValidationErrorOut if c == 422 else ErrorOut, "description": text.get(c, "Error")}
+            for c in codes}

@@ -1,0 +1,55 @@
+"""What every route shares at the edge: answers for text PostgreSQL cannot hold, and a complete OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from app.api.schemas.common import ErrorOut
+
+# PostgreSQL text cannot hold NUL (untranslatable_character) nor invalid code points (character_not_in_repertoire)
+_BAD_TEXT_SQLSTATES = {"22P05", "22021"}
+_MALFORMED_BODY = {"description": "Malformed request body (not JSON, or not UTF-8)",
+                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if code:
+            return str(code)
+    return None
+
+
+async def _db_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and _sqlstate(exc) in _BAD_TEXT_SQLSTATES:
+        # a value no stored entry can contain: a request error, not a server fault (nothing was stored)
+        return JSONResponse({"detail": "text parameters must not contain NUL or invalid characters"},
+                            status_code=422)
+    raise exc
+
+
+def complete_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus what it leaves out: every operation with a body may answer 400 for a body
+    that is not JSON (Starlette's parser), and ErrorOut is always among the components."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                      tags=app.openapi_tags)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
+    for path_item in doc.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault("400", _MALFORMED_BODY)
+    app.openapi_schema = doc
+    return doc
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DBAPIError, _db_error)
+    app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]

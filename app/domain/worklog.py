@@ -47,8 +47,10 @@ def build_comment(entry_id: str, activity: str | None, description: str | None) 
         # an id the anchor cannot carry would make our worklog unfindable, and a retry would duplicate it
         raise ValueError(f"entry id {entry_id!r} cannot be written as a #<id>: anchor")
     comment = f"#{entry_id}: {_text_or(activity, NO_ACTIVITY)}: {_text_or(description, NO_DESCRIPTION)}"
-    if len(comment) > MAX_COMMENT_CHARS:
-        comment = comment[: MAX_COMMENT_CHARS - 1] + "…"
+    # JIRA (Java) counts UTF-16 code units: an emoji is two of them, so cut by units, never inside a pair
+    encoded = comment.encode("utf-16-le")
+    if len(encoded) // 2 > MAX_COMMENT_CHARS:
+        comment = encoded[: (MAX_COMMENT_CHARS - 1) * 2].decode("utf-16-le", errors="ignore") + "…"
     return comment
 
 

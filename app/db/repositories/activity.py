@@ -29,8 +29,11 @@ async def entry_by_worklog(
     session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, worklog_id: str, *, lock: bool = False
 ) -> EntryRow | None:
     """The entry whose worklog on this instance has this id (worklog ids are unique per instance only)."""
+    # instance_id (the routed instance) makes the query use ix_entries_instance_worklog; an entry routed away
+    # from the instance holding its worklog is about to delete that worklog anyway
     stmt = select(EntryRow).where(
-        EntryRow.tenant_id == tenant_id, EntryRow.worklog_instance_id == instance_id, EntryRow.worklog_id == worklog_id,
+        EntryRow.instance_id == instance_id, EntryRow.worklog_id == worklog_id, EntryRow.tenant_id == tenant_id,
+        EntryRow.worklog_instance_id == instance_id,
     ).order_by(EntryRow.id).limit(1)
     if lock:
         stmt = stmt.with_for_update()
@@ -46,8 +49,8 @@ async def worklogs_of_ours(
     for offset in range(0, len(ids), 5000):
         chunk = ids[offset: offset + 5000]
         stmt = select(EntryRow.worklog_id).where(
-            EntryRow.tenant_id == tenant_id, EntryRow.worklog_instance_id == instance_id,
-            EntryRow.worklog_id.in_(chunk),
+            EntryRow.instance_id == instance_id, EntryRow.worklog_id.in_(chunk), EntryRow.tenant_id == tenant_id,
+            EntryRow.worklog_instance_id == instance_id,
         )
         found.update(w for w in (await session.execute(stmt)).scalars() if w is not None)
     return found

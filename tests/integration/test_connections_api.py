@@ -1,5 +1,8 @@
 """Connections (CONTRACT section 4) and ticket look-ups (section 9) against the JIRA simulator."""
 
+# the simulator fixtures are imported from tests/e2e/conftest.py, so test arguments shadow them
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import uuid
@@ -31,7 +34,7 @@ async def _audit_actions(app: Any, tenant_id: uuid.UUID) -> list[str]:
         return list(rows)
 
 
-async def test_start_needs_a_known_instance_of_the_tenant(api: httpx.AsyncClient, jira_setup: Any,  # noqa: F811
+async def test_start_needs_a_known_instance_of_the_tenant(api: httpx.AsyncClient, jira_setup: Any,
                                                           make_tenant: Any) -> None:
     setup: JiraSetup = await jira_setup()
     other = {"Authorization": f"Bearer {(await make_tenant()).api_key}"}
@@ -46,7 +49,7 @@ async def test_start_needs_a_known_instance_of_the_tenant(api: httpx.AsyncClient
 
 
 async def test_callback_refuses_unknown_missing_and_expired_tokens(
-    api: httpx.AsyncClient, app: Any, jira_setup: Any,  # noqa: F811
+    api: httpx.AsyncClient, app: Any, jira_setup: Any,
 ) -> None:
     from app.db.models import OAuthRequestRow
 
@@ -65,7 +68,7 @@ async def test_callback_refuses_unknown_missing_and_expired_tokens(
 
 
 async def test_request_token_is_stored_hashed_and_sealed(api: httpx.AsyncClient, app: Any,
-                                                         jira_setup: Any) -> None:  # noqa: F811
+                                                         jira_setup: Any) -> None:
     from app.db.models import OAuthRequestRow
     from app.services.connect import token_hash
 
@@ -80,7 +83,7 @@ async def test_request_token_is_stored_hashed_and_sealed(api: httpx.AsyncClient,
 
 
 async def test_connect_resumes_auth_required_entries_and_reads_their_notifications(
-    api: httpx.AsyncClient, app: Any, jira_setup: Any, sim: SimServer,  # noqa: F811
+    api: httpx.AsyncClient, app: Any, jira_setup: Any, sim: SimServer,
 ) -> None:
     from app.db.models import EntryRow, NotificationRow
     from app.db.repositories import entries as entries_repo
@@ -120,8 +123,8 @@ async def test_connect_resumes_auth_required_entries_and_reads_their_notificatio
         assert expected in actions
 
 
-async def test_list_and_forget_connections(api: httpx.AsyncClient, app: Any, jira_setup: Any,  # noqa: F811
-                                           connect_user: Any, make_tenant: Any) -> None:  # noqa: F811
+async def test_list_and_forget_connections(api: httpx.AsyncClient, app: Any, jira_setup: Any,
+                                           connect_user: Any, make_tenant: Any) -> None:
     setup: JiraSetup = await jira_setup()
     second: JiraSetup = await jira_setup(tenant=setup.tenant)
     await connect_user(setup, "jdoe", via="grant")
@@ -142,7 +145,7 @@ async def test_list_and_forget_connections(api: httpx.AsyncClient, app: Any, jir
     assert "auth.disconnected" in await _audit_actions(app, setup.tenant.tenant_id)
 
 
-async def test_tickets_need_a_connection(api: httpx.AsyncClient, jira_setup: Any) -> None:  # noqa: F811
+async def test_tickets_need_a_connection(api: httpx.AsyncClient, jira_setup: Any) -> None:
     setup: JiraSetup = await jira_setup()
     r = await api.get(f"/api/v1/jira-instances/{setup.instance_id}/tickets/PROJ-1?user=jdoe", headers=setup.headers)
     assert r.status_code == 409 and "oauth/start" in r.json()["detail"]
@@ -151,7 +154,7 @@ async def test_tickets_need_a_connection(api: httpx.AsyncClient, jira_setup: Any
 
 
 async def test_ticket_and_subtickets_are_looked_up_as_the_user_and_cached(
-    api: httpx.AsyncClient, app: Any, jira_setup: Any, connect_user: Any, sim: SimServer,  # noqa: F811
+    api: httpx.AsyncClient, app: Any, jira_setup: Any, connect_user: Any, sim: SimServer,
 ) -> None:
     setup: JiraSetup = await jira_setup()
     await connect_user(setup, "jdoe", via="grant")
@@ -177,7 +180,7 @@ async def test_ticket_and_subtickets_are_looked_up_as_the_user_and_cached(
 
 
 async def test_rejected_token_on_a_lookup_asks_for_a_reconnect(
-    api: httpx.AsyncClient, jira_setup: Any, connect_user: Any, sim: SimServer,  # noqa: F811
+    api: httpx.AsyncClient, jira_setup: Any, connect_user: Any, sim: SimServer,
 ) -> None:
     setup: JiraSetup = await jira_setup()
     await connect_user(setup, "jdoe", via="grant")
@@ -188,7 +191,7 @@ async def test_rejected_token_on_a_lookup_asks_for_a_reconnect(
     assert [c["status"] for c in r.json()] == ["auth_required"]
 
 
-async def test_jira_down_during_start_is_a_readable_502(api: httpx.AsyncClient, jira_setup: Any,  # noqa: F811
+async def test_jira_down_during_start_is_a_readable_502(api: httpx.AsyncClient, jira_setup: Any,
                                                         sim: SimServer) -> None:
     setup: JiraSetup = await jira_setup()
     sim.control.set_faults(setup.sim_name, error_rate=1.0, error_statuses=[503])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
@@ -33,6 +36,22 @@ async def _db_error(request: Request, exc: Exception) -> JSONResponse:
     raise exc
 
 
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no inf/nan: `1e400` in a body must not turn a 422 into a 500
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 list form, with values JSON cannot carry spelled as text."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, status_code=422)
+
+
 def complete_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus what it leaves out: every operation with a body may answer 400 for a body
     that is not JSON (Starlette's parser), and ErrorOut is always among the components."""
@@ -52,4 +71,5 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _db_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]

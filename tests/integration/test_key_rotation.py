@@ -1,0 +1,136 @@
+"""`rotate-encryption-key`: every sealed column re-encrypted under the active key, safely re-runnable.
+
+The test database is shared by the session, so each test rotates to a new key and then back to the
+session's key (the app's `SecretBox` only knows that one).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from app.config import EncryptionKey, parse_encryption_keys
+from app.security.secrets import SecretBox, binding
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _new_key(kid: str) -> str:
+    return f"{kid}:" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def _seed(api: httpx.AsyncClient, app: Any, tenant: Any, auth: dict[str, str]) -> dict[str, Any]:
+    """An instance, a connection and an OAuth request of the tenant, sealed under the session's key."""
+    from app.db.models import ConnectionRow, OAuthRequestRow
+
+    r = await api.post("/api/v1/jira-instances", headers=auth,
+                       json={"name": "Rotated", "base_url": "https://jira.example.com", "project_keys": ["PROJ"]})
+    instance_id = uuid.UUID(r.json()["id"])
+    box: SecretBox = app.state.secret_box
+    connection_id, request_id = uuid.uuid4(), uuid.uuid4()
+    async with app.state.sessionmaker() as session:
+        session.add(ConnectionRow(
+            id=connection_id, tenant_id=tenant.tenant_id, jira_instance_id=instance_id, user="jdoe",
+            status="connected",
+            access_token_enc=box.seal("access-token-1", binding("jira_connections", "access_token", connection_id)),
+            token_secret_enc=box.seal("token-secret-1", binding("jira_connections", "token_secret", connection_id))))
+        session.add(OAuthRequestRow(
+            id=request_id, tenant_id=tenant.tenant_id, jira_instance_id=instance_id, user="jdoe",
+            request_token_hash=secrets.token_hex(32),
+            request_token_enc=box.seal("request-token-1", binding("oauth_requests", "request_token", request_id)),
+            request_secret_enc=box.seal("request-secret-1", binding("oauth_requests", "request_secret", request_id)),
+            expires_at=datetime.now(UTC) + timedelta(minutes=10)))
+        await session.commit()
+    return {"instance_id": instance_id, "connection_id": connection_id, "request_id": request_id,
+            "webhook_secret": r.json()["webhook_secret"]}
+
+
+async def _sealed_values(app: Any, tenant_id: uuid.UUID, ids: dict[str, Any]) -> dict[str, tuple[bytes, bytes]]:
+    """label → (sealed value, binding) of the seeded rows."""
+    from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
+
+    async with app.state.sessionmaker() as session:
+        t = (await session.execute(select(Tenant).where(Tenant.id == tenant_id))).scalar_one()
+        i = (await session.execute(select(JiraInstanceRow).where(JiraInstanceRow.id == ids["instance_id"]))
+             ).scalar_one()
+        c = (await session.execute(select(ConnectionRow).where(ConnectionRow.id == ids["connection_id"]))
+             ).scalar_one()
+        o = (await session.execute(select(OAuthRequestRow).where(OAuthRequestRow.id == ids["request_id"]))
+             ).scalar_one()
+    assert c.access_token_enc and c.token_secret_enc and o.request_secret_enc
+    return {
+        "tenants.webhook_secret": (t.webhook_secret_enc, binding("tenants", "webhook_secret", t.id)),
+        "jira_instances.private_key": (i.private_key_enc, binding("jira_instances", "private_key", i.id)),
+        "jira_instances.webhook_secret": (i.webhook_secret_enc, binding("jira_instances", "webhook_secret", i.id)),
+        "jira_connections.access_token": (c.access_token_enc, binding("jira_connections", "access_token", c.id)),
+        "jira_connections.token_secret": (c.token_secret_enc, binding("jira_connections", "token_secret", c.id)),
+        "oauth_requests.request_token": (o.request_token_enc, binding("oauth_requests", "request_token", o.id)),
+        "oauth_requests.request_secret": (o.request_secret_enc, binding("oauth_requests", "request_secret", o.id)),
+    }
+
+
+async def test_rotation_reseals_every_column_and_is_rerunnable(
+    api: httpx.AsyncClient, app: Any, settings: Any, tenant: Any, auth: dict[str, str],
+) -> None:
+    from app.services.key_rotation import rotate_encryption_key
+
+    ids = await _seed(api, app, tenant, auth)
+    old: tuple[EncryptionKey, ...] = settings.encryption_keys
+    new = parse_encryption_keys(_new_key("k-new"))[0]
+    before = await _sealed_values(app, tenant.tenant_id, ids)
+    plain = {label: app.state.secret_box.open_bytes(v, aad) for label, (v, aad) in before.items()}
+    rotated_box = SecretBox((new, *old))
+    try:
+        summary = await rotate_encryption_key(app.state.sessionmaker, rotated_box, batch_size=2)
+        assert summary.active_key == "k-new" and summary.rotated >= 7
+        after = await _sealed_values(app, tenant.tenant_id, ids)
+        for label, (value, aad) in after.items():
+            assert SecretBox.key_id(value) == "k-new", label
+            assert SecretBox((new,)).open_bytes(value, aad) == plain[label], label
+        assert plain["jira_instances.webhook_secret"].decode() == ids["webhook_secret"]
+
+        again = await rotate_encryption_key(app.state.sessionmaker, rotated_box)
+        assert again.rotated == 0
+        assert all(c.already_current == c.scanned - c.unreadable for c in again.columns.values())
+        assert await _sealed_values(app, tenant.tenant_id, ids) == after  # untouched on a re-run
+    finally:
+        back = await rotate_encryption_key(app.state.sessionmaker, SecretBox((*old, new)))
+    assert back.rotated >= 7
+    restored = await _sealed_values(app, tenant.tenant_id, ids)
+    assert all(SecretBox.key_id(v) == old[0].kid for v, _ in restored.values())
+
+
+def test_cli_prints_a_json_summary(stack: Any, settings: Any) -> None:
+    session_keys = os.environ["ENCRYPTION_KEYS"]
+    new = _new_key("k-cli")
+
+    def run(keys: str) -> dict[str, Any]:
+        env = {**os.environ, "ENCRYPTION_KEYS": keys}
+        done = subprocess.run([sys.executable, "-m", "app.cli", "rotate-encryption-key"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode in (0, 1), done.stderr
+        summary: dict[str, Any] = json.loads(done.stdout)
+        assert (done.returncode == 1) == (summary["unreadable"] > 0)
+        return summary
+
+    first = run(f"{new},{session_keys}")
+    assert first["active_key"] == "k-cli"
+    assert set(first["columns"]) == {
+        "tenants.webhook_secret", "jira_instances.private_key", "jira_instances.webhook_secret",
+        "jira_connections.access_token", "jira_connections.token_secret", "oauth_requests.request_token",
+        "oauth_requests.request_secret"}
+    second = run(f"{new},{session_keys}")
+    assert second["rotated"] == 0
+    back = run(f"{session_keys},{new}")
+    assert back["active_key"] == parse_encryption_keys(session_keys)[0].kid
+    assert back["rotated"] >= first["rotated"]  # everything readable is back under the session's key

@@ -93,6 +93,7 @@ class RouteSpec:
     auth: str = "required"  # required | optional | none (handler verifies itself)
     write: bool = False
     issue_param: str | None = None
+    json_body: bool = False  # JSON request body expected (415 otherwise, like Jersey)
 
 
 def client_url(request: Request) -> str:
@@ -171,6 +172,10 @@ async def authenticate(ctx: Ctx, spec: RouteSpec) -> None:
     ctx.user = user
 
 
+def _is_json(content_type: str | None) -> bool:
+    return content_type is not None and content_type.split(";")[0].strip().lower() == "application/json"
+
+
 def _issue_key(inst: SimInstance, spec: RouteSpec, request: Request) -> str | None:
     if spec.issue_param is None:
         return None
@@ -208,6 +213,7 @@ async def run_route(spec: RouteSpec, request: Request) -> Response:
                 sim.observer.write_finished(inst.name, issue_key)
 
     response.headers.update(rate_limit_headers(decision, inst.rate_limit.retry_after))
+    response.headers["X-AUSERNAME"] = ctx.user.name if ctx.user else "anonymous"
     sim.observer.record(
         RequestRecord(
             time=wall,
@@ -247,6 +253,8 @@ async def _process(ctx: Ctx, spec: RouteSpec) -> tuple[Response, str | None, str
     ctx.body = await request.body()
     try:
         await authenticate(ctx, spec)
+        if spec.json_body and not _is_json(request.headers.get("content-type")):
+            raise ApiError(415, ["Unsupported Media Type: send the body as application/json."])
         response = await spec.handler(ctx)
     except OAuthProblem as exc:
         return oauth_problem_response(exc, ctx.base), exc.problem, fault, False

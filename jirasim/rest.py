@@ -365,11 +365,13 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("GET", f"{API}/myself", myself),
     RouteSpec("GET", f"{API}/issue/{{issue}}", get_issue, issue_param="issue"),
     RouteSpec("GET", f"{API}/search", search),
-    RouteSpec("POST", f"{API}/search", search_post),
+    RouteSpec("POST", f"{API}/search", search_post, json_body=True),
     RouteSpec("GET", f"{API}/issue/{{issue}}/worklog", list_worklogs, issue_param="issue"),
-    RouteSpec("POST", f"{API}/issue/{{issue}}/worklog", add_worklog, write=True, issue_param="issue"),
+    RouteSpec("POST", f"{API}/issue/{{issue}}/worklog", add_worklog, write=True, issue_param="issue", json_body=True),
     RouteSpec("GET", f"{API}/issue/{{issue}}/worklog/{{id}}", get_worklog, issue_param="issue"),
-    RouteSpec("PUT", f"{API}/issue/{{issue}}/worklog/{{id}}", update_worklog, write=True, issue_param="issue"),
+    RouteSpec(
+        "PUT", f"{API}/issue/{{issue}}/worklog/{{id}}", update_worklog, write=True, issue_param="issue", json_body=True
+    ),
     RouteSpec(
         "DELETE",
         f"{API}/issue/{{issue}}/worklog/{{id}}",
@@ -379,5 +381,5 @@ ROUTES: list[RouteSpec] = [
     ),
     RouteSpec("GET", f"{API}/worklog/updated", worklogs_updated),
     RouteSpec("GET", f"{API}/worklog/deleted", worklogs_deleted),
-    RouteSpec("POST", f"{API}/worklog/list", worklogs_list),
+    RouteSpec("POST", f"{API}/worklog/list", worklogs_list, json_body=True),
 ]

@@ -7,6 +7,7 @@ with SimServer(config) as sim:
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import threading
 import time
@@ -48,6 +49,12 @@ def generate_rsa_keypair(bits: int = 2048) -> tuple[str, str]:
     return private_pem, public_pem
 
 
+@functools.lru_cache(maxsize=32)
+def _load_private_key(pem: str) -> Any:
+    """Parsing a PEM private key validates it (~50 ms): do it once per key, not per request."""
+    return serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+
+
 class OAuthSigner(httpx.Auth):
     """httpx auth that signs every request with OAuth 1.0a RSA-SHA1 (via oauthlib).
 
@@ -70,8 +77,7 @@ class OAuthSigner(httpx.Auth):
     ) -> None:
         self.consumer_key = consumer_key
         self.private_key_pem = private_key_pem
-        # Parsing a PEM private key validates it (~50 ms); do it once, not per request.
-        self._rsa_key = serialization.load_pem_private_key(private_key_pem.encode("ascii"), password=None)
+        self._rsa_key = _load_private_key(private_key_pem)
         self.token = token
         self.token_secret = token_secret
         self.callback = callback
@@ -212,6 +218,14 @@ class SimServer:
         if self._control is None:
             self._control = SimControl(self.url)
         return self._control
+
+    def max_requests_in_any_window(self, instance: str, window: float = 1.0, accepted_only: bool = False) -> int:
+        """Same as ``control.max_requests_in_any_window`` but read in-process."""
+        return self.sim.observer.max_requests_in_any_window(instance, window, accepted_only)
+
+    def counters(self, instance: str) -> dict[str, Any]:
+        """Counters of an instance, read in-process (no HTTP)."""
+        return self.sim.observer.snapshot(instance)
 
     def async_control(self) -> AsyncSimControl:
         return AsyncSimControl(self.url)

@@ -253,3 +253,17 @@ def test_worklog_list_limits(alice: Jira) -> None:
     assert alice("POST", "worklog/list", json={"ids": list(range(1, 1001))}).status_code == 200
     assert alice("POST", "worklog/list", json={}).status_code == 400
     assert alice("POST", "worklog/list", json={"ids": [123456]}).json() == []
+
+
+def test_json_content_type_required(alice: Jira) -> None:
+    url = f"{alice.base}/rest/api/2/issue/PROJ-1/worklog"
+    r = alice.http.post(url, content=b'{"timeSpentSeconds": 60}', headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    assert r.headers["X-AUSERNAME"] == "alice"
+
+
+def test_username_header(sim: SimServer, alice: Jira) -> None:
+    assert alice("GET", "myself").headers["X-AUSERNAME"] == "alice"
+    assert alice("GET", "serverInfo").headers["X-AUSERNAME"] == "alice"
+    assert sim.counters("jira1")["requests"] == 2
+    assert sim.max_requests_in_any_window("jira1", 1.0) == 2

@@ -57,7 +57,11 @@ class ContextFilter(logging.Filter):
 _SECRET_PATTERNS = [
     re.compile(r"(tts_)[A-Za-z0-9_\-]{20,}"),
     re.compile(r"(whsec_)[A-Za-z0-9_\-]{20,}"),
-    re.compile(r"(oauth_(?:token|token_secret|signature|verifier)=)[^&\s\"',]+"),
+    # query/form style (oauth_token=…) and Authorization-header style (oauth_token="…")
+    re.compile(r"(oauth_(?:token|token_secret|signature|verifier)=\"?)[^&\s\"',]+"),
+    # key/value renderings of our own credential names (kwargs, dict reprs, JSON)
+    re.compile(r"((?:access_token|token_secret|request_secret|private_key_pem|webhook_secret)[\"']?\s*[:=]\s*[\"']?)"
+               r"[^\s\"',&}]+"),
     re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.=]+", re.IGNORECASE),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
 ]

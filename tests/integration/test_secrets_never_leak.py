@@ -146,3 +146,23 @@ async def test_database_dump_holds_no_token_or_private_key_in_clear(
                  "tenant webhook secret", "instance webhook secret"):
         assert secrets[name] not in text, f"{name} in the database dump"
     assert "PRIVATE KEY-----" not in text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'Authorization: OAuth oauth_consumer_key="tt", oauth_token="SECRETVALUE1", oauth_signature="SECRETVALUE1"',
+        "POST /access-token?oauth_token=SECRETVALUE1&oauth_verifier=SECRETVALUE1",
+        "oauth_token=SECRETVALUE1&oauth_token_secret=SECRETVALUE1",
+        "JiraTarget(access_token='SECRETVALUE1', token_secret='SECRETVALUE1')",
+        '{"access_token": "SECRETVALUE1", "webhook_secret": "SECRETVALUE1"}',
+        "Bearer tts_SECRETVALUE1SECRETVALUE1SECRETVALUE1",
+        "whsec_SECRETVALUE1SECRETVALUE1SECRETVALUE1",
+    ],
+)
+def test_redacting_filter_covers_oauth_and_credential_renderings(line: str) -> None:
+    from app.logging_setup import RedactingFilter
+
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "%s", (line,), None)
+    RedactingFilter().filter(record)
+    assert "SECRETVALUE1" not in record.getMessage()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(config)
     for inst in config.instances:
         print(f"jirasim: instance {inst.name} at http://{args.host}:{args.port}{inst.context_path}")
-    uvicorn.run(
+    config_ = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -41,7 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=2,
     )
+    _Server(config_, app.sim.wake_paused).run()
     return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that ends injected hangs as soon as it is asked to stop."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class JiraSimApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.sim.bind_loop()
         yield
         await self.sim.dispatcher.aclose()
 

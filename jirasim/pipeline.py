@@ -242,7 +242,7 @@ async def _process(ctx: Ctx, spec: RouteSpec) -> tuple[Response, str | None, str
     if action.latency_s > 0:
         await asyncio.sleep(action.latency_s)
     if action.hang_s is not None:
-        await asyncio.sleep(action.hang_s)
+        await ctx.sim.pause(action.hang_s)
         return request_drop(request), None, "hang", True
     if action.drop:
         return request_drop(request), None, "drop", True
@@ -267,7 +267,7 @@ async def _process(ctx: Ctx, spec: RouteSpec) -> tuple[Response, str | None, str
             if post.mode == "502":
                 return fault_response(502), None, "fail_after_write_502", False
             if post.mode == "timeout":
-                await asyncio.sleep(post.seconds)
+                await ctx.sim.pause(post.seconds)
                 return request_drop(request), None, "fail_after_write_timeout", True
             return request_drop(request), None, "fail_after_write_drop", True
     return response, None, fault, False

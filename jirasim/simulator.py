@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from .config import InstanceConfig, SimConfig
 from .instance import SimInstance
 from .observe import Observer
@@ -14,6 +17,8 @@ class Simulator:
         self.observer = Observer()
         self.dispatcher = WebhookDispatcher(on_result=self.observer.webhook_result)
         self.instances: dict[str, SimInstance] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
         for inst in self.config.instances:
             self.add_instance(inst)
 
@@ -32,3 +37,21 @@ class Simulator:
             instance.reset(state=state, counters=counters)
         if counters:
             self.observer.reset()
+
+    def bind_loop(self) -> None:
+        """Called from the server's event loop at startup."""
+        self.loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep for injected hangs; cut short when the server is stopping."""
+        if self._stopping is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    def wake_paused(self) -> None:
+        """Thread-safe: end all injected hangs now (used before shutting down)."""
+        if self.loop is not None and self._stopping is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stopping.set)

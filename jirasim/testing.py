@@ -247,6 +247,7 @@ class SimServer:
         if self._control is not None:
             self._control.close()
             self._control = None
+        self.sim.wake_paused()  # end injected hangs so shutdown is quick and quiet
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)

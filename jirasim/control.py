@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -9,6 +11,13 @@ from typing import Any
 import httpx
 
 PREFIX = "/_sim"
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for all simulator HTTP clients: httpx builds (slowly, ~50-200 ms) one per
+    client otherwise. The simulator and its webhook targets are plain HTTP on loopback anyway."""
+    return ssl.create_default_context()
 
 
 class SimControlError(RuntimeError):
@@ -249,7 +258,7 @@ class SimControl:
 
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False, verify=shared_ssl_context())
 
     def close(self) -> None:
         self._http.close()
@@ -442,7 +451,9 @@ class AsyncSimControl:
 
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, trust_env=False)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, trust_env=False, verify=shared_ssl_context()
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -29,7 +29,7 @@ from oauthlib.oauth1 import (
 
 from .app import JiraSimApp, create_app
 from .config import SimConfig
-from .control import AsyncSimControl, SimControl
+from .control import AsyncSimControl, SimControl, shared_ssl_context
 from .simulator import Simulator
 
 
@@ -138,7 +138,7 @@ def oauth_dance(
 ) -> tuple[str, str]:
     """Run request-token -> authorize (instance mode ``approve``) -> access-token."""
     servlet = instance_url.rstrip("/") + "/plugins/servlet/oauth"
-    with httpx.Client(trust_env=False, follow_redirects=False) as http:
+    with httpx.Client(trust_env=False, follow_redirects=False, verify=shared_ssl_context()) as http:
         r = http.post(
             f"{servlet}/request-token",
             auth=OAuthSigner(consumer_key, private_key_pem, callback=callback),

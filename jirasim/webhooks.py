@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from .config import WebhookConfig
+from .control import shared_ssl_context
 
 EVENT_TYPES = ("worklog_created", "worklog_updated", "worklog_deleted")
 MAX_EVENTS = 10_000
@@ -79,7 +80,7 @@ class WebhookDispatcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(trust_env=False)
+            self._client = httpx.AsyncClient(trust_env=False, verify=shared_ssl_context())
         return self._client
 
     async def aclose(self) -> None:

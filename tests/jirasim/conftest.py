@@ -12,6 +12,8 @@ from jirasim.control import SimControl
 from jirasim.testing import OAuthSigner, SimServer, generate_rsa_keypair
 
 CONSUMER = "timetracker"
+# one client for ad-hoc requests: creating httpx clients is slow (TLS context per client)
+http = httpx.Client(trust_env=False, verify=False, timeout=10)
 
 
 class Keys:
@@ -86,7 +88,7 @@ class Jira:
     def __init__(self, base: str, signer: OAuthSigner, timeout: float = 10.0) -> None:
         self.base = base
         self.signer = signer
-        self.http = httpx.Client(auth=signer, timeout=timeout, trust_env=False)
+        self.http = httpx.Client(auth=signer, timeout=timeout, trust_env=False, verify=False)
 
     def __call__(
         self,

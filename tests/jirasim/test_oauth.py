@@ -10,7 +10,7 @@ import pytest
 
 from jirasim.testing import OAuthSigner, SimServer, generate_rsa_keypair, oauth_dance
 
-from .conftest import CONSUMER, Jira, Keys, make_jira
+from .conftest import CONSUMER, Jira, Keys, http, make_jira
 
 CALLBACK = "http://127.0.0.1:9/callback"
 
@@ -25,7 +25,7 @@ def _problem(response: httpx.Response) -> str:
 
 
 def _request_token(sim: SimServer, keys: Keys, instance: str = "jira1") -> dict[str, str]:
-    r = httpx.post(
+    r = http.post(
         f"{sim.instance_url(instance)}/plugins/servlet/oauth/request-token",
         auth=OAuthSigner(CONSUMER, keys.private_pem, callback=CALLBACK),
     )
@@ -41,12 +41,12 @@ def _exchange(sim: SimServer, keys: Keys, request_token: dict[str, str], verifie
         request_token["oauth_token_secret"],
         verifier=verifier,
     )
-    return httpx.post(f"{sim.instance_url('jira1')}/plugins/servlet/oauth/access-token", auth=signer)
+    return http.post(f"{sim.instance_url('jira1')}/plugins/servlet/oauth/access-token", auth=signer)
 
 
 def _myself(sim: SimServer, keys: Keys, token: str, secret: str) -> httpx.Response:
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
-    return httpx.get(f"{sim.instance_url('jira1')}/rest/api/2/myself", auth=signer)
+    return http.get(f"{sim.instance_url('jira1')}/rest/api/2/myself", auth=signer)
 
 
 def test_dance_approve(sim: SimServer, keys: Keys) -> None:
@@ -59,7 +59,7 @@ def test_dance_approve(sim: SimServer, keys: Keys) -> None:
 def test_dance_step_by_step_and_request_token_single_use(sim: SimServer, keys: Keys) -> None:
     request_token = _request_token(sim, keys)
     assert set(request_token) >= {"oauth_token", "oauth_token_secret"}
-    r = httpx.get(
+    r = http.get(
         f"{sim.instance_url('jira1')}/plugins/servlet/oauth/authorize",
         params={"oauth_token": request_token["oauth_token"]},
     )
@@ -81,7 +81,7 @@ def test_dance_step_by_step_and_request_token_single_use(sim: SimServer, keys: K
 
 def test_wrong_verifier_is_rejected(sim: SimServer, keys: Keys) -> None:
     request_token = _request_token(sim, keys)
-    httpx.get(
+    http.get(
         f"{sim.instance_url('jira1')}/plugins/servlet/oauth/authorize",
         params={"oauth_token": request_token["oauth_token"]},
     )
@@ -91,7 +91,7 @@ def test_wrong_verifier_is_rejected(sim: SimServer, keys: Keys) -> None:
 def test_dance_deny(sim: SimServer, keys: Keys) -> None:
     sim.control.set_settings("jira1", authorize_mode="deny")
     request_token = _request_token(sim, keys)
-    r = httpx.get(
+    r = http.get(
         f"{sim.instance_url('jira1')}/plugins/servlet/oauth/authorize",
         params={"oauth_token": request_token["oauth_token"]},
     )
@@ -104,10 +104,10 @@ def test_dance_manual_page(sim: SimServer, keys: Keys) -> None:
     sim.control.set_settings("jira1", authorize_mode="manual")
     request_token = _request_token(sim, keys)
     url = f"{sim.instance_url('jira1')}/plugins/servlet/oauth/authorize"
-    page = httpx.get(url, params={"oauth_token": request_token["oauth_token"]})
+    page = http.get(url, params={"oauth_token": request_token["oauth_token"]})
     assert page.status_code == 200
     assert "Allow" in page.text and "Deny" in page.text and 'name="user"' in page.text
-    r = httpx.post(url, data={"oauth_token": request_token["oauth_token"], "user": "bob", "action": "allow"})
+    r = http.post(url, data={"oauth_token": request_token["oauth_token"], "user": "bob", "action": "allow"})
     assert r.status_code == 302
     verifier = dict(parse_qsl(urlsplit(r.headers["location"]).query))["oauth_verifier"]
     access = dict(parse_qsl(_exchange(sim, keys, request_token, verifier).text))
@@ -116,7 +116,7 @@ def test_dance_manual_page(sim: SimServer, keys: Keys) -> None:
 
 
 def test_authorize_unknown_token(sim: SimServer) -> None:
-    r = httpx.get(
+    r = http.get(
         f"{sim.instance_url('jira1')}/plugins/servlet/oauth/authorize",
         params={"oauth_token": "nope"},
     )
@@ -125,7 +125,7 @@ def test_authorize_unknown_token(sim: SimServer) -> None:
 
 def test_other_key_is_signature_invalid(sim: SimServer, keys: Keys) -> None:
     token, secret = sim.control.grant_token("jira1", CONSUMER, "alice")
-    r = httpx.get(
+    r = http.get(
         f"{sim.instance_url('jira1')}/rest/api/2/myself",
         auth=OAuthSigner(CONSUMER, keys.other_private_pem, token, secret),
     )
@@ -141,16 +141,16 @@ def test_signature_covers_query_and_context_path(sim: SimServer, keys: Keys) -> 
     token, secret = sim.control.grant_token("jira1", CONSUMER, "alice")
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
     base = sim.instance_url("jira1")
-    ok = httpx.get(f"{base}/rest/api/2/search", params={"jql": "parent = PROJ-1"}, auth=signer)
+    ok = http.get(f"{base}/rest/api/2/search", params={"jql": "parent = PROJ-1"}, auth=signer)
     assert ok.status_code == 200, ok.text
     # signed for one query, sent with another
     url = f"{base}/rest/api/2/search?jql=parent%3DPROJ-1"
     headers = signer.sign("GET", url)
-    tampered = httpx.get(f"{base}/rest/api/2/search?jql=parent%3DPROJ-2", headers=headers)
+    tampered = http.get(f"{base}/rest/api/2/search?jql=parent%3DPROJ-2", headers=headers)
     assert _problem(tampered) == "signature_invalid"
     # signed for another context path
     headers = signer.sign("GET", f"{sim.instance_url('jira2')}/rest/api/2/myself")
-    other_ctx = httpx.get(f"{base}/rest/api/2/myself", headers=headers)
+    other_ctx = http.get(f"{base}/rest/api/2/myself", headers=headers)
     assert _problem(other_ctx) == "signature_invalid"
 
 
@@ -159,8 +159,8 @@ def test_replayed_nonce(sim: SimServer, keys: Keys) -> None:
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
     url = f"{sim.instance_url('jira1')}/rest/api/2/myself"
     headers = signer.sign("GET", url)
-    assert httpx.get(url, headers=headers).status_code == 200
-    assert _problem(httpx.get(url, headers=headers)) == "nonce_used"
+    assert http.get(url, headers=headers).status_code == 200
+    assert _problem(http.get(url, headers=headers)) == "nonce_used"
 
 
 @pytest.mark.parametrize("offset", [-301, 400])
@@ -169,7 +169,7 @@ def test_timestamp_outside_window(sim: SimServer, keys: Keys, offset: int) -> No
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
     url = f"{sim.instance_url('jira1')}/rest/api/2/myself"
     headers = signer.sign("GET", url, timestamp=str(int(time.time()) + offset))
-    r = httpx.get(url, headers=headers)
+    r = http.get(url, headers=headers)
     assert _problem(r) == "timestamp_refused"
     assert "oauth_acceptable_timestamps" in dict(parse_qsl(r.text))
 
@@ -179,7 +179,7 @@ def test_timestamp_inside_window_is_fine(sim: SimServer, keys: Keys) -> None:
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
     url = f"{sim.instance_url('jira1')}/rest/api/2/myself"
     headers = signer.sign("GET", url, timestamp=str(int(time.time()) - 250))
-    assert httpx.get(url, headers=headers).status_code == 200
+    assert http.get(url, headers=headers).status_code == 200
 
 
 def test_revoked_token(sim: SimServer, keys: Keys) -> None:
@@ -192,7 +192,7 @@ def test_revoked_token(sim: SimServer, keys: Keys) -> None:
 
 def test_unknown_token(sim: SimServer, keys: Keys) -> None:
     signer = OAuthSigner(CONSUMER, keys.private_pem, "made-up-token", "x")
-    r = httpx.get(f"{sim.instance_url('jira1')}/rest/api/2/myself", auth=signer)
+    r = http.get(f"{sim.instance_url('jira1')}/rest/api/2/myself", auth=signer)
     assert _problem(r) == "token_rejected"
 
 
@@ -205,7 +205,7 @@ def test_token_of_other_instance_is_rejected(sim: SimServer, keys: Keys) -> None
 def test_unknown_consumer(sim: SimServer, keys: Keys) -> None:
     token, secret = sim.control.grant_token("jira1", CONSUMER, "alice")
     signer = OAuthSigner("someone-else", keys.private_pem, token, secret)
-    r = httpx.get(f"{sim.instance_url('jira1')}/rest/api/2/myself", auth=signer)
+    r = http.get(f"{sim.instance_url('jira1')}/rest/api/2/myself", auth=signer)
     assert _problem(r) == "consumer_key_unknown"
 
 
@@ -214,7 +214,7 @@ def test_hmac_is_rejected(sim: SimServer, keys: Keys) -> None:
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
     url = f"{sim.instance_url('jira1')}/rest/api/2/myself"
     headers = signer.sign("GET", url, signature_method="HMAC-SHA1", client_secret="s", rsa_key=None)
-    assert _problem(httpx.get(url, headers=headers)) == "signature_method_rejected"
+    assert _problem(http.get(url, headers=headers)) == "signature_method_rejected"
 
 
 def test_body_hash_mismatch(sim: SimServer, keys: Keys) -> None:
@@ -225,11 +225,11 @@ def test_body_hash_mismatch(sim: SimServer, keys: Keys) -> None:
     sent_body = b'{"timeSpentSeconds": 7200, "started": "2026-11-25T09:00:00.000+0100"}'
     headers = signer.sign("POST", url, signed_body)
     assert "oauth_body_hash" in headers["Authorization"]
-    r = httpx.post(url, content=sent_body, headers=headers)
+    r = http.post(url, content=sent_body, headers=headers)
     assert _problem(r) == "signature_invalid"
     assert "oauth_body_hash_expected" in dict(parse_qsl(r.text))
     assert sim.control.worklogs("jira1", "PROJ-1") == []
-    good = httpx.post(url, content=signed_body, headers=signer.sign("POST", url, signed_body))
+    good = http.post(url, content=signed_body, headers=signer.sign("POST", url, signed_body))
     assert good.status_code == 201
 
 
@@ -243,11 +243,11 @@ def test_body_hash_is_optional(sim: SimServer, keys: Keys) -> None:
 
 def test_anonymous_requests(sim: SimServer) -> None:
     base = f"{sim.instance_url('jira1')}/rest/api/2"
-    assert httpx.get(f"{base}/serverInfo").status_code == 200
-    r = httpx.get(f"{base}/myself")
+    assert http.get(f"{base}/serverInfo").status_code == 200
+    r = http.get(f"{base}/myself")
     assert r.status_code == 401
     assert r.json()["errorMessages"]
-    assert httpx.post(f"{base}/issue/PROJ-1/worklog", json={"timeSpentSeconds": 60}).status_code == 401
+    assert http.post(f"{base}/issue/PROJ-1/worklog", json={"timeSpentSeconds": 60}).status_code == 401
 
 
 def test_consumer_added_at_runtime(sim: SimServer) -> None:
@@ -255,7 +255,7 @@ def test_consumer_added_at_runtime(sim: SimServer) -> None:
     sim.control.add_consumer("jira2", "new-service", public_pem, name="New service")
     token, secret = sim.control.grant_token("jira2", "new-service", "bob")
     signer = OAuthSigner("new-service", private_pem, token, secret)
-    r = httpx.get(f"{sim.instance_url('jira2')}/rest/api/2/myself", auth=signer)
+    r = http.get(f"{sim.instance_url('jira2')}/rest/api/2/myself", auth=signer)
     assert r.status_code == 200
     assert r.json()["name"] == "bob"
     tokens = sim.control.tokens("jira2")

@@ -15,7 +15,7 @@ import httpx
 from jirasim.control import AsyncSimControl, SimControl
 from jirasim.testing import OAuthSigner, SimServer
 
-from .conftest import CONSUMER, Jira, Keys, make_jira
+from .conftest import CONSUMER, Jira, Keys, http, make_jira
 
 
 def test_request_log(sim: SimServer, alice: Jira) -> None:
@@ -38,15 +38,15 @@ async def test_concurrent_writes_per_issue(sim: SimServer, keys: Keys) -> None:
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
     base = f"{sim.instance_url('jira1')}/rest/api/2"
     body = {"timeSpentSeconds": 600, "started": "2026-11-25T09:00:00.000+0100"}
-    async with httpx.AsyncClient(auth=signer, timeout=10, trust_env=False) as http:
-        together = [http.post(f"{base}/issue/PROJ-1/worklog", json=body) for _ in range(4)]
+    async with httpx.AsyncClient(auth=signer, timeout=10, trust_env=False, verify=False) as client:
+        together = [client.post(f"{base}/issue/PROJ-1/worklog", json=body) for _ in range(4)]
         results = await asyncio.gather(*together)
         assert [r.status_code for r in results] == [201] * 4
         for _ in range(2):
-            assert (await http.post(f"{base}/issue/PROJ-2/worklog", json=body)).status_code == 201
+            assert (await client.post(f"{base}/issue/PROJ-2/worklog", json=body)).status_code == 201
         # by numeric id, counted under the key
-        issue_id = (await http.get(f"{base}/issue/PROJ-3")).json()["id"]
-        assert (await http.post(f"{base}/issue/{issue_id}/worklog", json=body)).status_code == 201
+        issue_id = (await client.get(f"{base}/issue/PROJ-3")).json()["id"]
+        assert (await client.post(f"{base}/issue/{issue_id}/worklog", json=body)).status_code == 201
     counters = sim.control.counters("jira1")
     assert counters["max_concurrent_writes"] == {"PROJ-1": 4, "PROJ-2": 1, "PROJ-3": 1}
     assert counters["in_flight_writes"] == {}
@@ -118,7 +118,7 @@ def test_cli(tmp_path: Path, keys: Keys) -> None:
         deadline = time.monotonic() + 15
         while True:
             try:
-                if httpx.get(f"{url}/_sim/health").status_code == 200:
+                if http.get(f"{url}/_sim/health").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -127,7 +127,7 @@ def test_cli(tmp_path: Path, keys: Keys) -> None:
         with SimControl(url) as control:
             token, secret = control.grant_token("jiraA", CONSUMER, "erin")
         signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
-        me = httpx.get(f"{url}/jiraA/rest/api/2/myself", auth=signer)
+        me = http.get(f"{url}/jiraA/rest/api/2/myself", auth=signer)
         assert me.status_code == 200 and me.json()["name"] == "erin"
     finally:
         proc.terminate()

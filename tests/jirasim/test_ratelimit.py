@@ -11,7 +11,7 @@ from jirasim.observe import max_in_window
 from jirasim.ratelimit import TokenBucket
 from jirasim.testing import SimServer
 
-from .conftest import Jira
+from .conftest import Jira, http
 
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Interval-Seconds", "X-RateLimit-FillRate")
 
@@ -55,8 +55,8 @@ def test_headers_on_every_response(sim: SimServer, alice: Jira) -> None:
     responses = [
         alice("GET", "myself"),
         alice("GET", "issue/NOPE-1"),
-        httpx.get(f"{sim.instance_url('jira1')}/rest/api/2/myself"),
-        httpx.post(f"{sim.instance_url('jira1')}/plugins/servlet/oauth/request-token"),
+        http.get(f"{sim.instance_url('jira1')}/rest/api/2/myself"),
+        http.post(f"{sim.instance_url('jira1')}/plugins/servlet/oauth/request-token"),
     ]
     assert [r.status_code for r in responses] == [200, 404, 401, 401]
     for r in responses:
@@ -64,7 +64,7 @@ def test_headers_on_every_response(sim: SimServer, alice: Jira) -> None:
         assert r.headers["X-RateLimit-Interval-Seconds"] == "1"
         assert r.headers["X-RateLimit-FillRate"] == "0.01"
     assert [int(r.headers["X-RateLimit-Remaining"]) for r in responses] == [6, 5, 4, 3]
-    control = httpx.get(f"{sim.url}/_sim/instances/jira1/counters")
+    control = http.get(f"{sim.url}/_sim/instances/jira1/counters")
     assert "X-RateLimit-Limit" not in control.headers
     assert control.json()["requests"] == 4  # the control API is not counted
 
@@ -88,9 +88,9 @@ def test_rate_limit_is_per_instance(sim: SimServer) -> None:
     sim.control.set_rate_limit("jira1", rate=0.01, burst=1, refill=True)
     url1 = f"{sim.instance_url('jira1')}/rest/api/2/serverInfo"
     url2 = f"{sim.instance_url('jira2')}/rest/api/2/serverInfo"
-    assert httpx.get(url1).status_code == 200
-    assert httpx.get(url1).status_code == 429
-    assert httpx.get(url2).status_code == 200
+    assert http.get(url1).status_code == 200
+    assert http.get(url1).status_code == 429
+    assert http.get(url2).status_code == 200
 
 
 async def test_concurrent_clients_respect_bucket(sim: SimServer) -> None:
@@ -99,11 +99,11 @@ async def test_concurrent_clients_respect_bucket(sim: SimServer) -> None:
     url = f"{sim.instance_url('jira1')}/rest/api/2/serverInfo"
     retry_afters: list[int] = []
 
-    async def client(http: httpx.AsyncClient) -> int:
+    async def client(aclient: httpx.AsyncClient) -> int:
         attempts = 0
         while True:
             attempts += 1
-            r = await http.get(url)
+            r = await aclient.get(url)
             if r.status_code == 200:
                 return attempts
             assert r.status_code == 429
@@ -112,10 +112,10 @@ async def test_concurrent_clients_respect_bucket(sim: SimServer) -> None:
             await asyncio.sleep(retry_after)
 
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False, verify=False) as aclient:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        attempts = await asyncio.gather(*(client(http) for _ in range(clients)))
+        attempts = await asyncio.gather(*(client(aclient) for _ in range(clients)))
         elapsed = loop.time() - started
 
     assert len(attempts) == clients

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     # how long one push job may run; a killed worker's job is re-run by arq this long + 10 s later
     job_timeout_seconds: float | None = Field(None, gt=0)
+    # the longest expected delay between a rate-limiter grant and the request's arrival at JIRA; the
+    # limiter keeps `rate` requests per (1 s + margin), so arrivals hold `rate` per second at JIRA
+    rate_limit_arrival_margin_seconds: float = Field(0.05, ge=0, le=0.5)
 
     @field_validator("database_url")
     @classmethod

@@ -40,7 +40,7 @@ def build_context(settings: Settings, queue: ArqRedis | None = None) -> WorkerCo
     http = httpx.AsyncClient(
         timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
     )
-    limiter = RedisRateLimiter(redis)
+    limiter = RedisRateLimiter(redis, arrival_margin=settings.rate_limit_arrival_margin_seconds)
     jira = JiraClient(http, gate=limiter, timeout_seconds=settings.jira_timeout_seconds)
     circuit = CircuitBreaker.from_settings(redis, settings)
     deps = PushDeps(

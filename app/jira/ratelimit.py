@@ -248,7 +248,7 @@ class RedisRateLimiter:
         redis: Redis,
         *,
         prefix: str = "ttsync:rl",
-        arrival_margin: float = 0.03,
+        arrival_margin: float = 0.045,
         max_poll_interval: float = 0.5,
         waiter_grace: float = 1.0,
         max_horizon: float = 0.25,
@@ -265,7 +265,7 @@ class RedisRateLimiter:
         self._grace_us = int(waiter_grace * _US)
         self._max_horizon_us = int(max_horizon * _US)
         # a slot woken up later than this may have drifted into the next one's window: take a new slot
-        self._late_tolerance = arrival_margin
+        self._late_tolerance = arrival_margin / 2  # the rest of the margin covers the send path
         self._low_remaining = low_remaining_threshold
         self._slowdown_ms = int(slowdown_seconds * 1000)
         self._repeat_429_us = int(repeat_429_window * _US)

@@ -61,15 +61,21 @@ def content_of(row: EntryRow) -> EntryContent:
 
 def set_status(
     session: AsyncSession, row: EntryRow, status: SyncStatus, *, last_error: str | None = None,
-    now: datetime | None = None, kind: str = "sync_status",
+    now: datetime | None = None, kind: str = "sync_status", content_changed: bool = False,
 ) -> None:
-    """The one place an entry's sync status changes; every change lands in the changes feed."""
+    """The one place an entry's sync status changes; every change lands in the changes feed.
+
+    A TimeTracker content change that keeps the status is fed too (kind `local_change`), so a client
+    reading the feed from the start can rebuild every entry's current state.
+    """
     changed = row.sync_status != status or row.last_error != last_error
     row.sync_status = status
     row.last_error = last_error
     row.sync_updated_at = now or now_utc()
     if changed or kind != "sync_status":
         session.info.setdefault("feed", []).append((row, kind))
+    elif content_changed:
+        session.info.setdefault("feed", []).append((row, "local_change"))
 
 
 async def flush_feed(session: AsyncSession) -> None:
@@ -85,7 +91,7 @@ async def flush_feed(session: AsyncSession) -> None:
 
 
 def _apply_intent(session: AsyncSession, row: EntryRow, *, routes: list[InstanceRoute], priority: Priority,
-                  now: datetime) -> bool:
+                  now: datetime, content_changed: bool = False) -> bool:
     r = route(row.ticket, row.requested_instance_id, routes)
     intent = intent_after_change(
         deleted=row.is_deleted, duration=row.duration, route=r, has_worklog=row.worklog_id is not None
@@ -94,7 +100,7 @@ def _apply_intent(session: AsyncSession, row: EntryRow, *, routes: list[Instance
     row.attempts = 0
     row.due_at = now if intent.push else None
     row.priority = int(priority)
-    set_status(session, row, intent.status, last_error=intent.reason, now=now)
+    set_status(session, row, intent.status, last_error=intent.reason, now=now, content_changed=content_changed)
     return intent.push
 
 
@@ -139,8 +145,24 @@ async def accept_change(
     row.updated_at = stamp
     row.local_changed_at = now
     row.version = (row.version or 0) + 1
-    push = _apply_intent(session, row, routes=routes, priority=priority, now=now)
+    await _local_change_settles_conflict(session, row, now)
+    push = _apply_intent(session, row, routes=routes, priority=priority, now=now, content_changed=True)
     return Accepted(row, outcome, push)
+
+
+async def _local_change_settles_conflict(session: AsyncSession, row: EntryRow, now: datetime) -> None:
+    """Editing an entry that is in conflict is a decision for TimeTracker: its new state is pushed over JIRA's."""
+    if row.sync_status != SyncStatus.CONFLICT:
+        return
+    from app.db.repositories.activity import open_conflict_of
+
+    conflict = await open_conflict_of(session, row.tenant_id, row.id, lock=True)
+    if conflict is not None:
+        conflict.status, conflict.winner, conflict.resolved_at = "resolved", "timetracker", now
+        repo.add_audit(session, tenant_id=row.tenant_id, action="conflict.resolve", entry_id=row.id,
+                       jira_instance_id=conflict.jira_instance_id, outcome="timetracker",
+                       detail=f"conflict {conflict.id} resolved by a newer change in TimeTracker")
+    row.base = None  # JIRA holds someone else's edit: overwrite it even if our new state equals the old base
 
 
 async def accept_delete(
@@ -162,8 +184,9 @@ async def accept_delete(
     row.updated_at = stamp
     row.local_changed_at = now
     row.version += 1
+    await _local_change_settles_conflict(session, row, now)
     routes = await repo.instance_routes(session, tenant.id)
-    push = _apply_intent(session, row, routes=routes, priority=priority, now=now)
+    push = _apply_intent(session, row, routes=routes, priority=priority, now=now, content_changed=True)
     return Accepted(row, ChangeOutcome.UPDATED, push)
 
 

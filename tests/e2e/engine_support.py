@@ -69,8 +69,23 @@ async def build_world(app: Any, control: SimControl, instance_url: str, *, sim_i
             token, secret = control.grant_token(sim_instance, consumer_key, user)
             await add_connection(session, box, tenant.tenant_id, instance_id, user, token, secret)
         await session.commit()
+        # one signed call warms the simulator up (its first OAuth verification is slow and would bunch
+        # the arrival times of the requests queued behind it)
+        await warm_up(instance_url, consumer_key, private_pem, token, secret)
     return World(control, sim_instance, tenant, instance_id, consumer_key,
                  {"Authorization": f"Bearer {tenant.api_key}"})
+
+
+async def warm_up(instance_url: str, consumer_key: str, private_pem: str, token: str, secret: str) -> None:
+    import httpx
+
+    from app.jira.client import JiraClient, JiraTarget
+    from app.jira.gate import InstanceRef, NoGate
+
+    async with httpx.AsyncClient(trust_env=False) as http:
+        target = JiraTarget(InstanceRef(uuid.uuid4(), 10), instance_url, consumer_key, private_pem, token, secret)
+        for _ in range(3):
+            await JiraClient(http, gate=NoGate()).myself(target)
 
 
 async def add_connection(session: Any, box: Any, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str,
@@ -175,3 +190,58 @@ def worklogs_by_anchor(control: SimControl, instance: str) -> dict[str, list[dic
         if anchor is not None:
             found.setdefault(anchor, []).append(w)
     return found
+
+
+def densest_second(control: SimControl, instance: str = "jira1") -> list[tuple[float, str, str]]:
+    """The requests inside the busiest one-second window the simulator saw (for failure messages)."""
+    log = sorted(control.log(instance), key=lambda r: r["time"])
+    best: list[dict[str, Any]] = []
+    start = 0
+    for end in range(len(log)):
+        while log[end]["time"] - log[start]["time"] >= 1.0:
+            start += 1
+        if end - start + 1 > len(best):
+            best = log[start : end + 1]
+    t0 = best[0]["time"] if best else 0.0
+    return [(round(r["time"] - t0, 3), r["method"], r["path"]) for r in best]
+
+
+class SimProcess:
+    """The simulator in its own process (`python -m jirasim`), so its arrival times are not skewed by the
+    test process's own work — what rate-limit assertions need. Same surface as SimServer."""
+
+    def __init__(self, config: dict[str, Any], tmp_dir: Path) -> None:
+        import json
+
+        from devstack.servers import free_port
+
+        self.port = free_port()
+        path = tmp_dir / f"sim-{self.port}.json"
+        path.write_text(json.dumps(config))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jirasim", "--port", str(self.port), "--config", str(path), "--log-level",
+             "warning"], cwd=ROOT, start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.control = SimControl(self.url)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.control.health()
+                break
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.1)
+
+    def instance_url(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

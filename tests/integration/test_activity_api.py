@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from app.db.models import EntryRow
@@ -191,7 +190,7 @@ async def test_changes_feed_rebuilds_every_entry(app, api, tenant, make_tenant):
             current = (await api.get(f"/api/v1/entries/{entry_id}", headers=bearer(tenant))).json()
             assert entry == current, entry_id
     kinds = {i["kind"] for i in await _read_feed(api, tenant, page=1000)}
-    assert kinds == {"sync_status", "remote_adoption"}
+    assert kinds == {"sync_status", "remote_adoption", "local_change"}
     assert len(await _read_feed(api, other, page=1000)) == 1
 
 
@@ -212,8 +211,6 @@ async def test_audit_is_per_tenant_and_filtered_by_entry(app, api, tenant, make_
     assert (await api.get("/api/v1/audit", headers=bearer(other))).json() == []
 
 
-@pytest.mark.xfail(strict=True, reason="app.services.entries: a content change that keeps the sync status "
-                                       "(skipped→skipped, pending→pending) writes no feed row yet")
 async def test_changes_feed_carries_content_changes_that_keep_the_status(app, api, tenant):  # type: ignore[no-untyped-def]
     base = {"user": "jdoe", "ticket": "NOPE-1", "date": "2026-11-25", "start": "09:00", "duration": 30,
             "timezone": "UTC"}

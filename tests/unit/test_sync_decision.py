@@ -7,8 +7,16 @@ from datetime import date, time
 
 import pytest
 
-from app.domain.entry import ChangeOutcome, EntryContent, InstanceRoute, Route, SyncStatus, classify_change
-from app.domain.entry import intent_after_change, route
+from app.domain.entry import (
+    ChangeOutcome,
+    EntryContent,
+    InstanceRoute,
+    Route,
+    SyncStatus,
+    classify_change,
+    intent_after_change,
+    route,
+)
 from app.domain.sync import PushState, StepKind, backoff_seconds, next_step, snapshot
 from app.domain.worklog import build_worklog
 
@@ -95,7 +103,8 @@ def test_classify_change(stored_at, stored, incoming_at, incoming, expected):
     from datetime import datetime, timedelta, timezone
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    at = (lambda n: None if n is None else t0 + timedelta(seconds=n))
+    def at(n):
+        return (None if n is None else t0 + timedelta(seconds=n))
     assert classify_change(stored_updated_at=at(stored_at), stored=stored, stored_deleted=False,
                            incoming_updated_at=at(incoming_at), incoming=incoming, incoming_deleted=False) is expected
 

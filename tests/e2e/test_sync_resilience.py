@@ -1,0 +1,142 @@
+"""The sync engine's guarantees under load, faults, crashes and a Redis restart (CONTRACT section 10).
+
+Slow by nature (each drains a backlog at JIRA's 10 requests/second), but part of `make test`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from devstack.servers import restart_redis
+from tests.e2e.engine_support import (
+    ISSUES,
+    SimProcess,
+    Workers,
+    build_world,
+    count_by_status,
+    densest_second,
+    entry,
+    sim_config,
+    wait_until,
+    worklogs_by_anchor,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sim(tmp_path):
+    server = SimProcess(sim_config(), tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def world(app, sim):
+    return await build_world(app, sim.control, sim.instance_url("jira1"))
+
+
+@pytest.fixture
+def workers(stack):
+    started: list[Workers] = []
+
+    def make(n: int = 1, **settings) -> Workers:
+        w = Workers(stack.env, **settings).start(n)
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+async def batch(api, world, n, *, prefix="b"):
+    entries = [{**entry(ticket=ISSUES[i % len(ISSUES)], duration=15 + i % 60), "id": f"{prefix}{i}"}
+               for i in range(n)]
+    r = await api.post("/api/v1/entries/batch", json={"entries": entries}, headers=world.headers)
+    assert r.status_code == 202 and r.json()["accepted"] == n
+
+
+async def all_synced(app, world, n):
+    counts = await count_by_status(app, world.tenant.tenant_id)
+    return counts if counts.get("synced", 0) == n else None
+
+
+def assert_one_worklog_each(control, n, prefix="b"):
+    found = worklogs_by_anchor(control, "jira1")
+    dupes = {k: len(v) for k, v in found.items() if len(v) != 1}
+    assert not dupes, f"entries with more than one worklog: {dupes}"
+    assert {f"{prefix}{i}" for i in range(n)} <= set(found)
+    for i in range(n):
+        [wl] = found[f"{prefix}{i}"]
+        assert wl["timeSpentSeconds"] == (15 + i % 60) * 60
+
+
+async def test_300_entries_3_workers_stay_within_the_limit_and_use_it(app, api, world, sim, workers):
+    w = workers(3)
+    await asyncio.sleep(3)  # let the workers finish starting: measure the steady state, not three cold starts
+    assert all(p.poll() is None for p in w.procs)
+    await batch(api, world, 300)
+    await wait_until(lambda: all_synced(app, world, 300), timeout=120, interval=1)
+    control = sim.control
+    counters = control.counters("jira1")
+    assert counters["rate_limited"] == 0
+    assert control.max_requests_in_any_window("jira1", 1.0) <= 10, densest_second(control)
+    writes = sorted(r["time"] for r in control.log("jira1") if r["method"] == "POST" and r["status"] == 201)
+    assert len(writes) == 300
+    rate = (len(writes) - 1) / (writes[-1] - writes[0])
+    assert rate >= 9.0, f"drained at {rate:.2f}/s, below 90% of 10/s"
+    assert max(counters["max_concurrent_writes"].values()) <= 1  # never two writes to one issue at once
+    assert_one_worklog_each(control, 300)
+
+
+async def test_faults_end_with_every_entry_synced_exactly_once(app, api, world, sim, workers):
+    control = sim.control
+    control.set_rate_limit("jira1", rate=50, burst=50)
+    control.set_faults("jira1", error_rate=0.3, error_statuses=[500, 502, 503], fail_after_write_rate=0.1,
+                       fail_after_write_mode="random", hang_seconds=4, seed=7)
+    await batch(api, world, 100)
+    workers(2, SYNC_MAX_ATTEMPTS=40, JIRA_TIMEOUT_SECONDS=2, CIRCUIT_RESET_SECONDS=1)
+    await with_rate(app, world, 50)
+    await wait_until(lambda: all_synced(app, world, 100), timeout=150, interval=1)
+    faults = control.counters("jira1")["faults"]
+    assert sum(faults.values()) > 20, faults  # the faults really happened
+    assert_one_worklog_each(control, 100)
+
+
+async def with_rate(app, world, rate):
+    from sqlalchemy import update
+
+    from app.db.models import JiraInstanceRow
+
+    async with app.state.sessionmaker() as session:
+        await session.execute(update(JiraInstanceRow).where(JiraInstanceRow.id == world.instance_id)
+                              .values(rate_limit_per_second=rate))
+        await session.commit()
+
+
+async def test_sigkilled_workers_and_a_redis_restart_lose_and_duplicate_nothing(app, api, world, sim, stack,
+                                                                                 workers):
+    control = sim.control
+    control.set_faults("jira1", latency_ms=80, jitter_ms=40)
+    await batch(api, world, 150)
+    w = workers(2, JOB_TIMEOUT_SECONDS=5)
+    for round_ in range(6):
+        await asyncio.sleep(1.5)
+        w.kill_one()
+        if round_ == 3:
+            stack.redis = restart_redis(stack.redis)
+        await asyncio.sleep(0.3)
+        w.restart_dead()
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        if await all_synced(app, world, 150):
+            break
+        w.restart_dead()  # a supervisor restarts workers that died (e.g. on the Redis restart)
+        await asyncio.sleep(1)
+    counts = await count_by_status(app, world.tenant.tenant_id)
+    assert counts.get("synced") == 150, counts
+    assert_one_worklog_each(control, 150)

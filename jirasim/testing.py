@@ -197,6 +197,7 @@ class SimServer:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=1,
+            timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None

@@ -33,7 +33,7 @@ def test_request_log(sim: SimServer, alice: Jira) -> None:
 
 
 async def test_concurrent_writes_per_issue(sim: SimServer, keys: Keys) -> None:
-    sim.control.set_faults("jira1", latency_ms=300)
+    sim.control.set_faults("jira1", latency_ms=600)
     token, secret = sim.control.grant_token("jira1", CONSUMER, "alice")
     signer = OAuthSigner(CONSUMER, keys.private_pem, token, secret)
     base = f"{sim.instance_url('jira1')}/rest/api/2"

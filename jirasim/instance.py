@@ -28,7 +28,6 @@ class SimInstance:
         self.feed_delay_seconds = config.feed_delay_seconds
         self.authorize_mode = config.authorize_mode
         self.approve_as = config.approve_as
-        self.last_base_url: str | None = None
 
     @property
     def context_path(self) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MAX_LOG = 100_000
+MAX_ARRIVALS = 500_000  # timestamps kept per instance for the window maxima
 
 
 @dataclass
@@ -34,8 +36,9 @@ class InstanceCounters:
     requests: int = 0
     rate_limited: int = 0
     writes: int = 0
-    arrivals: list[float] = field(default_factory=list)  # monotonic, every counted request
-    accepted: list[float] = field(default_factory=list)  # monotonic, not rate limited
+    # monotonic arrival times of every counted request / of those not rate limited
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_ARRIVALS))
+    accepted: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_ARRIVALS))
     statuses: Counter[int] = field(default_factory=Counter)
     oauth_problems: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
@@ -45,7 +48,7 @@ class InstanceCounters:
     webhooks_failed: int = 0
 
 
-def max_in_window(timestamps: list[float], window: float) -> int:
+def max_in_window(timestamps: Iterable[float], window: float) -> int:
     """Largest number of timestamps inside any half-open interval [t, t + window)."""
     ts = sorted(timestamps)
     best = 0

@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -59,7 +59,6 @@ class Ctx:
     body: bytes
     user: User | None = None
     verified: Verified | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path_params(self) -> dict[str, Any]:
@@ -195,7 +194,6 @@ async def run_route(spec: RouteSpec, request: Request) -> Response:
     sim.observer.arrival(inst.name, start, decision.allowed)
     issue_key = _issue_key(inst, spec, request)
     base = instance_base(request, inst.context_path)
-    inst.last_base_url = base
     ctx = Ctx(request=request, sim=sim, inst=inst, base=base, url=client_url(request), body=b"")
     problem: str | None = None
     fault: str | None = None

@@ -245,7 +245,7 @@ async def list_worklogs(ctx: Ctx) -> Response:
     issue = _issue(ctx, ctx.path_params["issue"])
     worklogs = ctx.inst.state.worklogs_of(issue)
     start_at = _int_param(ctx, "startAt", 0)
-    max_results = _int_param(ctx, "maxResults", max(len(worklogs), 1))
+    max_results = _int_param(ctx, "maxResults", len(worklogs))
     if start_at < 0 or max_results < 0:
         raise ApiError(400, ["startAt and maxResults must be >= 0"])
     page = worklogs[start_at : start_at + max_results]

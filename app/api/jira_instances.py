@@ -31,7 +31,6 @@ from app.db.models import JiraInstanceRow
 from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient
 from app.jira.priority import Priority
-from app.jira.ratelimit import RedisRateLimiter
 from app.security.secrets import SecretBox
 from app.services import instances as svc
 from app.services.dispatch import enqueue_pushes
@@ -70,13 +69,9 @@ def get_redis(request: Request) -> Redis:
 def get_jira(request: Request, settings: SettingsDep) -> JiraClient:
     """The process's JIRA client: the shared HTTP pool behind the Redis rate limiter all processes share.
 
-    `app.state.jira` is used when the lifespan provides one; otherwise it is built once, on first use.
+    Built once by the app's lifespan (app.main).
     """
-    state = request.app.state
-    jira: JiraClient | None = getattr(state, "jira", None)
-    if jira is None:
-        jira = JiraClient(state.http, gate=RedisRateLimiter(state.redis), timeout_seconds=settings.jira_timeout_seconds)
-        state.jira = jira
+    jira: JiraClient = request.app.state.jira
     return jira
 
 

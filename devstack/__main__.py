@@ -49,13 +49,18 @@ def _wait_http(url: str, timeout: float = 30) -> bool:
     return False
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # same clean shutdown as Ctrl-C
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     servers: list[Server] = []
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(os.environ)
     try:
         if not env.get("DATABASE_URL"):
-            pg = start_postgres(DATA / "postgres", PG_PORT)
+            pg = start_postgres(DATA / "postgres", PG_PORT, durable=True)
             servers.append(pg)
             env["DATABASE_URL"] = pg.url
         if not env.get("REDIS_URL"):

@@ -100,8 +100,11 @@ def _make_traversable(path: Path) -> None:
             p.chmod(mode | 0o005)
 
 
-def start_postgres(data_dir: Path, port: int | None = None) -> Server:
-    """Initialise (once) and start PostgreSQL on 127.0.0.1; creates the `ttsync` database."""
+def start_postgres(data_dir: Path, port: int | None = None, *, durable: bool = False) -> Server:
+    """Initialise (once) and start PostgreSQL on 127.0.0.1; creates the `ttsync` database.
+
+    `durable=False` (tests, benchmarks) trades crash safety for speed: no fsync.
+    """
     data_dir = data_dir.resolve()
     pgdata = data_dir / "pgdata"
     log = data_dir / "postgres.log"
@@ -136,8 +139,8 @@ def start_postgres(data_dir: Path, port: int | None = None) -> Server:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [str(bindir / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
-             "-k", str(pgdata), "-c", "max_connections=300", "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+             "-k", str(pgdata), "-c", "max_connections=300",
+             *([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])],
             user=user, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     _wait_for_port(port, proc, "postgres", log)

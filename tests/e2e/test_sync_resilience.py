@@ -99,9 +99,10 @@ async def test_faults_end_with_every_entry_synced_exactly_once(app, api, world, 
     control.set_faults("jira1", error_rate=0.3, error_statuses=[500, 502, 503], fail_after_write_rate=0.1,
                        fail_after_write_mode="random", hang_seconds=4, seed=7)
     await batch(api, world, 100)
-    workers(2, SYNC_MAX_ATTEMPTS=40, JIRA_TIMEOUT_SECONDS=2, CIRCUIT_RESET_SECONDS=1)
     await with_rate(app, world, 50)
-    await wait_until(lambda: all_synced(app, world, 100), timeout=150, interval=1)
+    # 40% of requests fail here: a low threshold would keep the circuit open most of the time
+    workers(2, SYNC_MAX_ATTEMPTS=40, JIRA_TIMEOUT_SECONDS=2, CIRCUIT_RESET_SECONDS=1, CIRCUIT_FAILURE_THRESHOLD=25)
+    await wait_until(lambda: all_synced(app, world, 100), timeout=300, interval=1)
     faults = control.counters("jira1")["faults"]
     assert sum(faults.values()) > 20, faults  # the faults really happened
     assert_one_worklog_each(control, 100)

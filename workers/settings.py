@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any
 
 from arq.connections import RedisSettings
 
 from app.config import Settings, get_settings
+from app.jira.warmup import warm_up
 from app.logging_setup import bind_log_context, configure_logging
 from app.observability import MetricsPublisher
 from workers.context import build_context
@@ -30,6 +32,11 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
         # nobody scrapes a worker: its counters go to Redis, and the API's /metrics serves the fleet's sums
         ctx["metrics"] = MetricsPublisher(ctx["wc"].redis, role="worker")
         ctx["metrics"].start()
+        await warm_up(ctx["wc"].http)
+        # everything built so far lives as long as the process: keep it out of the collector's way, so a
+        # full collection cannot stall a request between its rate-limit grant and its arrival at JIRA
+        gc.collect()
+        gc.freeze()
         log.info("worker started (concurrency %d)", settings.worker_concurrency)
 
     async def shutdown(ctx: dict[str, Any]) -> None:

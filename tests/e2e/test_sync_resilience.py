@@ -76,7 +76,7 @@ def assert_one_worklog_each(control, n, prefix="b"):
 
 
 async def test_300_entries_3_workers_stay_within_the_limit_and_use_it(app, api, world, sim, workers):
-    w = workers(3)
+    w = workers(3, WORKER_CONCURRENCY=6)
     await asyncio.sleep(3)  # let the workers finish starting: measure the steady state, not three cold starts
     assert all(p.poll() is None for p in w.procs)
     await batch(api, world, 300)

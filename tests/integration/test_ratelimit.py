@@ -154,7 +154,9 @@ async def test_a_429_pauses_every_acquirer_for_retry_after(limiter, redis):
     observed_at = time.time()
     await other_process.observe(inst, 429, {"Retry-After": "2"})
     await asyncio.gather(*tasks)
-    during = [t for t in stamps if observed_at + 0.02 < t < observed_at + 1.98]
+    # a slot reserved just before the 429 (at most one interval ahead) may still be used: its request
+    # meets the pause and is retried; nothing new is granted during the pause
+    during = [t for t in stamps if observed_at + 0.12 < t < observed_at + 1.98]
     assert during == []
     assert [t for t in stamps if t >= observed_at + 2.0], "acquirers resume after the pause"
     assert [t for t in stamps if t < observed_at], "they ran before it"

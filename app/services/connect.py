@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
-from app.jira.calls import JiraCall
 from app.jira.client import JiraClient
 from app.jira.errors import AuthRejected, JiraError, RateLimited, TransientError
 from app.jira.oauth_dance import authorize_url, fetch_access_token, fetch_request_token
 from app.security.secrets import SecretBox, SecretDecryptionError, binding
+from app.services.audit import CallLog
 from app.services.credentials import consumer_target, user_target
 from app.services.entries import flush_feed, resume_after_connect
 
@@ -72,30 +72,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class CallLog:
-    """Collects the JIRA calls of one use case, to be written as audit rows in its transaction."""
-
-    def __init__(self) -> None:
-        self.calls: list[JiraCall] = []
-
-    async def __call__(self, call: JiraCall) -> None:
-        self.calls.append(call)
-
-    def write(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
-        audit_calls(session, tenant_id, self.calls)
-        self.calls.clear()
-
-
-def audit_calls(session: AsyncSession, tenant_id: uuid.UUID, calls: list[JiraCall], *,
-                entry_id: str | None = None) -> None:
-    """One audit row per JIRA call (`jira.<operation>`); `JiraCall` carries no query string and no secret."""
-    for call in calls:
-        entries_repo.add_audit(
-            session, tenant_id=tenant_id, action=f"jira.{call.operation}", outcome=call.outcome,
-            entry_id=entry_id, jira_instance_id=call.instance_id, http_status=call.status,
-            detail=f"{call.method} {call.path}" + (f": {call.detail}" if call.detail else ""),
-            duration_ms=call.duration_ms,
-        )
 
 
 def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:

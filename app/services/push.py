@@ -36,6 +36,7 @@ from app.jira.locks import LockTimeout, issue_lock
 from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog
 from app.security.secrets import SecretBox
+from app.services.audit import audit_calls
 from app.services.credentials import user_target
 from app.services.entries import flush_feed, set_status
 
@@ -100,16 +101,6 @@ def _finish(session: AsyncSession, row: EntryRow, step: Step, now: datetime) -> 
     set_status(session, row, step.final_status, last_error=step.reason, now=now)
     if row.instance_id is not None:
         metrics.SYNC_OUTCOMES.labels(str(row.instance_id), step.final_status.value).inc()
-
-
-def _audit_calls(session: AsyncSession, row: EntryRow, calls: list[JiraCall]) -> None:
-    for call in calls:
-        repo.add_audit(
-            session, tenant_id=row.tenant_id, action=f"jira.{call.operation}", outcome=call.outcome,
-            entry_id=row.id, jira_instance_id=call.instance_id, http_status=call.status,
-            detail=f"{call.method} {call.path}" + (f": {call.detail}" if call.detail else ""),
-            duration_ms=call.duration_ms,
-        )
 
 
 async def _notify_once(
@@ -255,17 +246,10 @@ class PushEngine:
         return await repo.get_entry(session, tenant_id, entry_id, lock=True)
 
     async def _record_calls(self, tenant_id: uuid.UUID, entry_id: str, calls: list[JiraCall]) -> None:
-        if not calls:
-            return
-        async with self.d.sessionmaker() as session:
-            for call in calls:
-                repo.add_audit(
-                    session, tenant_id=tenant_id, action=f"jira.{call.operation}", outcome=call.outcome,
-                    entry_id=entry_id, jira_instance_id=call.instance_id, http_status=call.status,
-                    detail=f"{call.method} {call.path}" + (f": {call.detail}" if call.detail else ""),
-                    duration_ms=call.duration_ms,
-                )
-            await session.commit()
+        if calls:
+            async with self.d.sessionmaker() as session:
+                audit_calls(session, tenant_id, calls, entry_id=entry_id)
+                await session.commit()
 
     async def _record(
         self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan, calls: list[JiraCall], *,
@@ -277,7 +261,7 @@ class PushEngine:
             row = await self._locked_row(session, tenant_id, entry_id)
             if row is None:
                 return None
-            _audit_calls(session, row, calls)
+            audit_calls(session, row.tenant_id, calls, entry_id=row.id)
             if step.kind in (StepKind.CREATE, StepKind.UPDATE) and isinstance(result, RemoteWorklog):
                 assert step.body is not None
                 row.worklog_id, row.worklog_instance_id, row.worklog_ticket = result.id, step.instance_id, step.issue
@@ -316,7 +300,7 @@ class PushEngine:
             row = await self._locked_row(session, tenant_id, entry_id)
             if row is None:
                 return None
-            _audit_calls(session, row, calls)
+            audit_calls(session, row.tenant_id, calls, entry_id=row.id)
             step = plan.step
             if step.kind is StepKind.CREATE and not (isinstance(exc, TransientError) and exc.maybe_applied):
                 row.create_unconfirmed = False  # JIRA certainly did not create it
@@ -326,17 +310,10 @@ class PushEngine:
                 return None
             row.attempts += 1
             instance_id = str(step.instance_id)
-            if permanent:
-                message = exc.message
-                row.due_at = None
-                set_status(session, row, SyncStatus.FAILED, last_error=message, now=now)
-                metrics.SYNC_OUTCOMES.labels(instance_id, "failed").inc()
-                await _notify_once(session, tenant_id=tenant_id, user=row.user, kind="sync_failed",
-                                   message=f"entry {row.id} ({row.ticket}) could not be synced: {message}",
-                                   entry_id=row.id, instance_id=step.instance_id, per_entry=True)
-                delay = None
-            elif row.attempts >= self.d.settings.sync_max_attempts:
-                message = f"JIRA did not accept the change after {row.attempts} attempts: {exc.message}"
+            gave_up = permanent or row.attempts >= self.d.settings.sync_max_attempts
+            if gave_up:
+                message = exc.message if permanent else (
+                    f"JIRA did not accept the change after {row.attempts} attempts: {exc.message}")
                 row.due_at = None
                 set_status(session, row, SyncStatus.FAILED, last_error=message, now=now)
                 metrics.SYNC_OUTCOMES.labels(instance_id, "failed").inc()
@@ -364,7 +341,7 @@ class PushEngine:
             row = await self._locked_row(session, tenant_id, entry_id)
             if row is None:
                 return
-            _audit_calls(session, row, calls)
+            audit_calls(session, row.tenant_id, calls, entry_id=row.id)
             assert plan.instance is not None
             connection = await jira_repo.get_connection(session, tenant_id, plan.instance.id, row.user, lock=True)
             if connection is not None and connection.status == "connected":

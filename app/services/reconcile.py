@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db.repositories import activity as activity_repo
-from app.db.repositories import entries as repo
 from app.domain.worklog import utc_ms
 from app.jira.calls import JiraCall, OnCall
 from app.jira.circuit import CircuitBreaker
@@ -32,6 +31,7 @@ from app.jira.errors import AuthRejected, JiraError, TransientError
 from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog, WorklogChanges
 from app.security.secrets import SecretBox
+from app.services.audit import audit_calls
 from app.services.conflicts import RemoteObservation, ms_of, observe_remote
 from app.services.credentials import user_target
 from app.services.dispatch import enqueue_pushes
@@ -79,12 +79,7 @@ def _first_since(created_at: datetime | None, now: datetime) -> int:
 async def _record_calls(
     session: AsyncSession, tenant_id: uuid.UUID, calls: list[JiraCall], user: str
 ) -> None:
-    for call in calls:
-        repo.add_audit(
-            session, tenant_id=tenant_id, action=f"jira.{call.operation}", outcome=call.outcome,
-            jira_instance_id=call.instance_id, http_status=call.status, duration_ms=call.duration_ms,
-            detail=f"reconciliation as {user}: {call.method} {call.path}" + (f": {call.detail}" if call.detail else ""),
-        )
+    audit_calls(session, tenant_id, calls, context=f"reconciliation as {user}")
 
 
 @dataclass

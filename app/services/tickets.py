@@ -24,7 +24,7 @@ from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.errors import AuthRejected, JiraError, NotFound, RateLimited, TransientError
 from app.security.secrets import SecretBox
-from app.services.connect import CallLog
+from app.services.audit import CallLog
 from app.services.credentials import user_target
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ Reuse them from any e2e test (and from other test packages with
   `via="dance"`: the whole OAuth dance through the API (start → the simulator's authorize page in
   auto-approve mode → our callback). `via="grant"`: a token minted with the simulator's `grant_token`,
   stored (sealed) straight into `jira_connections` — fast, for tests that only need a connected user.
+* `workers` (factory): `workers(n, **settings)` runs n real `python -m workers` processes on the test stack.
 * `SIM_USERS`, `SIM_ISSUES`: the default simulator data (alice, bob, carol; PROJ-1 with sub-tasks PROJ-2
   and PROJ-3, PROJ-4, OPS-1).
 """
@@ -128,6 +129,24 @@ async def oauth_dance(
     callback = urlsplit(page.headers["location"])
     assert callback.path == "/oauth/jira/callback"
     return await api.get(f"{callback.path}?{callback.query}")
+
+
+@pytest.fixture
+def workers(stack: Any) -> Iterator[Callable[..., Any]]:
+    """Factory: `workers(n, **settings)` starts n `python -m workers` processes (settings as env overrides,
+    e.g. SYNC_MAX_ATTEMPTS=3); all are stopped (SIGTERM) after the test."""
+    from tests.e2e.engine_support import Workers
+
+    started: list[Workers] = []
+
+    def make(n: int = 1, **settings: Any) -> Workers:
+        w = Workers(stack.env, **settings).start(n)
+        started.append(w)
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
 
 
 @pytest.fixture

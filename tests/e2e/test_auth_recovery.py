@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from tests.e2e.engine_support import Workers, entry, wait_until
-
-
-@pytest.fixture
-def workers(stack):
-    started: list[Workers] = []
-
-    def make(n: int = 1, **settings) -> Workers:
-        w = Workers(stack.env, **settings).start(n)
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.stop()
+from tests.e2e.engine_support import entry, wait_until
 
 
 async def status_of(api, setup, entry_id, wanted):

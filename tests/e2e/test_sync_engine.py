@@ -9,7 +9,6 @@ import pytest
 
 from jirasim.testing import SimServer
 from tests.e2e.engine_support import (
-    Workers,
     build_world,
     count_by_status,
     entry,
@@ -37,20 +36,6 @@ def control(sim):
 @pytest.fixture
 async def world(app, sim, control):
     return await build_world(app, control, sim.instance_url("jira1"))
-
-
-@pytest.fixture
-def workers(stack):
-    started: list[Workers] = []
-
-    def make(n: int = 1, **settings) -> Workers:
-        w = Workers(stack.env, **settings).start(n)
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.stop()
 
 
 async def entry_of(api, world, entry_id):

@@ -14,7 +14,6 @@ from devstack.servers import restart_redis
 from tests.e2e.engine_support import (
     ISSUES,
     SimProcess,
-    Workers,
     build_world,
     count_by_status,
     densest_second,
@@ -37,20 +36,6 @@ def sim(tmp_path):
 @pytest.fixture
 async def world(app, sim):
     return await build_world(app, sim.control, sim.instance_url("jira1"))
-
-
-@pytest.fixture
-def workers(stack):
-    started: list[Workers] = []
-
-    def make(n: int = 1, **settings) -> Workers:
-        w = Workers(stack.env, **settings).start(n)
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.stop()
 
 
 async def batch(api, world, n, *, prefix="b"):

@@ -89,6 +89,7 @@ class JiraClient:
         self._max_inline_wait = max_inline_wait_seconds
         self._keys = keys or KeyCache()
         self._sleep = sleep
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- the one way a request goes out ---------------------------------------------------------------
 
@@ -123,6 +124,10 @@ class JiraClient:
                 callback=callback, verifier=verifier,
             )
             started = time.perf_counter()
+            # tell the gate when the request really leaves, without waiting for it (see RedisRateLimiter.left)
+            left = asyncio.create_task(self._gate.left(instance))
+            self._background.add(left)
+            left.add_done_callback(self._background.discard)
             try:
                 response = await self._http.send(request)
             except httpx.HTTPError as exc:

@@ -34,6 +34,10 @@ class RequestGate(Protocol):
         """Hear the answer (status None: no answer, a transport failure) of a request let through."""
         ...
 
+    async def left(self, instance: InstanceRef) -> None:
+        """The request just let through is leaving now (called as it is sent, off its critical path)."""
+        ...
+
 
 class NoGate:
     """Lets every request through at once (unit tests, one-off tools)."""
@@ -44,3 +48,6 @@ class NoGate:
 
     async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str]) -> None:
         """Ignores answers."""
+
+    async def left(self, instance: InstanceRef) -> None:
+        """Keeps no slots."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 import random
 import uuid
@@ -43,6 +44,14 @@ from app.jira.errors import retry_after_seconds
 from app.jira.gate import InstanceRef, Priority
 
 __all__ = ["RateLimiterStats", "RedisRateLimiter"]
+
+# the slot granted last in this asyncio task: (instance id, slot member, local loop time it was due)
+_GRANT: contextvars.ContextVar[tuple[uuid.UUID, str, float] | None] = contextvars.ContextVar("grant", default=None)
+_LATE_WORTH_RECORDING_US = 2_000
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 _US = 1_000_000
 _PRIORITIES = (Priority.USER, Priority.BATCH)
@@ -133,7 +142,7 @@ if not blocked and slot - now <= horizon then
   redis.call('PEXPIRE', KEYS[1], math.ceil((keep + slot - now) / 1000))
   redis.call('ZREM', wait_key, waiter)
   redis.call('ZREM', alive_key, waiter)
-  return {1, math.floor(slot - now), fmt(started)}
+  return {1, math.floor(slot - now), fmt(started), fmt(slot)}
 end
 
 -- refused: queue up and sleep until about our turn
@@ -149,7 +158,18 @@ local ttl = math.ceil((delay + grace) / 1000) + 60000
 for _, k in ipairs({wait_key, alive_key}) do
   if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
 end
-return {0, math.floor(delay), fmt(started)}
+return {0, math.floor(delay), fmt(started), ''}
+"""
+
+# KEYS: grants. ARGV: slot member, microseconds the request left after its slot.
+# A request that left late moves its slot to when it really left, so the window check of every later grant
+# counts it where JIRA will see it (a late request can then never crowd the slots granted after it).
+_LEFT_LATE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score then
+  redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', tonumber(score) + tonumber(ARGV[2])), ARGV[1])
+end
+return score and 1 or 0
 """
 
 # KEYS: pause. Returns the microseconds the instance stays paused (0: not paused).
@@ -273,6 +293,7 @@ class RedisRateLimiter:
         self._recover = recover_per_second
         self._acquire_script = redis.register_script(_ACQUIRE)
         self._pause_left_script = redis.register_script(_PAUSE_LEFT)
+        self._left_late_script = redis.register_script(_LEFT_LATE)
         self._on_429_script = redis.register_script(_ON_429)
         self._stats_script = redis.register_script(_STATS)
 
@@ -307,7 +328,7 @@ class RedisRateLimiter:
         granted = False
         try:
             while True:
-                granted_flag, delay_us, started_raw = await self._acquire_script(
+                granted_flag, delay_us, started_raw, slot_raw = await self._acquire_script(
                     keys=keys,
                     args=[max(1, int(instance.rate_limit_per_second)), int(priority), waiter, self._margin_us,
                           started, self._max_poll_us, self._grace_us, self._recover, self._max_horizon_us],
@@ -321,6 +342,7 @@ class RedisRateLimiter:
                 queued = False
                 if delay <= 0:
                     granted = True
+                    _GRANT.set((instance.id, _text(slot_raw), loop.time()))
                     break
                 due = loop.time() + delay
                 await asyncio.sleep(delay)
@@ -330,11 +352,23 @@ class RedisRateLimiter:
                 # (A 429 heard while we slept at most lets this one request meet the pause; it is retried.)
                 if loop.time() - due <= self._late_tolerance:
                     granted = True
+                    _GRANT.set((instance.id, _text(slot_raw), due))
                     break
         finally:
             if queued and not granted:
                 await self._forget_waiter(keys, waiter)
         return loop.time() - began
+
+    async def left(self, instance: InstanceRef) -> None:
+        """The request granted last in this task leaves now: if that is later than its slot, move the slot."""
+        grant = _GRANT.get()
+        if grant is None or grant[0] != instance.id:
+            return
+        _GRANT.set(None)
+        late_us = int((asyncio.get_running_loop().time() - grant[2]) * _US)
+        if late_us > _LATE_WORTH_RECORDING_US:
+            with contextlib.suppress(Exception):  # best effort: the margin still covers most of it
+                await self._left_late_script(keys=[self.keys(instance.id)["grants"]], args=[grant[1], late_us])
 
     async def _forget_waiter(self, keys: list[str], waiter: str) -> None:
         """Best effort on cancellation; the heartbeat deadline removes the waiter anyway."""

@@ -252,3 +252,34 @@ async def test_stats_show_grants_pause_and_waiters(limiter):
         await waiter
     await asyncio.sleep(0.05)
     assert (await limiter.stats(inst.id))["waiting"] == {"user": 0, "batch": 0}
+
+
+async def test_a_request_that_leaves_late_pushes_the_later_grants_back(limiter, redis):
+    """A request delayed after its grant (a busy event loop) is counted where JIRA will see it arrive."""
+    inst = ref(10)
+    grants_key = limiter.keys(inst.id)["grants"]
+
+    async def one(delay_before_leaving: float) -> float:
+        await limiter.acquire(inst, Priority.USER)
+        await asyncio.sleep(delay_before_leaving)
+        await limiter.left(inst)
+        return time.time()
+
+    for _ in range(9):
+        await one(0)
+    late_member, late_score = (await redis.zrange(grants_key, 0, 0, withscores=True))[0]
+    # the first request of the window left 80 ms after its slot: its slot moves by that much
+    before = late_score
+    from app.jira import ratelimit as rl
+
+    rl._GRANT.set((inst.id, late_member.decode(), asyncio.get_running_loop().time() - 0.08))
+    await limiter.left(inst)
+    after = await redis.zscore(grants_key, late_member)
+    assert after - before >= 75_000
+    # the next grants still keep `rate` within any (1 s + margin) counted from where it really left
+    await one(0)
+    await one(0)
+    scores = sorted(s for _, s in await redis.zrange(grants_key, 0, -1, withscores=True))
+    window_us = 1_000_000 + limiter._margin_us
+    for i in range(len(scores) - 10):
+        assert scores[i + 10] - scores[i] >= window_us

@@ -56,6 +56,9 @@ class RecordingGate:
     async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str]) -> None:
         self.observed.append((status, {k.lower(): v for k, v in headers.items()}))
 
+    async def left(self, instance: InstanceRef) -> None:
+        self.left_count = getattr(self, "left_count", 0) + 1
+
 
 @dataclass
 class Harness:

@@ -39,9 +39,10 @@ test: $(STAMP) browser lint
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
-## make bench: benchmarks against real PostgreSQL, Redis and the simulator; writes docs/benchmarks.md
+## make bench: benchmarks against real PostgreSQL, Redis and the simulator; writes docs/benchmarks.md and .png
+## (BENCH_ARGS=--quick for a smoke run with small sizes; about 9 minutes in full on 2 cores)
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache test-output

@@ -1,0 +1,205 @@
+"""The processes a benchmark drives: PostgreSQL, Redis, one API, the simulator and N workers, all on loopback.
+
+Every process of the service is started the way an operator would start it (`uvicorn`, `python -m workers`,
+`python -m jirasim`), and a sampler thread records the peak RSS of the API and of each worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from devstack.servers import free_port
+from devstack.testenv import TestStack, remove_stack_dir, start_test_stack
+from jirasim.control import SimControl
+
+ROOT = Path(__file__).resolve().parent.parent
+ISSUES_PER_INSTANCE = 200
+
+# settings the benchmark gives every service process (the rest are the documented defaults)
+QUIET = {"LOG_LEVEL": "WARNING", "LOG_FORMAT": "text"}
+WORKER_DEFAULTS = {"RECONCILE_INTERVAL_SECONDS": "3600"}
+
+
+def sim_instance(name: str, *, rate: float = 10, burst: int = 10) -> dict[str, Any]:
+    return {
+        "name": name, "display_timezone": "UTC", "feed_delay_seconds": 60,
+        "authorize_mode": "approve", "approve_as": "jdoe",
+        "users": [{"name": "jdoe", "timezone": "Europe/Berlin"}],
+        "issues": [{"key": f"PROJ-{i}", "summary": f"Issue {i}"} for i in range(1, ISSUES_PER_INSTANCE + 1)],
+        "rate_limit": {"rate": rate, "burst": burst},
+    }
+
+
+class PeakRss:
+    """Samples the resident set size of named processes every `interval` seconds; keeps the peak per name."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.watched: dict[int, str] = {}
+        self.peaks: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def watch(self, pid: int, name: str) -> None:
+        with self._lock:
+            self.watched[pid] = name
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        with self._lock:
+            watched = dict(self.watched)
+        for pid, name in watched.items():
+            try:
+                rss = psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                continue
+            with self._lock:
+                self.peaks[name] = max(self.peaks.get(name, 0), rss)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+@dataclass
+class Workers:
+    """`python -m workers` processes, like a supervisor would run them."""
+
+    env: dict[str, str]
+    rss: PeakRss
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, n: int) -> Workers:
+        for _ in range(n):
+            proc = subprocess.Popen([sys.executable, "-m", "workers"], env=self.env, cwd=ROOT,
+                                    start_new_session=True)
+            self.procs.append(proc)
+            # one name per process: the report gives the largest single worker
+            self.rss.watch(proc.pid, f"worker-{proc.pid}")
+        return self
+
+    def stop(self, timeout: float = 20) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        self.procs = []
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Bench:
+    """One PostgreSQL, Redis, API process and simulator process for the whole benchmark run."""
+
+    def __init__(self, instances: list[str], workdir: Path) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.rss = PeakRss()
+        self.stack: TestStack | None = None
+        self.api_proc: subprocess.Popen[bytes] | None = None
+        self.sim_proc: subprocess.Popen[bytes] | None = None
+        self.instances = instances
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def start(self) -> Bench:
+        self.stack = start_test_stack("bench")
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.env = {**os.environ, **self.stack.env, **QUIET, "PUBLIC_BASE_URL": self.api_url}
+        self._start_sim()
+        self._start_api()
+        return self
+
+    def _start_sim(self) -> None:
+        self.sim_port = free_port()
+        config = self.workdir / "sim.json"
+        config.write_text(json.dumps({"instances": [sim_instance(n) for n in self.instances]}))
+        self.sim_proc = subprocess.Popen(
+            [sys.executable, "-m", "jirasim", "--host", "127.0.0.1", "--port", str(self.sim_port), "--config",
+             str(config), "--log-level", "warning"], cwd=ROOT, start_new_session=True,
+        )
+        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        self.sim = SimControl(self.sim_url, timeout=60)
+        _wait(lambda: self.sim.health(), self.sim_proc, "simulator")
+
+    def _start_api(self) -> None:
+        self.api_proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.api_port),
+             "--no-access-log", "--log-level", "warning"],
+            env=self.env, cwd=ROOT, start_new_session=True,
+        )
+        self.rss.watch(self.api_proc.pid, "api")
+
+        def ready() -> None:
+            httpx.get(f"{self.api_url}/readyz", timeout=2).raise_for_status()
+
+        _wait(ready, self.api_proc, "API")
+
+    def workers(self, **settings: Any) -> Workers:
+        env = {**self.env, **WORKER_DEFAULTS, **{k.upper(): str(v) for k, v in settings.items()}}
+        return Workers(env, self.rss)
+
+    def stop(self) -> None:
+        self.rss.stop()
+        for proc in (self.api_proc, self.sim_proc):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if self.stack is not None:
+            self.stack.stop()
+            remove_stack_dir(self.stack)
+
+    # -- reporting --------------------------------------------------------------------------------------------
+    def peak_rss_mb(self) -> dict[str, float]:
+        self.rss.sample()
+        peaks = dict(self.rss.peaks)
+        workers = [v for k, v in peaks.items() if k.startswith("worker-")]
+        out = {"api": peaks.get("api", 0) / 2**20}
+        if workers:
+            out["worker"] = max(workers) / 2**20
+            out["workers_sampled"] = len(workers)
+        return out
+
+
+def _wait(check: Any, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} not ready within {timeout}s") from None
+            time.sleep(0.2)

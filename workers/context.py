@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
+from app.jira.admission import InstanceAdmission
 from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient
 from app.jira.ratelimit import RedisRateLimiter
@@ -46,5 +47,7 @@ def build_context(settings: Settings, queue: ArqRedis | None = None) -> WorkerCo
     deps = PushDeps(
         sessionmaker=make_sessionmaker(engine), box=SecretBox(settings.encryption_keys), jira=jira, circuit=circuit,
         redis=redis, settings=settings,
+        admission=InstanceAdmission(redis, lease_seconds=settings.job_timeout_seconds or
+                                    settings.jira_timeout_seconds * 3 + 30),
     )
     return WorkerContext(settings, engine, deps, PushEngine(deps), http, redis, limiter)

@@ -28,6 +28,7 @@ from app.db.repositories import jira as jira_repo
 from app.domain.entry import SyncStatus, route
 from app.domain.sync import PushState, Step, StepKind, backoff_seconds, next_step, snapshot
 from app.domain.worklog import build_worklog, parse_started
+from app.jira.admission import InstanceAdmission, in_flight_cap
 from app.jira.calls import JiraCall
 from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient, JiraTarget
@@ -53,6 +54,7 @@ class PushDeps:
     circuit: CircuitBreaker
     redis: Redis
     settings: Settings
+    admission: InstanceAdmission
     rng: Callable[[], float] = field(default=random.random)
 
 
@@ -185,6 +187,19 @@ class PushEngine:
         await session.commit()
 
     async def _run(self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan) -> float | None:
+        step, instance = plan.step, plan.instance
+        assert step.instance_id is not None and instance is not None
+        lease = await self.d.admission.enter(step.instance_id, plan.priority,
+                                             in_flight_cap(instance.rate_limit_per_second))
+        if lease is None:
+            # this instance already has enough pushes in flight: free the worker slot for other instances
+            return 0.5 + self.d.rng()  # no attempt spent
+        try:
+            return await self._run_admitted(tenant_id, entry_id, plan)
+        finally:
+            await self.d.admission.leave(step.instance_id, lease)
+
+    async def _run_admitted(self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan) -> float | None:
         step, target = plan.step, plan.target
         assert target is not None and step.instance_id is not None and step.issue is not None
         decision = await self.d.circuit.allow(step.instance_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
@@ -170,3 +171,28 @@ def app_of(api):
 async def all_synced(api, world, n, prefix):
     counts = await count_by_status(app_of(api), world.tenant.tenant_id)
     return counts.get("synced", 0) == n and counts
+
+
+async def test_one_instances_backlog_does_not_starve_another_instance(app, api, jira_setup, connect_user, workers):
+    slow = await jira_setup(rate_limit_per_second=2, project_keys=["PROJ"])
+    fast = await jira_setup(rate_limit_per_second=10, project_keys=["OPS"])
+    for setup in (slow, fast):
+        await connect_user(setup, "jdoe", jira_user="alice", via="grant")
+    backlog = [{**entry(ticket=f"PROJ-{1 + i % 4}", duration=10 + i), "id": f"s{i}"} for i in range(40)]
+    r = await api.post("/api/v1/entries/batch", json={"entries": backlog}, headers=slow.headers)
+    assert r.json()["accepted"] == 40
+    workers(1, WORKER_CONCURRENCY=6)
+    await asyncio.sleep(2)  # the slow instance's batch jobs are in flight now
+    others = [{**entry(ticket="OPS-1", duration=30 + i), "id": f"f{i}"} for i in range(4)]
+    t0 = time.monotonic()
+    await api.post("/api/v1/entries/batch", json={"entries": others}, headers=fast.headers)
+
+    async def fast_done():
+        counts = await count_by_status(app, fast.tenant.tenant_id)
+        return counts.get("synced", 0) == 4
+
+    await wait_until(fast_done, timeout=30)
+    elapsed = time.monotonic() - t0
+    slow_counts = await count_by_status(app, slow.tenant.tenant_id)
+    # 40 entries at 2/s take 20 s; the other instance did not wait for them
+    assert slow_counts.get("pending", 0) > 10, (elapsed, slow_counts)

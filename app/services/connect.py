@@ -235,3 +235,24 @@ async def forget(session: AsyncSession, tenant_id: uuid.UUID, instance: JiraInst
     entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.disconnected", outcome="ok",
                            jira_instance_id=instance.id, detail=f"{user}'s JIRA token was forgotten")
     return True
+
+
+async def reject_connection(
+    session: AsyncSession, *, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, oauth_problem: str | None,
+    entry_id: str | None = None, context: str = "",
+) -> ConnectionRow | None:
+    """JIRA answered 401 to this user's token (CONTRACT 10.6): the connection becomes `auth_required`.
+
+    The one place a connection is marked rejected, whoever met the 401 (push, poller, ticket look-up).
+    Returns the connection (locked), or None when the user has none.
+    """
+    connection = await jira_repo.get_connection(session, tenant_id, instance_id, user, lock=True)
+    if connection is not None and connection.status == "connected":
+        connection.status = "auth_required"
+        connection.updated_at = datetime.now(UTC)
+        entries_repo.add_audit(
+            session, tenant_id=tenant_id, action="auth.token_rejected", outcome="auth_required", entry_id=entry_id,
+            jira_instance_id=instance_id, http_status=401,
+            detail=f"JIRA rejected the token of {user} ({oauth_problem or 'no reason'}){context}",
+        )
+    return connection

@@ -38,6 +38,7 @@ from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog
 from app.security.secrets import SecretBox
 from app.services.audit import audit_calls
+from app.services.connect import reject_connection
 from app.services.credentials import user_target
 from app.services.entries import flush_feed, set_status
 
@@ -358,13 +359,8 @@ class PushEngine:
                 return
             audit_calls(session, row.tenant_id, calls, entry_id=row.id)
             assert plan.instance is not None
-            connection = await jira_repo.get_connection(session, tenant_id, plan.instance.id, row.user, lock=True)
-            if connection is not None and connection.status == "connected":
-                connection.status = "auth_required"
-                connection.updated_at = now
-                repo.add_audit(session, tenant_id=tenant_id, action="auth.token_rejected", outcome="auth_required",
-                               entry_id=row.id, jira_instance_id=plan.instance.id, http_status=401,
-                               detail=f"JIRA rejected the token of {row.user} ({exc.oauth_problem or 'no reason'})")
+            connection = await reject_connection(session, tenant_id=tenant_id, instance_id=plan.instance.id,
+                                                 user=row.user, oauth_problem=exc.oauth_problem, entry_id=row.id)
             await self._auth_required(session, row, plan.instance, connection, now)
             metrics.SYNC_OUTCOMES.labels(str(plan.instance.id), "auth_required").inc()
 

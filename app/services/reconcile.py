@@ -33,6 +33,7 @@ from app.jira.resources import RemoteWorklog, WorklogChanges
 from app.security.secrets import SecretBox
 from app.services.audit import audit_calls
 from app.services.conflicts import RemoteObservation, ms_of, observe_remote
+from app.services.connect import reject_connection
 from app.services.credentials import user_target
 from app.services.dispatch import enqueue_pushes
 
@@ -127,8 +128,12 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
         try:
             fetched = await _fetch(deps, session_tenant=tenant_id, instance_id=instance_id, target=target,
                                    since_updated=since_updated, since_deleted=since_deleted, on_call=collect)
-        except AuthRejected:
-            await _audit_only(deps, tenant_id, calls, user)
+        except AuthRejected as exc:
+            async with deps.sessionmaker() as session:
+                await _record_calls(session, tenant_id, calls, user)
+                await reject_connection(session, tenant_id=tenant_id, instance_id=instance_id, user=user,
+                                        oauth_problem=exc.oauth_problem, context=" (reconciliation poll)")
+                await session.commit()
             continue  # this user's token is refused: try another connected user
         except JiraError as exc:
             await _audit_only(deps, tenant_id, calls, user)

@@ -11,7 +11,6 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -19,12 +18,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import JiraInstanceRow
-from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.errors import AuthRejected, JiraError, NotFound, RateLimited, TransientError
 from app.security.secrets import SecretBox
 from app.services.audit import CallLog
+from app.services.connect import reject_connection
 from app.services.credentials import user_target
 
 log = logging.getLogger(__name__)
@@ -146,15 +145,8 @@ class TicketLookup:
         name = self.instance.name
         if isinstance(exc, AuthRejected):
             # CONTRACT 10.6: a rejected token makes the connection auth_required
-            connection = await jira_repo.get_connection(self.session, self.instance.tenant_id, self.instance.id,
-                                                        self.user, lock=True)
-            if connection is not None and connection.status == "connected":
-                connection.status = "auth_required"
-                connection.updated_at = datetime.now(UTC)
-                entries_repo.add_audit(
-                    self.session, tenant_id=self.instance.tenant_id, action="auth.token_rejected",
-                    outcome="auth_required", jira_instance_id=self.instance.id, http_status=401,
-                    detail=f"JIRA rejected the token of {self.user} ({exc.oauth_problem or 'no reason'})")
+            await reject_connection(self.session, tenant_id=self.instance.tenant_id, instance_id=self.instance.id,
+                                    user=self.user, oauth_problem=exc.oauth_problem, context=" (ticket look-up)")
             raise NotConnected(f"JIRA {name} rejected {self.user}'s connection: reconnect it with "
                                f"POST /api/v1/jira-instances/{self.instance.id}/oauth/start")
         if isinstance(exc, RateLimited):

@@ -313,3 +313,14 @@ async def test_one_poller_per_instance_and_interval_across_workers(  # type: ign
             assert instance is not None and instance.reconciled_at is not None
     finally:
         await other.close()
+
+
+async def test_poller_meeting_a_rejected_token_marks_the_connection(  # type: ignore[no-untyped-def]
+        app, api, sim, world, wc):
+    sim.control.revoke(SIM, user="jdoe")
+    report = await reconcile_instance(reconcile_deps(wc), world.instance_id)
+    assert not report.polled
+    connections = (await api.get("/api/v1/users/jdoe/connections", headers=world.headers)).json()
+    assert [c["status"] for c in connections] == ["auth_required"]
+    audit = (await api.get("/api/v1/audit", params={"limit": 20}, headers=world.headers)).json()
+    assert any(a["action"] == "auth.token_rejected" and "reconciliation" in (a["detail"] or "") for a in audit)

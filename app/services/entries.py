@@ -154,14 +154,7 @@ async def _local_change_settles_conflict(session: AsyncSession, row: EntryRow, n
     """Editing an entry that is in conflict is a decision for TimeTracker: its new state is pushed over JIRA's."""
     if row.sync_status != SyncStatus.CONFLICT:
         return
-    from app.db.repositories.activity import open_conflict_of
-
-    conflict = await open_conflict_of(session, row.tenant_id, row.id, lock=True)
-    if conflict is not None:
-        conflict.status, conflict.winner, conflict.resolved_at = "resolved", "timetracker", now
-        repo.add_audit(session, tenant_id=row.tenant_id, action="conflict.resolve", entry_id=row.id,
-                       jira_instance_id=conflict.jira_instance_id, outcome="timetracker",
-                       detail=f"conflict {conflict.id} resolved by a newer change in TimeTracker")
+    await settle_conflict_for_timetracker(session, row, now, why="by a newer change in TimeTracker")
     row.base = None  # JIRA holds someone else's edit: overwrite it even if our new state equals the old base
 
 
@@ -188,6 +181,18 @@ async def accept_delete(
     routes = await repo.instance_routes(session, tenant.id)
     push = _apply_intent(session, row, routes=routes, priority=priority, now=now, content_changed=True)
     return Accepted(row, ChangeOutcome.UPDATED, push)
+
+
+async def settle_conflict_for_timetracker(session: AsyncSession, row: EntryRow, now: datetime, *, why: str) -> None:
+    """Close the entry's open conflict with TimeTracker as the winner, and say why in the audit trail."""
+    from app.db.repositories.activity import open_conflict_of
+
+    conflict = await open_conflict_of(session, row.tenant_id, row.id, lock=True)
+    if conflict is not None:
+        conflict.status, conflict.winner, conflict.resolved_at = "resolved", "timetracker", now
+        repo.add_audit(session, tenant_id=row.tenant_id, action="conflict.resolve", entry_id=row.id,
+                       jira_instance_id=conflict.jira_instance_id, outcome="timetracker",
+                       detail=f"conflict {conflict.id} resolved {why}")
 
 
 RETRYABLE = {SyncStatus.FAILED, SyncStatus.SKIPPED, SyncStatus.AUTH_REQUIRED}

@@ -40,7 +40,7 @@ from app.security.secrets import SecretBox
 from app.services.audit import audit_calls
 from app.services.connect import reject_connection
 from app.services.credentials import user_target
-from app.services.entries import flush_feed, set_status
+from app.services.entries import flush_feed, set_status, settle_conflict_for_timetracker
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,14 @@ class PushEngine:
                     row.remote_updated_ms = _updated_ms(result)
                 else:
                     row.worklog_instance_id = row.worklog_ticket = None
+            if row.sync_status == SyncStatus.CONFLICT and step.kind in (StepKind.CREATE, StepKind.UPDATE):
+                # JIRA's edit was seen (and a conflict declared) while this write was on its way: the write
+                # replaced that edit, so JIRA holds exactly this entry again. Say so rather than leave a
+                # conflict whose "JIRA's state" no longer exists.
+                await settle_conflict_for_timetracker(
+                    session, row, now, why="by a push that was in flight when JIRA's edit was seen "
+                                           "(it replaced that edit; JIRA and the entry agree)")
+                row.due_at = row.due_at or now
             if row.version == plan.version and step.kind is not StepKind.FIND:
                 row.attempts += 1
             follow = next_step(await _state_of(session, row))

@@ -324,3 +324,30 @@ async def test_poller_meeting_a_rejected_token_marks_the_connection(  # type: ig
     assert [c["status"] for c in connections] == ["auth_required"]
     audit = (await api.get("/api/v1/audit", params={"limit": 20}, headers=world.headers)).json()
     assert any(a["action"] == "auth.token_rejected" and "reconciliation" in (a["detail"] or "") for a in audit)
+
+
+async def test_a_push_in_flight_when_jira_wins_settles_the_conflict_it_overwrote(  # type: ignore[no-untyped-def]
+        app, api, wc, world, relay, sim):
+    sim.control.set_webhook(SIM, relay.url, secret=await hook_secret(app, world))
+    synced = await put_and_push(api, wc, world, "301")
+    await forward(api, world, relay)  # the echo of our create
+    await api.put("/api/v1/entries/301", json=entry(ticket="PROJ-7", duration=45), headers=world.headers)
+    await backdate_local_change(app, world, "301")  # an old local change still on its way: JIRA would win
+    sim.control.set_faults(SIM, latency_ms=1500, writes_only=True)
+    try:
+        in_flight = asyncio.create_task(wc.push.push(world.tenant.tenant_id, "301"))
+        await asyncio.sleep(0.5)
+        sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=7200, as_user="alice")
+        assert "jira_wins" in await forward(api, world, relay)
+        assert (await row_of(app, world, "301")).sync_status == "conflict"
+        await in_flight
+    finally:
+        sim.control.clear_faults(SIM)
+    await push(wc, world, "301")
+    # our write replaced JIRA's edit: JIRA and the entry agree, and the conflict says why it closed
+    await assert_jira_equals_entry(app, world, "301")
+    assert (await row_of(app, world, "301")).duration == 45
+    resolved = (await api.get("/api/v1/conflicts?status=resolved", headers=world.headers)).json()
+    assert [c["entry_id"] for c in resolved] == ["301"]
+    audit = (await api.get("/api/v1/audit", params={"entry_id": "301"}, headers=world.headers)).json()
+    assert any("in flight" in (a["detail"] or "") for a in audit)

@@ -1,0 +1,67 @@
+"""Worker lifecycle and the admin CLI around the queue: graceful shutdown, sync-pending."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.e2e.engine_support import ROOT, entry, wait_until
+
+
+async def status_of(api, setup, entry_id, wanted):
+    body = (await api.get(f"/api/v1/entries/{entry_id}", headers=setup.headers)).json()
+    return body if body["sync"]["status"] == wanted else None
+
+
+async def test_sigterm_lets_the_push_in_flight_finish_and_leaves_the_rest_queued(
+        api, sim, jira_setup, connect_user, workers):
+    setup = await jira_setup()
+    await connect_user(setup, "jdoe", via="grant")
+    sim.control.set_faults(setup.sim_name, latency_ms=2500, writes_only=True)
+    w = workers(1, WORKER_CONCURRENCY=1)
+    await asyncio.sleep(2)  # started
+    await api.put("/api/v1/entries/g1", json=entry(ticket="PROJ-1"), headers=setup.headers)
+    await api.put("/api/v1/entries/g2", json=entry(ticket="PROJ-4"), headers=setup.headers)
+    await asyncio.sleep(1.0)  # g1's write is on its way to JIRA (2.5 s), g2 waits in the queue
+    [proc] = w.procs
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    rc = await asyncio.to_thread(proc.wait, 30)
+    assert rc == 0 and time.monotonic() - t0 < 25
+    # the push in flight finished (JIRA has the worklog and the entry knows its id) ...
+    g1 = await status_of(api, setup, "g1", "synced")
+    assert g1 is not None and g1["sync"]["worklog_id"]
+    # ... and the other one is still pending, to be pushed by the next worker
+    assert await status_of(api, setup, "g2", "pending")
+    sim.control.clear_faults(setup.sim_name)
+    workers(1)
+    await wait_until(lambda: status_of(api, setup, "g2", "synced"), timeout=30)
+
+
+def cli(stack, *args):
+    env = {**os.environ, **stack.env}
+    out = subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+async def test_sync_pending_counts_queues_and_follows_the_backlog(api, stack, jira_setup, connect_user, workers):
+    setup = await jira_setup()
+    await connect_user(setup, "jdoe", via="grant")
+    tenant = str(setup.tenant.tenant_id)
+    batch = [{**entry(ticket="PROJ-1", duration=10 + i), "id": f"p{i}"} for i in range(5)]
+    await api.post("/api/v1/entries/batch", json={"entries": batch}, headers=setup.headers)
+    summary, _ = await asyncio.to_thread(cli, stack, "sync-pending", "--tenant", tenant, "--dry-run")
+    assert summary["pending_found"] == 5 and summary["dry_run"] is True
+    assert summary["statuses_now"] == {"pending": 5}
+    workers(1)
+    summary, progress = await asyncio.to_thread(cli, stack, "sync-pending", "--tenant", tenant, "--wait", "60")
+    assert summary["pending_found"] == 5 and summary["timed_out"] is False
+    assert summary["statuses_now"] == {"synced": 5}
+    assert "5/5" in progress  # the progress bar reached the end

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     sync_max_attempts: int = Field(5, ge=1, le=100)
     sync_backoff_base_seconds: float = Field(1.0, ge=0)
+    # extension: the doubling stops here (only matters when SYNC_MAX_ATTEMPTS is raised well above 5)
+    sync_backoff_max_seconds: float = Field(300.0, gt=0)
     conflict_window_seconds: int = Field(300, ge=0)
     reconcile_interval_seconds: int = Field(60, ge=1)
     sweep_interval_seconds: int = Field(30, ge=1)

@@ -88,7 +88,7 @@ def next_step(s: PushState) -> Step:
     return Step(StepKind.CREATE, s.routed_instance, s.ticket, body=s.body)
 
 
-def backoff_seconds(attempt: int, base: float, jitter: float) -> float:
-    """Backoff before attempt n+1: base * 2^(n-1) (1, 2, 4, 8 s), plus `jitter` in [0, 1) of 25%."""
-    delay = base * (2 ** max(0, attempt - 1))
+def backoff_seconds(attempt: int, base: float, jitter: float, cap: float = 300.0) -> float:
+    """Backoff before attempt n+1: base * 2^(n-1) (1, 2, 4, 8 s) up to `cap`, plus `jitter` in [0, 1) of 25%."""
+    delay = min(cap, base * (2 ** min(max(0, attempt - 1), 30)))
     return delay + delay * 0.25 * jitter

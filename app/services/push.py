@@ -346,7 +346,8 @@ class PushEngine:
                                    entry_id=row.id, instance_id=step.instance_id, per_entry=True)
                 delay = None
             else:
-                delay = backoff_seconds(row.attempts, self.d.settings.sync_backoff_base_seconds, self.d.rng())
+                delay = backoff_seconds(row.attempts, self.d.settings.sync_backoff_base_seconds, self.d.rng(),
+                                        self.d.settings.sync_backoff_max_seconds)
                 row.due_at = now + timedelta(seconds=delay)
                 # still pending; say why, so a person watching sees the retry coming
                 set_status(session, row, SyncStatus.PENDING,

@@ -86,7 +86,8 @@ async def test_faults_end_with_every_entry_synced_exactly_once(app, api, world, 
     await batch(api, world, 100)
     await with_rate(app, world, 50)
     # 40% of requests fail here: a low threshold would keep the circuit open most of the time
-    workers(2, SYNC_MAX_ATTEMPTS=40, JIRA_TIMEOUT_SECONDS=2, CIRCUIT_RESET_SECONDS=1, CIRCUIT_FAILURE_THRESHOLD=25)
+    workers(2, SYNC_MAX_ATTEMPTS=40, SYNC_BACKOFF_MAX_SECONDS=2, JIRA_TIMEOUT_SECONDS=2, CIRCUIT_RESET_SECONDS=1,
+            CIRCUIT_FAILURE_THRESHOLD=25)
     await wait_until(lambda: all_synced(app, world, 100), timeout=300, interval=1)
     faults = control.counters("jira1")["faults"]
     assert sum(faults.values()) > 20, faults  # the faults really happened

@@ -73,6 +73,8 @@ def test_update_targets_the_stored_worklog():
 def test_backoff_doubles_from_the_base_with_bounded_jitter():
     assert [backoff_seconds(n, 1.0, 0.0) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
     assert backoff_seconds(2, 1.0, 0.999) < 2.5
+    assert backoff_seconds(30, 1.0, 0.0, cap=300) == 300
+    assert backoff_seconds(10_000, 1.0, 0.0) == 300  # no overflow for absurd attempt counts
 
 
 def test_routing():

@@ -29,6 +29,7 @@ from app.api import (
 from app.api import metrics as metrics_api
 from app.api import notifications as notifications_api
 from app.api import stats as stats_api
+from app.api.deps import ApiKeyCache, TenantByIdCache
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
 from app.jira.client import JiraClient
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.secret_box = SecretBox(settings.encryption_keys)
+        app.state.api_key_cache = ApiKeyCache()
+        app.state.tenant_by_id_cache = TenantByIdCache()
         app.state.redis = Redis.from_url(settings.redis_url)
         app.state.queue = await create_pool(RedisSettings.from_dsn(settings.redis_url), retry=0)
         app.state.http = httpx.AsyncClient(

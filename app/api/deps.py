@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from arq.connections import ArqRedis
 from fastapi import Depends, HTTPException, Request, status
@@ -14,6 +16,61 @@ from app.config import Settings
 from app.db.models import Tenant
 from app.db.repositories.tenants import tenant_for_key_hash
 from app.security.api_keys import hash_api_key, matches
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+# How long an API process trusts what it learnt about an API key or a tenant. The key → tenant look-up (and the
+# webhook's tenant look-up) was one SQL round trip on every request; with this cache a revoked key keeps working
+# for at most this long in each API process that used it recently. Misses are never cached, so a new key works
+# at once. Tenants are read-only here (nothing updates a tenant row while the service runs).
+TENANT_CACHE_SECONDS = 5.0
+_TENANT_CACHE_MAX = 10_000  # distinct keys one process remembers; beyond that the cache starts afresh
+
+
+class TenantCache(Generic[K, V]):
+    """What was read about a tenant, by key (API key hash or tenant id), for `ttl` seconds; values are
+    detached, read-only rows."""
+
+    def __init__(self, ttl: float = TENANT_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= time.monotonic():
+            del self._entries[key]
+            return None
+        return hit[1]
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._entries) >= _TENANT_CACHE_MAX:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+ApiKeyCache = TenantCache[str, tuple[Tenant, str]]  # key hash → (tenant, stored hash)
+TenantByIdCache = TenantCache[uuid.UUID, Tenant]
+
+
+def api_key_cache(request: Request) -> ApiKeyCache:
+    cache: ApiKeyCache | None = getattr(request.app.state, "api_key_cache", None)
+    if cache is None:
+        cache = request.app.state.api_key_cache = ApiKeyCache()
+    return cache
+
+
+def tenant_by_id_cache(request: Request) -> TenantByIdCache:
+    cache: TenantByIdCache | None = getattr(request.app.state, "tenant_by_id_cache", None)
+    if cache is None:
+        cache = request.app.state.tenant_by_id_cache = TenantByIdCache()
+    return cache
+
 
 _bearer = HTTPBearer(auto_error=False, description="API key from `python -m app.cli create-api-key`")
 
@@ -39,6 +96,7 @@ QueueDep = Annotated[ArqRedis | None, Depends(get_queue)]
 
 
 async def current_tenant(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Tenant:
@@ -48,7 +106,13 @@ async def current_tenant(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise unauthorized
     key = credentials.credentials.strip()
-    found = await tenant_for_key_hash(session, hash_api_key(key))
+    key_hash = hash_api_key(key)
+    cache = api_key_cache(request)
+    found = cache.get(key_hash)
+    if found is None:
+        found = await tenant_for_key_hash(session, key_hash)
+        if found is not None:
+            cache.put(key_hash, found)
     # the index lookup is by hash; the final comparison is constant-time
     if found is None or not matches(key, found[1]):
         raise unauthorized

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.api.deps import QueueDep, SessionDep
+from app.api.deps import QueueDep, SessionDep, tenant_by_id_cache
 from app.api.schemas.common import error_responses
 from app.api.schemas.entries import EntryId, EntryIn
 from app.db.repositories import entries as repo
@@ -83,9 +83,13 @@ async def timetracker_webhook(
         tid = uuid.UUID(tenant_id)
     except ValueError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found") from None
-    tenant = await get_tenant(session, tid)
+    tenants = tenant_by_id_cache(request)
+    tenant = tenants.get(tid)
     if tenant is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found")
+        tenant = await get_tenant(session, tid)
+        if tenant is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found")
+        tenants.put(tid, tenant)
     box: SecretBox = request.app.state.secret_box
     secret = box.open(tenant.webhook_secret_enc, binding("tenants", "webhook_secret", tenant.id))
     try:
@@ -95,7 +99,9 @@ async def timetracker_webhook(
     if not x_timetracker_delivery or not x_timetracker_delivery.strip():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-TimeTracker-Delivery header is required")
     delivery = x_timetracker_delivery.strip()
-    if await repo.delivery_seen(session, tenant.id, delivery):
+    # remembered first, in this transaction: a copy delivered before (or committing meanwhile) makes this one a
+    # duplicate without a separate look-up; if this delivery is then rejected, the rollback forgets it again
+    if not await repo.remember_delivery(session, tenant.id, delivery):
         return JSONResponse({"duplicate": True}, status_code=200)
     try:
         payload = json.loads(body)
@@ -119,9 +125,6 @@ async def timetracker_webhook(
             result = await svc.accept_change(session, tenant, entry_id, data, priority=Priority.USER)
     except svc.UnknownInstance as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"entry.{exc}") from None
-    if not await repo.remember_delivery(session, tenant.id, delivery):
-        await session.rollback()  # a concurrent copy of this delivery won the race
-        return JSONResponse({"duplicate": True}, status_code=200)
     await svc.flush_feed(session)
     await session.commit()
     if result is None:

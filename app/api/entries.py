@@ -151,7 +151,7 @@ async def batch(body: BatchIn, session: SessionDep, tenant: TenantDep, queue: Qu
         try:
             result = await svc.accept_change(
                 session, tenant, entry_id, item, priority=Priority.BATCH, routes=routes, row=rows.get(entry_id),
-                now=now,
+                row_looked_up=True, now=now,
             )
         except svc.UnknownInstance as exc:
             for r in results:

@@ -86,8 +86,7 @@ async def flush_feed(session: AsyncSession) -> None:
     await session.flush()
     for tenant_id in sorted({r.tenant_id for r, _ in pending}):
         await repo.lock_changes_feed(session, tenant_id)
-    for row, kind in pending:
-        await repo.add_change(session, row.tenant_id, row.id, kind, entry_view(row))
+    await repo.add_changes(session, [(row.tenant_id, row.id, kind, entry_view(row)) for row, kind in pending])
 
 
 def _apply_intent(session: AsyncSession, row: EntryRow, *, routes: list[InstanceRoute], priority: Priority,
@@ -106,18 +105,24 @@ def _apply_intent(session: AsyncSession, row: EntryRow, *, routes: list[Instance
 
 async def accept_change(
     session: AsyncSession, tenant: Tenant, entry_id: str, data: EntryIn, *, priority: Priority,
-    routes: list[InstanceRoute] | None = None, row: EntryRow | None = None, now: datetime | None = None,
+    routes: list[InstanceRoute] | None = None, row: EntryRow | None = None, row_looked_up: bool = False,
+    now: datetime | None = None,
 ) -> Accepted:
-    """Upsert one entry. Stale changes and identical ones change nothing and push nothing."""
+    """Upsert one entry. Stale changes and identical ones change nothing and push nothing.
+
+    `row` is the entry as already read (locked) by the caller; with `row_looked_up` a None `row` means the
+    caller found no such entry, so it is not looked up again (a batch reads all its rows in one query).
+    """
     now = now or now_utc()
-    routes = routes if routes is not None else await repo.instance_routes(session, tenant.id)
-    requested = resolve_instance(data.jira_instance, routes)
+    if routes is None and data.jira_instance is not None and data.jira_instance.strip():
+        routes = await repo.instance_routes(session, tenant.id)
+    requested = resolve_instance(data.jira_instance, routes or [])
     incoming = EntryContent(
         data.user, data.ticket, data.date, data.start, data.duration, data.timezone or tenant.timezone or "UTC",
         data.description, data.activity, requested,
     )
     stamp = data.updated_at or now
-    if row is None:
+    if row is None and not row_looked_up:
         row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
     outcome = classify_change(
         stored_updated_at=row.updated_at if row else None,
@@ -132,6 +137,8 @@ async def accept_change(
         assert row is not None
         row.updated_at = stamp
         return Accepted(row, outcome, False)
+    if routes is None:  # only now: a stale or identical change never needs them
+        routes = await repo.instance_routes(session, tenant.id)
     if row is None:
         row = EntryRow(
             tenant_id=tenant.id, id=entry_id, version=0, synced_version=0, sync_status=SyncStatus.PENDING,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditRow, ChangeRow, EntryRow, JiraInstanceRow, NotificationRow, WebhookDeliveryRow
@@ -72,10 +72,17 @@ async def lock_changes_feed(session: AsyncSession, tenant_id: uuid.UUID) -> None
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"changes:{tenant_id}"})
 
 
-async def add_change(
-    session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, kind: str, entry: dict[str, Any]
-) -> None:
-    session.add(ChangeRow(tenant_id=tenant_id, entry_id=entry_id, kind=kind, entry=entry))
+async def add_changes(session: AsyncSession, changes: Sequence[tuple[uuid.UUID, str, str, dict[str, Any]]]) -> None:
+    """Append (tenant, entry id, kind, entry view) records to the feed, in this order, in one statement.
+
+    A Core insert: nothing reads the rows back, so the ORM's per-object bookkeeping would be pure cost.
+    """
+    if not changes:
+        return
+    await session.execute(
+        insert(cast(Table, ChangeRow.__table__)),
+        [{"tenant_id": t, "entry_id": e, "kind": k, "entry": view} for t, e, k, view in changes],
+    )
 
 
 async def list_changes(session: AsyncSession, tenant_id: uuid.UUID, after: int, limit: int) -> list[ChangeRow]:

@@ -7,20 +7,27 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditRow, ChangeRow, EntryRow, JiraInstanceRow, NotificationRow, WebhookDeliveryRow
 from app.domain.entry import InstanceRoute
 
+# Statements run on every accepted change, built once: building one anew took about a fifth of its CPU time.
+_ENTRY_BY_ID = select(EntryRow).where(
+    EntryRow.tenant_id == bindparam("tenant_id"), EntryRow.id == bindparam("entry_id")
+)
+_ENTRY_BY_ID_LOCKED = _ENTRY_BY_ID.with_for_update()
+_INSTANCE_ROUTES = select(JiraInstanceRow.id, JiraInstanceRow.name, JiraInstanceRow.project_keys).where(
+    JiraInstanceRow.tenant_id == bindparam("tenant_id")
+)
+
 
 async def get_entry(
     session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, *, lock: bool = False
 ) -> EntryRow | None:
-    stmt = select(EntryRow).where(EntryRow.tenant_id == tenant_id, EntryRow.id == entry_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    stmt = _ENTRY_BY_ID_LOCKED if lock else _ENTRY_BY_ID
+    return (await session.execute(stmt, {"tenant_id": tenant_id, "entry_id": entry_id})).scalar_one_or_none()
 
 
 async def get_entries(
@@ -56,11 +63,7 @@ async def list_entries(
 
 
 async def instance_routes(session: AsyncSession, tenant_id: uuid.UUID) -> list[InstanceRoute]:
-    rows = await session.execute(
-        select(JiraInstanceRow.id, JiraInstanceRow.name, JiraInstanceRow.project_keys).where(
-            JiraInstanceRow.tenant_id == tenant_id
-        )
-    )
+    rows = await session.execute(_INSTANCE_ROUTES, {"tenant_id": tenant_id})
     return [InstanceRoute(r.id, r.name, r.project_keys or []) for r in rows]
 
 

@@ -134,4 +134,4 @@ async def timetracker_webhook(
         return JSONResponse({"stale": True}, status_code=200)
     if result.push:
         await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
-    return JSONResponse({"accepted": True, "entry": json.loads(json.dumps(entry_view(result.row)))}, status_code=202)
+    return JSONResponse({"accepted": True, "entry": entry_view(result.row)}, status_code=202)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditRow, ChangeRow, EntryRow, JiraInstanceRow, NotificationRow, WebhookDeliveryRow
@@ -123,17 +124,18 @@ def add_notification(
     )
 
 
+_REMEMBER_DELIVERY = (
+    pg_insert(WebhookDeliveryRow)
+    .values(tenant_id=bindparam("tenant_id"), delivery_id=bindparam("delivery_id"))
+    .on_conflict_do_nothing()
+    .returning(WebhookDeliveryRow.delivery_id)
+)
+
+
 async def remember_delivery(session: AsyncSession, tenant_id: uuid.UUID, delivery_id: str) -> bool:
     """Record a webhook delivery id; False when it was already accepted before."""
-    from sqlalchemy.dialects.postgresql import insert
-
-    stmt = (
-        insert(WebhookDeliveryRow)
-        .values(tenant_id=tenant_id, delivery_id=delivery_id)
-        .on_conflict_do_nothing()
-        .returning(WebhookDeliveryRow.delivery_id)
-    )
-    return (await session.execute(stmt)).first() is not None
+    result = await session.execute(_REMEMBER_DELIVERY, {"tenant_id": tenant_id, "delivery_id": delivery_id})
+    return result.first() is not None
 
 
 async def delivery_seen(session: AsyncSession, tenant_id: uuid.UUID, delivery_id: str) -> bool:

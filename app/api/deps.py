@@ -80,12 +80,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings_dep(request: Request) -> Settings:
+# `async def` although they never await: FastAPI runs a plain `def` dependency in a worker thread, a thread
+# hop on every request for a lookup of an attribute
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_queue(request: Request) -> ArqRedis | None:
+async def get_queue(request: Request) -> ArqRedis | None:
     pool: ArqRedis | None = request.app.state.queue
     return pool
 

@@ -20,9 +20,12 @@ from app.domain.worklog import build_worklog
 from app.jira.client import JiraClient
 from tests.unit.test_jira_support import BASE, make_client, make_target
 
-SPEC_PATH = Path("/work/shared/jira/jira-dc-10.3-openapi.json")
-if not SPEC_PATH.exists():  # the spec lives outside the repository; without it there is nothing to check
-    pytest.skip("JIRA DC OpenAPI spec not available", allow_module_level=True)
+# the spec lives beside the repository (`../shared/jira/`), where CI and every checkout have it
+_CANDIDATES = [Path(__file__).resolve().parents[3] / "shared" / "jira" / "jira-dc-10.3-openapi.json",
+               Path("/work/shared/jira/jira-dc-10.3-openapi.json")]
+SPEC_PATH = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
+if not SPEC_PATH.exists():
+    pytest.skip(f"JIRA DC OpenAPI spec not found at {SPEC_PATH}", allow_module_level=True)
 SPEC: dict[str, Any] = json.loads(SPEC_PATH.read_text())
 SPEC_URI = "urn:jira-dc-10.3"
 

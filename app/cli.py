@@ -15,7 +15,7 @@ from app.config import Settings, get_settings
 from app.db.models import Tenant
 from app.db.session import make_engine, make_sessionmaker
 from app.security.secrets import SecretBox
-from app.services.tenants import create_api_key, create_tenant
+from app.services.tenants import create_api_key, create_tenant, revoke_api_key
 
 
 def _fail(message: str) -> None:
@@ -60,6 +60,22 @@ def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> None:
 
     key = asyncio.run(_with_session(settings, work))
     print(json.dumps({"tenant_id": str(tenant_id), "api_key": key}))
+
+
+def cmd_revoke_api_key(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        tenant_id = uuid.UUID(args.tenant)
+    except ValueError:
+        _fail("--tenant: not a tenant id")
+    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+
+    async def work(session: Any, box: SecretBox) -> Any:
+        return await revoke_api_key(session, tenant_id, key)
+
+    if not asyncio.run(_with_session(settings, work)):
+        _fail("--key: no active key of that tenant matches")
+    # API processes remember key → tenant for a few seconds (app.api.deps.TENANT_CACHE_SECONDS)
+    print(json.dumps({"tenant_id": str(tenant_id), "revoked": True, "effective_within_seconds": 5}))
 
 
 def _progress_bar(done: int, total: int) -> None:
@@ -128,6 +144,7 @@ def cmd_rotate_encryption_key(args: argparse.Namespace, settings: Settings) -> N
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-tenant": cmd_create_tenant,
     "create-api-key": cmd_create_api_key,
+    "revoke-api-key": cmd_revoke_api_key,
     "sync-pending": cmd_sync_pending,
     "rotate-encryption-key": cmd_rotate_encryption_key,
 }
@@ -141,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", default="UTC", help="IANA zone for entries that name none")
     p = sub.add_parser("create-api-key", help="add an API key to a tenant")
     p.add_argument("--tenant", required=True)
+    p = sub.add_parser("revoke-api-key", help="revoke one API key of a tenant (effective within 5 s)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--key", required=True, help="the whole key, or - to read it from standard input")
     p = sub.add_parser("sync-pending", help="queue every pending entry (batch priority) and show progress")
     p.add_argument("--tenant", help="only this tenant's entries")
     p.add_argument("--dry-run", action="store_true", help="count what would be queued; change nothing")

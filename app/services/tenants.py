@@ -36,3 +36,17 @@ async def create_api_key(session: AsyncSession, tenant_id: uuid.UUID) -> str:
     session.add(ApiKey(tenant_id=tenant_id, key_hash=hash_api_key(key), prefix=display_prefix(key)))
     await session.flush()
     return key
+
+
+async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key: str) -> bool:
+    """Revoke one of the tenant's keys (given whole); False when the tenant holds no such active key."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.tenant_id == tenant_id, ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -196,3 +196,19 @@ async def test_entry_ids_are_per_tenant(api, make_tenant):
     ga = (await api.get("/api/v1/entries/4711", headers={"Authorization": f"Bearer {a.api_key}"})).json()
     gb = (await api.get("/api/v1/entries/4711", headers={"Authorization": f"Bearer {b.api_key}"})).json()
     assert (ga["duration"], gb["duration"]) == (10, 20)
+
+
+async def test_a_revoked_key_stops_working(api, app, tenant, auth):
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    assert (await api.get("/api/v1/entries", headers=auth)).status_code == 200
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "app.cli", "revoke-api-key", "--tenant", str(tenant.tenant_id),
+                         "--key", "-"], input=tenant.api_key + "\n", capture_output=True, text=True,
+        env=dict(os.environ), timeout=60)
+    assert out.returncode == 0, out.stderr
+    await asyncio.sleep(5.2)  # the per-process key cache forgets within TENANT_CACHE_SECONDS
+    assert (await api.get("/api/v1/entries", headers=auth)).status_code == 401

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,10 +138,6 @@ async def remember_delivery(session: AsyncSession, tenant_id: uuid.UUID, deliver
     return result.first() is not None
 
 
-async def delivery_seen(session: AsyncSession, tenant_id: uuid.UUID, delivery_id: str) -> bool:
-    row = await session.get(WebhookDeliveryRow, (tenant_id, delivery_id))
-    return row is not None
-
 
 async def due_entries(session: AsyncSession, *, now: datetime, limit: int, tenant_id: uuid.UUID | None = None
                       ) -> list[tuple[uuid.UUID, str, int]]:
@@ -157,17 +153,6 @@ async def due_entries(session: AsyncSession, *, now: datetime, limit: int, tenan
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
 
 
-async def count_due(session: AsyncSession, *, tenant_id: uuid.UUID | None = None) -> int:
-    stmt = select(func.count()).select_from(EntryRow).where(EntryRow.due_at.is_not(None))
-    if tenant_id is not None:
-        stmt = stmt.where(EntryRow.tenant_id == tenant_id)
-    return int((await session.execute(stmt)).scalar_one())
-
-
-async def mark_due(session: AsyncSession, tenant_id: uuid.UUID, entry_ids: Sequence[str], when: datetime) -> None:
-    await session.execute(
-        update(EntryRow).where(EntryRow.tenant_id == tenant_id, EntryRow.id.in_(list(entry_ids))).values(due_at=when)
-    )
 
 
 async def entries_skipped_for_routing(session: AsyncSession, tenant_id: uuid.UUID) -> list[EntryRow]:

@@ -22,9 +22,6 @@ async def list_instances(session: AsyncSession, tenant_id: uuid.UUID) -> list[Ji
     return list((await session.execute(stmt)).scalars())
 
 
-async def all_instances(session: AsyncSession) -> list[JiraInstanceRow]:
-    return list((await session.execute(select(JiraInstanceRow))).scalars())
-
 
 async def get_connection(
     session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, *, lock: bool = False
@@ -54,20 +51,6 @@ async def entries_waiting_for_auth(
     return list((await session.execute(stmt)).scalars())
 
 
-async def pending_entries_of(
-    session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str
-) -> Sequence[EntryRow]:
-    stmt = (
-        select(EntryRow)
-        .where(EntryRow.tenant_id == tenant_id, EntryRow.instance_id == instance_id, EntryRow.user == user,
-               EntryRow.sync_status == "pending")
-        .with_for_update(skip_locked=True)
-    )
-    return list((await session.execute(stmt)).scalars())
-
-
-async def touch_instance(session: AsyncSession, instance_id: uuid.UUID, **values: object) -> None:
-    await session.execute(update(JiraInstanceRow).where(JiraInstanceRow.id == instance_id).values(**values))
 
 
 async def get_oauth_request(session: AsyncSession, token_hash: str, *, lock: bool = False) -> OAuthRequestRow | None:

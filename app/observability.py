@@ -240,7 +240,7 @@ def render(totals: dict[SampleKey, float], meta: dict[str, tuple[str, str]], gau
 
 # --- request ids -------------------------------------------------------------------------------------------------
 
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
 # a caller's id is kept only when it is harmless in a header and a log line (no CR/LF, bounded)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
@@ -255,7 +255,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope.get("headers", []) if k.lower() == b"x-request-id"), b"")
+        given = next((v for k, v in scope.get("headers", []) if k.lower() == REQUEST_ID_HEADER), b"")
         try:
             candidate = given.decode("ascii")
         except UnicodeDecodeError:
@@ -264,8 +264,8 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

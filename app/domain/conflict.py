@@ -15,8 +15,6 @@ from typing import Any
 
 from app.domain.worklog import parse_started
 
-SNAPSHOT_KEYS = ("started_ms", "time_spent_seconds", "comment")
-
 
 class Verdict(StrEnum):
     IGNORE = "ignore"  # not a remote change of ours: stale, duplicate, echo, nothing written yet

@@ -61,9 +61,12 @@ def snapshot(body: WorklogBody) -> dict[str, Any]:
     }
 
 
+SNAPSHOT_KEYS = ("started_ms", "time_spent_seconds", "comment")
+
+
 def same_as_base(body: WorklogBody, base: dict[str, Any] | None) -> bool:
-    return base is not None and snapshot(body) == {k: base.get(k) for k in ("started_ms", "time_spent_seconds",
-                                                                           "comment")}
+    """True when JIRA already holds exactly this body (as we last wrote it)."""
+    return base is not None and snapshot(body) == {k: base.get(k) for k in SNAPSHOT_KEYS}
 
 
 def next_step(s: PushState) -> Step:

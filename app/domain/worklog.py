@@ -159,5 +159,3 @@ def utc_ms(moment: datetime) -> int:
     """Epoch milliseconds (JIRA's `since`/`until`), in integer arithmetic."""
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
-
-ONE_MINUTE = timedelta(minutes=1)

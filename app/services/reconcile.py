@@ -212,15 +212,3 @@ async def _audit_only(deps: ReconcileDeps, tenant_id: uuid.UUID, calls: list[Jir
         await _record_calls(session, tenant_id, calls, user)
         await session.commit()
 
-
-async def reconcile_all(deps: ReconcileDeps, *, now: datetime | None = None) -> list[ReconcileReport]:
-    """Poll every instance once (one after another; each has its own rate limit)."""
-    async with deps.sessionmaker() as session:
-        ids = await activity_repo.all_instance_ids(session)
-    reports = []
-    for instance_id in ids:
-        try:
-            reports.append(await reconcile_instance(deps, instance_id, now=now))
-        except Exception:
-            log.exception("reconciliation of instance %s failed; its cursors stay where they were", instance_id)
-    return reports

@@ -164,12 +164,16 @@ class PushEngine:
             if instance is None or target is None:
                 await self._auth_required(session, row, instance, connection, now)
                 return None
-            if step.kind is StepKind.CREATE:
-                # from here until JIRA's answer is recorded, a create may have happened without our knowing
+            return _Plan(step, row.version, row.user, Priority(row.priority), target, instance, connection)
+
+    async def _mark_create_unconfirmed(self, tenant_id: uuid.UUID, entry_id: str, step: Step) -> None:
+        """From here until JIRA's answer is recorded, a create may happen without our knowing: say so first."""
+        async with self.d.sessionmaker() as session:
+            row = await repo.get_entry(session, tenant_id, entry_id, lock=True)
+            if row is not None:
                 row.create_unconfirmed = True
                 row.worklog_instance_id, row.worklog_ticket = step.instance_id, step.issue
                 await session.commit()
-            return _Plan(step, row.version, row.user, Priority(row.priority), target, instance, connection)
 
     async def _auth_required(
         self, session: AsyncSession, row: EntryRow, instance: JiraInstanceRow | None,
@@ -193,8 +197,12 @@ class PushEngine:
         lease = await self.d.admission.enter(step.instance_id, plan.priority,
                                              in_flight_cap(instance.rate_limit_per_second))
         if lease is None:
-            # this instance already has enough pushes in flight: free the worker slot for other instances
-            return 0.5 + self.d.rng()  # no attempt spent
+            # this instance already has enough pushes in flight: free the worker slot for other instances and
+            # come back some time within the backlog's expected drain time, so a large backlog is refused a
+            # few times per entry rather than re-tried every second (no attempt spent)
+            async with self.d.sessionmaker() as session:
+                backlog = await repo.due_count_for_instance(session, step.instance_id)
+            return 1.0 + self.d.rng() * max(1.0, backlog / max(1, instance.rate_limit_per_second))
         try:
             return await self._run_admitted(tenant_id, entry_id, plan)
         finally:
@@ -206,6 +214,9 @@ class PushEngine:
         decision = await self.d.circuit.allow(step.instance_id)
         if not decision.allowed:
             return max(decision.retry_in, 0.5)  # waits pending; no attempt spent
+        if step.kind is StepKind.CREATE:
+            # only now, with the request about to go out (admitted, circuit closed), is the outcome at risk
+            await self._mark_create_unconfirmed(tenant_id, entry_id, step)
         calls: list[JiraCall] = []
 
         async def collect(call: JiraCall) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, text
+from sqlalchemy import Table, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -153,6 +153,13 @@ async def due_entries(session: AsyncSession, *, now: datetime, limit: int, tenan
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
 
 
+
+
+async def due_count_for_instance(session: AsyncSession, instance_id: uuid.UUID) -> int:
+    """How many entries wait to be pushed to this instance (the outbox's backlog for it)."""
+    stmt = select(func.count()).select_from(EntryRow).where(
+        EntryRow.due_at.is_not(None), EntryRow.instance_id == instance_id)
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def entries_skipped_for_routing(session: AsyncSession, tenant_id: uuid.UUID) -> list[EntryRow]:

@@ -13,7 +13,6 @@ from .oauth import (
     deny_request_token,
     exchange_request_token,
     issue_request_token,
-    verify_request,
 )
 from .pipeline import Ctx, RouteSpec
 from .state import RequestToken
@@ -27,16 +26,7 @@ def _form(params: dict[str, str]) -> Response:
 
 
 async def request_token(ctx: Ctx) -> Response:
-    headers = ctx.request.headers
-    verified = verify_request(
-        ctx.inst.state,
-        method=ctx.request.method,
-        url=ctx.url,
-        authorization=headers.get("authorization"),
-        content_type=headers.get("content-type"),
-        body=ctx.body,
-        token_kind=None,
-    )
+    verified = ctx.verify(None)
     token = issue_request_token(ctx.inst.state, verified.consumer, verified.params.get("oauth_callback", "oob"))
     return _form(
         {
@@ -48,16 +38,7 @@ async def request_token(ctx: Ctx) -> Response:
 
 
 async def access_token(ctx: Ctx) -> Response:
-    headers = ctx.request.headers
-    verified = verify_request(
-        ctx.inst.state,
-        method=ctx.request.method,
-        url=ctx.url,
-        authorization=headers.get("authorization"),
-        content_type=headers.get("content-type"),
-        body=ctx.body,
-        token_kind="request",
-    )
+    verified = ctx.verify("request")
     assert verified.request_token is not None
     access = exchange_request_token(ctx.inst.state, verified.request_token, verified.params.get("oauth_verifier"))
     return _form({"oauth_token": access.token, "oauth_token_secret": access.secret})

@@ -64,6 +64,20 @@ class Ctx:
     def path_params(self) -> dict[str, Any]:
         return dict(self.request.path_params)
 
+    def verify(self, token_kind: str | None, params: dict[str, str] | None = None) -> Verified:
+        """Check this request's OAuth 1.0a signature (raises OAuthProblem); `token_kind` as in verify_request."""
+        headers = self.request.headers
+        return verify_request(
+            self.inst.state,
+            method=self.request.method,
+            url=self.url,
+            authorization=headers.get("authorization"),
+            content_type=headers.get("content-type"),
+            body=self.body,
+            token_kind=token_kind,
+            params=params,
+        )
+
     def query(self, name: str, default: str | None = None) -> str | None:
         return self.request.query_params.get(name, default)
 
@@ -153,16 +167,7 @@ async def authenticate(ctx: Ctx, spec: RouteSpec) -> None:
                 headers={"WWW-Authenticate": f'OAuth realm="{ctx.base}"'},
             )
         return
-    verified = verify_request(
-        ctx.inst.state,
-        method=request.method,
-        url=ctx.url,
-        authorization=authorization,
-        content_type=content_type,
-        body=ctx.body,
-        token_kind="access",
-        params=params,
-    )
+    verified = ctx.verify("access", params)
     assert verified.access_token is not None
     user = ctx.inst.state.users.get(verified.access_token.user)
     if user is None or not user.active:

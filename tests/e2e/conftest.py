@@ -23,8 +23,9 @@ Reuse them from any e2e test (and from other test packages with
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -132,9 +133,15 @@ async def oauth_dance(
 
 
 @pytest.fixture
-def workers(stack: Any) -> Iterator[Callable[..., Any]]:
+async def workers(stack: Any, app: Any, redis: Any) -> AsyncIterator[Callable[..., Any]]:
     """Factory: `workers(n, **settings)` starts n `python -m workers` processes (settings as env overrides,
-    e.g. SYNC_MAX_ATTEMPTS=3); all are stopped (SIGTERM) after the test."""
+    e.g. SYNC_MAX_ATTEMPTS=3); all are stopped (SIGTERM) after the test.
+
+    Afterwards the queue is emptied and nothing is left due: a test that ends with a backlog (on purpose)
+    must not hand it to the next test's workers, whose measurements it would disturb.
+    """
+    from sqlalchemy import text
+
     from tests.e2e.engine_support import Workers
 
     started: list[Workers] = []
@@ -146,7 +153,14 @@ def workers(stack: Any) -> Iterator[Callable[..., Any]]:
 
     yield make
     for w in started:
-        w.stop()
+        await asyncio.to_thread(w.stop)
+    if started:
+        async with app.state.sessionmaker() as session:
+            await session.execute(text("UPDATE entries SET due_at = NULL WHERE due_at IS NOT NULL"))
+            await session.commit()
+        leftover = [key async for key in redis.scan_iter(match="arq:*")]
+        if leftover:
+            await redis.delete(*leftover)
 
 
 @pytest.fixture

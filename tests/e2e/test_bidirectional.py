@@ -21,7 +21,7 @@ from app.domain.worklog import build_comment, local_start, parse_started
 from app.services.credentials import instance_webhook_secret
 from app.services.reconcile import ReconcileDeps, reconcile_instance
 from jirasim.testing import SimServer
-from tests.e2e.engine_support import World, build_world, entry, sim_config
+from tests.e2e.engine_support import World, build_world, entry, sim_config, wait_until
 from workers.context import WorkerContext, build_context
 
 SIM = "jira1"
@@ -67,6 +67,13 @@ def relay() -> Iterator[Relay]:
     r = Relay()
     yield r
     r.server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def drained_relay(relay: Relay) -> Relay:
+    """Each test starts with no webhook of an earlier test still waiting to be forwarded."""
+    relay.take()
+    return relay
 
 
 @pytest.fixture
@@ -182,11 +189,11 @@ async def test_webhook_remote_edit_of_an_old_entry_is_a_conflict_resolved_for_ji
         app, api, wc, world, relay, sim):
     sim.control.set_webhook(SIM, relay.url, secret=await hook_secret(app, world), duplicates=1)
     synced = await put_and_push(api, wc, world, "101")
-    assert set(await forward(api, world, relay)) == {"ignore"}  # the echo of our create, twice
+    assert set(await forward(api, world, relay, expect=2)) == {"ignore"}  # the echo of our create, twice
     await backdate_local_change(app, world, "101")
     sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=7200,
                             comment="#101: Development: work and review", as_user="alice")
-    outcomes = await forward(api, world, relay)
+    outcomes = await forward(api, world, relay, expect=2)
     assert "jira_wins" in outcomes and set(outcomes) <= {"jira_wins", "ignore"}
     row = await row_of(app, world, "101")
     assert row.sync_status == "conflict" and row.duration == 90 and "changed in JIRA" in (row.last_error or "")
@@ -333,10 +340,14 @@ async def test_a_push_in_flight_when_jira_wins_settles_the_conflict_it_overwrote
     await forward(api, world, relay)  # the echo of our create
     await api.put("/api/v1/entries/301", json=entry(ticket="PROJ-7", duration=45), headers=world.headers)
     await backdate_local_change(app, world, "301")  # an old local change still on its way: JIRA would win
-    sim.control.set_faults(SIM, latency_ms=1500, writes_only=True)
+    sim.control.set_faults(SIM, latency_ms=5000, writes_only=True)
     try:
         in_flight = asyncio.create_task(wc.push.push(world.tenant.tenant_id, "301"))
-        await asyncio.sleep(0.5)
+
+        async def write_at_jira() -> bool:
+            return bool(sim.control.counters(SIM)["in_flight_writes"].get("PROJ-7"))
+
+        await wait_until(write_at_jira, timeout=30, interval=0.05)
         sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=7200, as_user="alice")
         assert "jira_wins" in await forward(api, world, relay)
         assert (await row_of(app, world, "301")).sync_status == "conflict"

@@ -22,12 +22,15 @@ async def test_sigterm_lets_the_push_in_flight_finish_and_leaves_the_rest_queued
         api, sim, jira_setup, connect_user, workers):
     setup = await jira_setup()
     await connect_user(setup, "jdoe", via="grant")
-    sim.control.set_faults(setup.sim_name, latency_ms=2500, writes_only=True)
+    sim.control.set_faults(setup.sim_name, latency_ms=4000, writes_only=True)
     w = workers(1, WORKER_CONCURRENCY=1)
-    await asyncio.sleep(2)  # started
     await api.put("/api/v1/entries/g1", json=entry(ticket="PROJ-1"), headers=setup.headers)
     await api.put("/api/v1/entries/g2", json=entry(ticket="PROJ-4"), headers=setup.headers)
-    await asyncio.sleep(1.0)  # g1's write is on its way to JIRA (2.5 s), g2 waits in the queue
+
+    async def g1_at_jira() -> bool:  # the worker has started and g1's write is on its way (4 s)
+        return bool(sim.control.counters(setup.sim_name)["in_flight_writes"].get("PROJ-1"))
+
+    await wait_until(g1_at_jira, timeout=60, interval=0.05)
     [proc] = w.procs
     proc.send_signal(signal.SIGTERM)
     t0 = time.monotonic()

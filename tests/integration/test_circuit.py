@@ -40,12 +40,13 @@ async def test_a_success_resets_the_consecutive_failure_count(breaker):
     assert (await breaker.describe(inst))[1] == 2
 
 
-async def test_open_circuit_denies_with_time_until_half_open(breaker):
+async def test_open_circuit_denies_with_time_until_half_open(redis):
+    breaker = CircuitBreaker(redis, failure_threshold=3, reset_seconds=2.0)
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
     decision = await breaker.allow(inst)
     assert not decision.allowed and not decision.trial
-    assert 0.2 < decision.retry_in <= 0.3
+    assert 1.0 < decision.retry_in <= 2.0
 
 
 async def test_another_process_sees_the_same_state(breaker, redis):
@@ -86,7 +87,7 @@ async def test_trial_failure_reopens_for_another_reset_period(breaker):
     assert (await breaker.allow(inst)).trial
     assert await breaker.record_failure(inst) == "open"
     denied = await breaker.allow(inst)
-    assert not denied.allowed and denied.retry_in > 0.2
+    assert not denied.allowed and denied.retry_in > 0.1  # a new reset period (0.3 s), not what was left
     await asyncio.sleep(0.32)
     assert (await breaker.allow(inst)).trial  # the failed trial's permit is gone with it
 

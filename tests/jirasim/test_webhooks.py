@@ -63,6 +63,24 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+def wait_for_counter(sim: SimServer, name: str, value: int, timeout: float = 10.0) -> None:
+    """The simulator counts a delivery after reading the receiver's answer, a moment after the receiver saw it."""
+    deadline = time.monotonic() + timeout
+    while (current := sim.control.counters("jira1")[name]) < value:
+        assert time.monotonic() < deadline, f"{name} = {current}, expected {value}"
+        time.sleep(0.02)
+    assert current == value
+
+
+def wait_for_deliveries(sim: SimServer, value: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while len((events := sim.control.webhook_events("jira1"))[0]["deliveries"]) < value:
+        assert time.monotonic() < deadline, events
+        time.sleep(0.02)
+    assert len(events[0]["deliveries"]) == value
+    return events
+
+
 def _verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
     expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["x-hub-signature"] == expected
@@ -94,7 +112,7 @@ def test_every_change_is_delivered_and_signed(sim: SimServer, alice: Jira, recei
         assert isinstance(p["timestamp"], int)
         assert p["worklog"]["issueId"] in (wl["issueId"], other["issueId"])
         assert {"author", "updateAuthor", "started", "timeSpentSeconds", "self"} <= set(p["worklog"])
-    assert sim.control.counters("jira1")["webhooks_sent"] == 5
+    wait_for_counter(sim, "webhooks_sent", 5)  # counted once the receiver's answer is read
 
 
 def test_duplicates_and_resend(sim: SimServer, alice: Jira, receiver: Receiver) -> None:
@@ -102,8 +120,8 @@ def test_duplicates_and_resend(sim: SimServer, alice: Jira, receiver: Receiver) 
     alice.add_worklog("PROJ-1")
     first, second = receiver.wait_for(2)
     assert first[1] == second[1]  # byte-identical duplicate
-    events = sim.control.webhook_events("jira1")
-    assert len(events) == 1 and len(events[0]["deliveries"]) == 2
+    events = wait_for_deliveries(sim, 2)
+    assert len(events) == 1
     sim.control.resend_webhook("jira1", events[0]["id"])
     third = receiver.wait_for(3)[2]
     assert third[1] == first[1]

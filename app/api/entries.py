@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from datetime import datetime
@@ -32,8 +31,6 @@ from app.services.dispatch import enqueue_pushes
 from app.services.views import entry_view
 
 router = APIRouter(prefix="/api/v1/entries", tags=["entries"])
-
-BATCH_ENQUEUE_LANES = 8
 
 IdPath = Annotated[EntryId, Path(description="TimeTracker's entry id (integers are accepted as strings)")]
 
@@ -166,10 +163,7 @@ async def batch(body: BatchIn, session: SessionDep, tenant: TenantDep, queue: Qu
             to_push.append(entry_id)
     await svc.flush_feed(session)
     await session.commit()
-    # one Redis transaction per entry (arq): a few lanes at once keep a large batch's answer short
-    items = [(tenant.id, e) for e in to_push]
-    await asyncio.gather(*(enqueue_pushes(queue, items[lane::BATCH_ENQUEUE_LANES], Priority.BATCH)
-                           for lane in range(min(BATCH_ENQUEUE_LANES, len(items)))))
+    await enqueue_pushes(queue, [(tenant.id, e) for e in to_push], Priority.BATCH)
     return {"accepted": sum(r.status == "accepted" for r in results), "results": results}
 
 

@@ -45,6 +45,8 @@ from app.services.entries import flush_feed, set_status, settle_conflict_for_tim
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 12  # steps in one run: a move is delete + create; a change landing meanwhile adds a few
+# a push refused by the admission cap comes back within the backlog's expected drain time, at most this far off
+MAX_REFUSAL_SPREAD_SECONDS = 600
 
 
 @dataclass
@@ -200,9 +202,11 @@ class PushEngine:
             # this instance already has enough pushes in flight: free the worker slot for other instances and
             # come back some time within the backlog's expected drain time, so a large backlog is refused a
             # few times per entry rather than re-tried every second (no attempt spent)
+            rate = max(1, instance.rate_limit_per_second)
             async with self.d.sessionmaker() as session:
-                backlog = await repo.due_count_for_instance(session, step.instance_id)
-            return 1.0 + self.d.rng() * max(1.0, backlog / max(1, instance.rate_limit_per_second))
+                backlog = await repo.due_count_for_instance(session, step.instance_id,
+                                                            at_most=rate * MAX_REFUSAL_SPREAD_SECONDS)
+            return 1.0 + self.d.rng() * max(1.0, backlog / rate)
         try:
             return await self._run_admitted(tenant_id, entry_id, plan)
         finally:

@@ -34,6 +34,8 @@ class EntryRow(Base):
         Index("ix_entries_tenant_ticket", "tenant_id", "ticket"),
         # the outbox: what the sweeper and sync-pending look for
         Index("ix_entries_due", "due_at", postgresql_where=text("due_at IS NOT NULL")),
+        # one instance's backlog (admission's drain estimate, queue gauges) without walking its whole history
+        Index("ix_entries_instance_due", "instance_id", "due_at", postgresql_where=text("due_at IS NOT NULL")),
         # reverse lookup for JIRA webhooks and reconciliation
         Index("ix_entries_instance_worklog", "instance_id", "worklog_id"),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import uvloop
 from arq.worker import Worker
 
 from app.config import get_settings
@@ -12,7 +13,7 @@ from workers.settings import worker_settings
 
 def main() -> None:
     settings = get_settings()  # exits with one line naming a bad or missing variable
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    asyncio.set_event_loop(uvloop.new_event_loop())  # the loop uvicorn runs the API on, too
     worker = Worker(**worker_settings(settings))
     worker.run()
 

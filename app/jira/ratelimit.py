@@ -33,6 +33,7 @@ import contextlib
 import contextvars
 import math
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from app.jira.gate import InstanceRef, Priority
 
 __all__ = ["RateLimiterStats", "RedisRateLimiter"]
 
-# the slot granted last in this asyncio task: (instance id, slot member, local loop time it was due)
+# the slot granted last in this asyncio task: (instance id, slot member, time.monotonic() it was due)
 _GRANT: contextvars.ContextVar[tuple[uuid.UUID, str, float] | None] = contextvars.ContextVar("grant", default=None)
 _LATE_WORTH_RECORDING_US = 2_000
 
@@ -322,8 +323,9 @@ class RedisRateLimiter:
 
     async def acquire(self, instance: InstanceRef, priority: Priority) -> float:
         """Wait until one more request may go to `instance`; return the seconds waited (not an attempt)."""
-        loop = asyncio.get_running_loop()
-        began = loop.time()
+        # time.monotonic(), not loop.time(): uvloop's loop time is cached per loop iteration (ms steps), and
+        # lateness measured against a stale clock would misplace slots
+        began = time.monotonic()
         keys = self._key_list(instance.id)
         waiter = uuid.uuid4().hex
         started = "0"
@@ -348,16 +350,18 @@ class RedisRateLimiter:
                 queued = False
                 if delay <= 0:
                     granted = True
-                    _GRANT.set((instance.id, _text(slot_raw), loop.time()))
+                    _GRANT.set((instance.id, _text(slot_raw), time.monotonic()))
                     break
-                due = loop.time() + delay
+                due = time.monotonic() + delay
                 await asyncio.sleep(delay)
+                while (early := due - time.monotonic()) > 0:  # a timer with ms resolution may fire a bit early
+                    await asyncio.sleep(early)
                 # A wake-up far behind schedule could crowd the next slot at JIRA's end: the slot is forfeited
                 # (the next call removes it, as nothing was sent in it) and we queue again. Nothing else happens
                 # between this check and the send (no Redis round trip): every millisecond here is eaten out
                 # of the arrival margin.
                 # (A 429 heard while we slept at most lets this one request meet the pause; it is retried.)
-                if loop.time() - due <= self._late_tolerance:
+                if time.monotonic() - due <= self._late_tolerance:
                     granted = True
                     _GRANT.set((instance.id, _text(slot_raw), due))
                     break
@@ -365,7 +369,7 @@ class RedisRateLimiter:
         finally:
             if queued and not granted:
                 await self._forget_waiter(keys, waiter)
-        return loop.time() - began
+        return time.monotonic() - began
 
     async def left(self, instance: InstanceRef) -> None:
         """The request granted last in this task leaves now: if that is later than its slot, move the slot."""
@@ -373,7 +377,7 @@ class RedisRateLimiter:
         if grant is None or grant[0] != instance.id:
             return
         _GRANT.set(None)
-        late_us = int((asyncio.get_running_loop().time() - grant[2]) * _US)
+        late_us = int((time.monotonic() - grant[2]) * _US)
         if late_us > _LATE_WORTH_RECORDING_US:
             with contextlib.suppress(Exception):  # best effort: the margin still covers most of it
                 await self._left_late_script(keys=[self.keys(instance.id)["grants"]], args=[grant[1], late_us])

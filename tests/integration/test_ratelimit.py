@@ -308,7 +308,7 @@ async def test_a_request_that_leaves_late_pushes_the_later_grants_back(limiter, 
     before = late_score
     from app.jira import ratelimit as rl
 
-    rl._GRANT.set((inst.id, late_member.decode(), asyncio.get_running_loop().time() - 0.08))
+    rl._GRANT.set((inst.id, late_member.decode(), time.monotonic() - 0.08))
     await limiter.left(inst)
     after = await redis.zscore(grants_key, late_member)
     assert after - before >= 75_000

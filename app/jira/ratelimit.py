@@ -78,8 +78,7 @@ end
 """
 
 # KEYS: grants, pause, slow, backoff, cfg, wait_user, alive_user, wait_batch, alive_batch
-# ARGV: rate, priority, waiter, margin_us, started_us, max_poll_us, grace_us, recover_per_s, max_horizon_us,
-#       forfeited slot member ('' for none: a slot this waiter woke up too late for and never used)
+# ARGV: rate, priority, waiter, margin_us, started_us, max_poll_us, grace_us, recover_per_s, max_horizon_us
 # Returns {granted, delay_us, started_us, slot}: granted → sleep delay_us then send; refused → sleep, retry.
 _ACQUIRE = _PRELUDE + _EFFECTIVE_RATE + """
 local rate = tonumber(ARGV[1])
@@ -92,8 +91,6 @@ local grace = tonumber(ARGV[7])
 local recover = tonumber(ARGV[8])
 local max_horizon = tonumber(ARGV[9])
 if started <= 0 then started = now end
--- no request went out in a forfeited slot: it stops counting (removing a slot only ever thins a window)
-if ARGV[10] ~= '' then redis.call('ZREM', KEYS[1], ARGV[10]) end
 
 -- the most recently started acquire carries the freshest rate_limit_per_second
 local cfg = redis.call('HMGET', KEYS[5], 'rate', 'since')
@@ -329,7 +326,6 @@ class RedisRateLimiter:
         keys = self._key_list(instance.id)
         waiter = uuid.uuid4().hex
         started = "0"
-        forfeited = ""
         queued = False
         granted = False
         try:
@@ -337,10 +333,8 @@ class RedisRateLimiter:
                 granted_flag, delay_us, started_raw, slot_raw = await self._acquire_script(
                     keys=keys,
                     args=[max(1, int(instance.rate_limit_per_second)), int(priority), waiter, self._margin_us,
-                          started, self._max_poll_us, self._grace_us, self._recover, self._max_horizon_us,
-                          forfeited],
+                          started, self._max_poll_us, self._grace_us, self._recover, self._max_horizon_us],
                 )
-                forfeited = ""
                 started = started_raw.decode() if isinstance(started_raw, bytes) else str(started_raw)
                 delay = int(delay_us) / _US
                 if not int(granted_flag):
@@ -357,15 +351,15 @@ class RedisRateLimiter:
                 while (early := due - time.monotonic()) > 0:  # a timer with ms resolution may fire a bit early
                     await asyncio.sleep(early)
                 # A wake-up far behind schedule could crowd the next slot at JIRA's end: the slot is forfeited
-                # (the next call removes it, as nothing was sent in it) and we queue again. Nothing else happens
-                # between this check and the send (no Redis round trip): every millisecond here is eaten out
-                # of the arrival margin.
+                # and we queue again. The forfeited slot stays counted: removing it was tried and measured worse
+                # (a process that wakes up late is on a busy machine, whose other requests are late too; the
+                # unused slot is the slack that keeps them inside the limit). Nothing else happens between this
+                # check and the send (no Redis round trip): every millisecond here is eaten out of the margin.
                 # (A 429 heard while we slept at most lets this one request meet the pause; it is retried.)
                 if time.monotonic() - due <= self._late_tolerance:
                     granted = True
                     _GRANT.set((instance.id, _text(slot_raw), due))
                     break
-                forfeited = _text(slot_raw)
         finally:
             if queued and not granted:
                 await self._forget_waiter(keys, waiter)

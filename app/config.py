@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # limiter keeps `rate` requests per (1 s + margin), so arrivals hold `rate` per second at JIRA
     rate_limit_arrival_margin_seconds: float = Field(0.05, ge=0, le=0.5)
 
+    @property
+    def push_job_timeout_seconds(self) -> float:
+        """`JOB_TIMEOUT_SECONDS`, or by default room for a push's few JIRA requests (each bounded by the timeout)."""
+        return self.job_timeout_seconds or self.jira_timeout_seconds * 3 + 30
+
     @field_validator("database_url")
     @classmethod
     def _check_db(cls, v: str) -> str:

@@ -47,7 +47,6 @@ def build_context(settings: Settings, queue: ArqRedis | None = None) -> WorkerCo
     deps = PushDeps(
         sessionmaker=make_sessionmaker(engine), box=SecretBox(settings.encryption_keys), jira=jira, circuit=circuit,
         redis=redis, settings=settings,
-        admission=InstanceAdmission(redis, lease_seconds=settings.job_timeout_seconds or
-                                    settings.jira_timeout_seconds * 3 + 30),
+        admission=InstanceAdmission(redis, lease_seconds=settings.push_job_timeout_seconds),
     )
     return WorkerContext(settings, engine, deps, PushEngine(deps), http, redis, limiter)

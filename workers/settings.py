@@ -68,7 +68,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "max_jobs": settings.worker_concurrency,
         # a push is a few JIRA requests; a killed worker's job comes back after this + 10 s
-        "job_timeout": settings.job_timeout_seconds or int(settings.jira_timeout_seconds * 3 + 30),
+        "job_timeout": settings.push_job_timeout_seconds,
         # results are not needed, and a kept result would block the entry's job id from being queued again
         "keep_result": 0,
         # we count attempts ourselves (only real JIRA failures count); arq's retries are just scheduling

@@ -59,16 +59,12 @@ TenantByIdCache = TenantCache[uuid.UUID, Tenant]
 
 
 def api_key_cache(request: Request) -> ApiKeyCache:
-    cache: ApiKeyCache | None = getattr(request.app.state, "api_key_cache", None)
-    if cache is None:
-        cache = request.app.state.api_key_cache = ApiKeyCache()
+    cache: ApiKeyCache = request.app.state.api_key_cache  # one per process, made in the app's lifespan
     return cache
 
 
 def tenant_by_id_cache(request: Request) -> TenantByIdCache:
-    cache: TenantByIdCache | None = getattr(request.app.state, "tenant_by_id_cache", None)
-    if cache is None:
-        cache = request.app.state.tenant_by_id_cache = TenantByIdCache()
+    cache: TenantByIdCache = request.app.state.tenant_by_id_cache
     return cache
 
 

@@ -72,8 +72,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-
-
 def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
     """What a person should read when a step of the dance failed at JIRA."""
     where = f"JIRA instance {instance.name!r} ({instance.base_url})"

@@ -211,4 +211,3 @@ async def _audit_only(deps: ReconcileDeps, tenant_id: uuid.UUID, calls: list[Jir
     async with deps.sessionmaker() as session:
         await _record_calls(session, tenant_id, calls, user)
         await session.commit()
-

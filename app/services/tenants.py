@@ -1,10 +1,12 @@
-"""Use cases on tenants: create one with its first API key and webhook secret; add API keys."""
+"""Use cases on tenants: create one with its first API key and webhook secret; add and revoke API keys."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ApiKey, Tenant
@@ -40,10 +42,6 @@ async def create_api_key(session: AsyncSession, tenant_id: uuid.UUID) -> str:
 
 async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key: str) -> bool:
     """Revoke one of the tenant's keys (given whole); False when the tenant holds no such active key."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy import update
-
     result = await session.execute(
         update(ApiKey)
         .where(ApiKey.tenant_id == tenant_id, ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))

@@ -138,7 +138,6 @@ async def remember_delivery(session: AsyncSession, tenant_id: uuid.UUID, deliver
     return result.first() is not None
 
 
-
 async def due_entries(session: AsyncSession, *, now: datetime, limit: int, tenant_id: uuid.UUID | None = None
                       ) -> list[tuple[uuid.UUID, str, int]]:
     """(tenant, entry, priority) of pending entries whose push is due, oldest first."""
@@ -151,8 +150,6 @@ async def due_entries(session: AsyncSession, *, now: datetime, limit: int, tenan
     if tenant_id is not None:
         stmt = stmt.where(EntryRow.tenant_id == tenant_id)
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
-
-
 
 
 async def due_count_for_instance(session: AsyncSession, instance_id: uuid.UUID, *, at_most: int) -> int:

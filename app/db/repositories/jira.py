@@ -22,7 +22,6 @@ async def list_instances(session: AsyncSession, tenant_id: uuid.UUID) -> list[Ji
     return list((await session.execute(stmt)).scalars())
 
 
-
 async def get_connection(
     session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, *, lock: bool = False
 ) -> ConnectionRow | None:
@@ -49,8 +48,6 @@ async def entries_waiting_for_auth(
         .with_for_update()
     )
     return list((await session.execute(stmt)).scalars())
-
-
 
 
 async def get_oauth_request(session: AsyncSession, token_hash: str, *, lock: bool = False) -> OAuthRequestRow | None:

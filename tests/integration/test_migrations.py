@@ -75,3 +75,6 @@ def test_indexes_for_the_contracts_queries_exist(stack):
     assert "(tenant_id, sync_status)" in out
     assert "(tenant_id, \"user\")" in out
     assert "WHERE (due_at IS NOT NULL)" in out
+    # one instance's backlog (migration 0002)
+    assert "ix_entries_instance_due ON public.entries USING btree (instance_id, due_at) WHERE (due_at IS NOT NULL)" \
+        in out

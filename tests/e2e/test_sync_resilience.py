@@ -73,8 +73,8 @@ async def test_300_entries_3_workers_stay_within_the_limit_and_use_it(app, api, 
     writes = sorted(r["time"] for r in control.log("jira1") if r["method"] == "POST" and r["status"] == 201)
     assert len(writes) == 300
     rate = (len(writes) - 1) / (writes[-1] - writes[0])
-    # the limiter's ceiling is 10 per (1 s + 45 ms margin) = 9.57/s; a busy 2-core machine gives up a few slots
-    assert rate >= 8.5, f"drained at {rate:.2f}/s, below 85% of 10/s"
+    # issue #5: at least 90 % of the limit (the limiter's ceiling is 10 per (1 s + 45 ms margin) = 9.57/s)
+    assert rate >= 9.0, f"drained at {rate:.2f}/s, below 90% of 10/s"
     assert max(counters["max_concurrent_writes"].values()) <= 1  # never two writes to one issue at once
     assert_one_worklog_each(control, 300)
 

@@ -18,10 +18,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m devstack run
 
-## make lint: ruff + mypy
+## make lint: ruff + mypy + the import contracts (what may import what: docs/architecture.md)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy app workers jirasim devstack
+	$(VENV)/bin/lint-imports --no-cache
 
 ## make browser: Debian's chromium for the dashboard browser test (Playwright drives it; no browser download).
 ## Installed only when missing and apt-get is usable as root; otherwise that one test skips and says why.

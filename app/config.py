@@ -12,6 +12,10 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The one stated default of RATE_LIMIT_ARRIVAL_MARGIN_SECONDS (README and docs/coordination.md say the same):
+# 50 ms covers wake-up lag, signing and loopback/LAN transit; utilisation under backlog is 1 / 1.05 ≈ 95 %.
+DEFAULT_ARRIVAL_MARGIN_SECONDS = 0.05
+
 
 @dataclass(frozen=True)
 class EncryptionKey:
@@ -73,7 +77,7 @@ class Settings(BaseSettings):
     job_timeout_seconds: float | None = Field(None, gt=0)
     # the longest expected delay between a rate-limiter grant and the request's arrival at JIRA; the
     # limiter keeps `rate` requests per (1 s + margin), so arrivals hold `rate` per second at JIRA
-    rate_limit_arrival_margin_seconds: float = Field(0.05, ge=0, le=0.5)
+    rate_limit_arrival_margin_seconds: float = Field(DEFAULT_ARRIVAL_MARGIN_SECONDS, ge=0, le=0.5)
 
     @property
     def push_job_timeout_seconds(self) -> float:

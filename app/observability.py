@@ -36,15 +36,13 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import redis_keys
 from app.logging_setup import log_context
 from app.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
-PREFIX = "ttsync:metrics:v1"
-SAMPLES_KEY = f"{PREFIX}:samples"
-META_KEY = f"{PREFIX}:meta"
-PUBLISHERS_KEY = f"{PREFIX}:publishers"
+SAMPLES_KEY, META_KEY, PUBLISHERS_KEY = redis_keys.METRIC_SAMPLES, redis_keys.METRIC_META, redis_keys.METRIC_PUBLISHERS
 PUBLISH_INTERVAL_SECONDS = 2.0
 # a publisher silent for this long is no longer counted as alive
 PUBLISHER_ALIVE_SECONDS = 30.0

@@ -1,7 +1,7 @@
 """jirasim: an in-process simulator of JIRA Server/Data Center 10.3 for tests and demos.
 
 Submodules: ``app`` (ASGI factory), ``testing`` (SimServer, signing helpers),
-``control`` (SimControl / AsyncSimControl clients of the ``/_sim`` control API).
+``control`` (SimControl, the client of the ``/_sim`` control API).
 """
 
 from .app import create_app

@@ -1,4 +1,4 @@
-"""Clients for the simulator control API: ``SimControl`` (sync) and ``AsyncSimControl``."""
+"""The client of the simulator control API: ``SimControl``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-PREFIX = "/_sim"
+PREFIX = "/_sim"  # where the control API lives (jirasim.control_api serves it)
 
 
 @functools.cache
@@ -55,7 +55,7 @@ def _result(response: httpx.Response) -> Any:
     return response.json()
 
 
-# Each function describes one control call; both clients share them.
+# Each function describes one control call (method, path, body), apart from how it is sent.
 class Calls:
     @staticmethod
     def health() -> Call:
@@ -444,191 +444,3 @@ class SimControl:
         self, instance: str | None = None, since: float | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         return list(self._do(Calls.log(instance, since, limit)))
-
-
-class AsyncSimControl:
-    """Asynchronous twin of :class:`SimControl` (same methods, awaitable)."""
-
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, trust_env=False, verify=shared_ssl_context()
-        )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncSimControl:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def _do(self, call: Call) -> Any:
-        response = await self._http.request(call.method, call.path, json=call.json, params=call.params)
-        return _result(response)
-
-    async def health(self) -> dict[str, Any]:
-        return dict(await self._do(Calls.health()))
-
-    async def instances(self) -> list[dict[str, Any]]:
-        return list(await self._do(Calls.instances()))
-
-    async def add_instance(self, config: dict[str, Any]) -> dict[str, Any]:
-        return dict(await self._do(Calls.add_instance(config)))
-
-    async def describe(self, instance: str) -> dict[str, Any]:
-        return dict(await self._do(Calls.describe(instance)))
-
-    async def reset(self, instance: str | None = None, *, state: bool = True, counters: bool = True) -> None:
-        await self._do(Calls.reset(instance, state, counters))
-
-    async def add_consumer(
-        self, instance: str, consumer_key: str, public_key_pem: str, name: str | None = None
-    ) -> dict[str, Any]:
-        return dict(await self._do(Calls.add_consumer(instance, consumer_key, public_key_pem, name)))
-
-    async def remove_consumer(self, instance: str, consumer_key: str) -> dict[str, Any]:
-        return dict(await self._do(Calls.remove_consumer(instance, consumer_key)))
-
-    async def add_user(
-        self,
-        instance: str,
-        name: str,
-        display_name: str | None = None,
-        timezone: str = "UTC",
-        key: str | None = None,
-        email: str | None = None,
-    ) -> dict[str, Any]:
-        call = Calls.add_user(instance, name, display_name, timezone, key, email)
-        return dict(await self._do(call))
-
-    async def add_issue(
-        self,
-        instance: str,
-        key: str,
-        summary: str = "",
-        parent: str | None = None,
-        issue_id: int | None = None,
-    ) -> dict[str, Any]:
-        return dict(await self._do(Calls.add_issue(instance, key, summary, parent, issue_id)))
-
-    async def grant_token(self, instance: str, consumer_key: str, user: str) -> tuple[str, str]:
-        data = await self._do(Calls.grant_token(instance, consumer_key, user))
-        return str(data["token"]), str(data["secret"])
-
-    async def tokens(self, instance: str) -> list[dict[str, Any]]:
-        return list(await self._do(Calls.tokens(instance)))
-
-    async def revoke(
-        self,
-        instance: str,
-        user: str | None = None,
-        token: str | None = None,
-        consumer_key: str | None = None,
-    ) -> int:
-        return int((await self._do(Calls.revoke(instance, user, token, consumer_key)))["revoked"])
-
-    async def set_rate_limit(
-        self,
-        instance: str,
-        rate: float | None = None,
-        burst: int | None = None,
-        enabled: bool | None = None,
-        retry_after: bool | None = None,
-        refill: bool = False,
-    ) -> dict[str, Any]:
-        call = Calls.set_rate_limit(instance, rate, burst, enabled, retry_after, refill)
-        return dict(await self._do(call))
-
-    async def set_faults(self, instance: str, **settings: Any) -> dict[str, Any]:
-        return dict(await self._do(Calls.set_faults(instance, settings)))
-
-    async def clear_faults(self, instance: str) -> dict[str, Any]:
-        return dict(await self._do(Calls.clear_faults(instance)))
-
-    async def faults(self, instance: str) -> dict[str, Any]:
-        return dict(await self._do(Calls.faults(instance)))
-
-    async def add_fault_rule(self, instance: str, kind: str, count: int = 1, **options: Any) -> dict[str, Any]:
-        return dict(await self._do(Calls.add_fault_rule(instance, _rule(kind, count, options))))
-
-    async def set_settings(
-        self,
-        instance: str,
-        *,
-        feed_delay_seconds: float | None = None,
-        display_timezone: str | None = None,
-        authorize_mode: str | None = None,
-        approve_as: str | None = None,
-    ) -> dict[str, Any]:
-        body = _settings(feed_delay_seconds, display_timezone, authorize_mode, approve_as)
-        return dict(await self._do(Calls.set_settings(instance, body)))
-
-    async def set_webhook(
-        self,
-        instance: str,
-        url: str | None,
-        secret: str = "",
-        duplicates: int = 0,
-        delay_ms: int = 0,
-        timeout_seconds: float = 2.0,
-    ) -> dict[str, Any]:
-        call = Calls.set_webhook(instance, url, secret, duplicates, delay_ms, timeout_seconds)
-        return dict(await self._do(call))
-
-    async def webhook_events(self, instance: str) -> list[dict[str, Any]]:
-        return list(await self._do(Calls.webhook_events(instance)))
-
-    async def resend_webhook(self, instance: str, event_id: int) -> None:
-        await self._do(Calls.resend_webhook(instance, event_id))
-
-    async def worklogs(self, instance: str, issue_key: str) -> list[dict[str, Any]]:
-        return list(await self._do(Calls.worklogs(instance, issue_key)))
-
-    async def all_worklogs(self, instance: str) -> dict[str, Any]:
-        return dict(await self._do(Calls.all_worklogs(instance)))
-
-    async def create_worklog_as(
-        self,
-        instance: str,
-        issue_key: str,
-        author: str,
-        time_spent_seconds: int = 3600,
-        started: str | int | None = None,
-        comment: str = "",
-    ) -> dict[str, Any]:
-        call = Calls.create_worklog_as(instance, issue_key, author, time_spent_seconds, started, comment)
-        return dict(await self._do(call))
-
-    async def remote_edit(
-        self,
-        instance: str,
-        worklog_id: int | str,
-        *,
-        time_spent_seconds: int | None = None,
-        comment: str | None = None,
-        started: str | int | None = None,
-        as_user: str | None = None,
-    ) -> dict[str, Any]:
-        call = Calls.remote_edit(instance, worklog_id, time_spent_seconds, comment, started, as_user)
-        return dict(await self._do(call))
-
-    async def remote_delete(self, instance: str, worklog_id: int | str) -> None:
-        await self._do(Calls.remote_delete(instance, worklog_id))
-
-    async def counters(self, instance: str) -> dict[str, Any]:
-        return dict(await self._do(Calls.counters(instance)))
-
-    async def max_requests_in_any_window(self, instance: str, window: float = 1.0, accepted_only: bool = False) -> int:
-        return int((await self._do(Calls.window_max(instance, window, accepted_only)))["max"])
-
-    async def log(
-        self, instance: str | None = None, since: float | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        return list(await self._do(Calls.log(instance, since, limit)))

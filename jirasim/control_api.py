@@ -22,14 +22,13 @@ from .config import (
     WebhookConfig,
     check_timezone,
 )
+from .control import PREFIX
 from .faults import FaultConfigError, FaultRule, FaultSettings
 from .instance import SimInstance
 from .oauth import grant_access_token
 from .simulator import Simulator
 from .state import NotFound, Worklog
 from .timefmt import now_ms, parse_duration, parse_loose_datetime
-
-PREFIX = "/_sim"
 
 
 class ControlError(Exception):

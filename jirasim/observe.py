@@ -95,10 +95,6 @@ class Observer:
             if rec.fault:
                 c.faults[rec.fault] += 1
 
-    def count_fault(self, instance: str, kind: str) -> None:
-        with self._lock:
-            self._c(instance).faults[kind] += 1
-
     def write_started(self, instance: str, issue_key: str | None) -> None:
         with self._lock:
             c = self._c(instance)

@@ -29,7 +29,7 @@ from oauthlib.oauth1 import (
 
 from .app import JiraSimApp, create_app
 from .config import SimConfig
-from .control import AsyncSimControl, SimControl, shared_ssl_context
+from .control import SimControl, shared_ssl_context
 from .simulator import Simulator
 
 
@@ -227,9 +227,6 @@ class SimServer:
     def counters(self, instance: str) -> dict[str, Any]:
         """Counters of an instance, read in-process (no HTTP)."""
         return self.sim.observer.snapshot(instance)
-
-    def async_control(self) -> AsyncSimControl:
-        return AsyncSimControl(self.url)
 
     def start(self, timeout: float = 10.0) -> SimServer:
         def run() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from arq import Retry
 
+from app import redis_keys
 from app.db.repositories import entries as repo
 from app.jira.priority import Priority
 from app.services.dispatch import enqueue_pushes
@@ -49,7 +50,7 @@ async def sweeper_loop(ctx: dict[str, Any]) -> None:
     interval = wc.settings.sweep_interval_seconds
     while True:
         try:
-            if await wc.redis.set("ttsync:sweep:lease", "1", nx=True, px=int(interval * 1000 * 0.9)):
+            if await wc.redis.set(redis_keys.SWEEP_LEASE, "1", nx=True, px=int(interval * 1000 * 0.9)):
                 await sweep(wc, ctx["redis"])
         except asyncio.CancelledError:
             raise

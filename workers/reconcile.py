@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
+from app import redis_keys
 from app.db.repositories import activity as activity_repo
 from app.jira.locks import LockTimeout, acquire_lock, release_lock
 from app.services.reconcile import ReconcileDeps, reconcile_instance
@@ -21,14 +21,6 @@ log = logging.getLogger("workers.reconcile")
 
 TICK_SECONDS = 5.0
 RUNNING_TTL_SECONDS = 600.0  # a poll longer than this is stuck; its lock expires and another worker may poll
-
-
-def lease_key(instance_id: uuid.UUID) -> str:
-    return f"ttsync:reconcile:{{{instance_id}}}:lease"
-
-
-def running_key(instance_id: uuid.UUID) -> str:
-    return f"ttsync:reconcile:{{{instance_id}}}:running"
 
 
 def reconcile_deps(wc: WorkerContext, queue: Any) -> ReconcileDeps:
@@ -45,10 +37,11 @@ async def poll_due_instances(wc: WorkerContext, queue: Any) -> int:
     deps = reconcile_deps(wc, queue)
     polled = 0
     for instance_id in ids:
-        if not await wc.redis.set(lease_key(instance_id), "1", nx=True, px=interval_ms):
+        if not await wc.redis.set(redis_keys.reconcile_lease(instance_id), "1", nx=True, px=interval_ms):
             continue  # another worker polls it in this interval (or already did)
         try:
-            running = await acquire_lock(wc.redis, running_key(instance_id), RUNNING_TTL_SECONDS, max_wait=0)
+            running = await acquire_lock(wc.redis, redis_keys.reconcile_running(instance_id), RUNNING_TTL_SECONDS,
+                                         max_wait=0)
         except LockTimeout:
             continue  # the previous poll is still going
         try:

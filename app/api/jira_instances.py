@@ -34,6 +34,7 @@ from app.jira.priority import Priority
 from app.security.secrets import SecretBox
 from app.services import instances as svc
 from app.services.dispatch import enqueue_pushes
+from app.services.entries import flush_feed
 
 
 class NoEchoRoute(APIRoute):
@@ -129,6 +130,7 @@ async def create_instance(
         change = await svc.create_instance(session, box, tenant, body)
     except svc.DuplicateInstanceName as exc:
         raise _conflict(exc) from None
+    await flush_feed(session)  # the rerouted entries' skipped → pending
     await session.commit()
     await enqueue_pushes(queue, [(tenant.id, e) for e in change.due_entries], Priority.BATCH)
     return {**instance_view(change.row), "webhook_secret": change.webhook_secret}
@@ -158,6 +160,7 @@ async def patch_instance(
         change = await svc.update_instance(session, tenant, instance, body)
     except svc.DuplicateInstanceName as exc:
         raise _conflict(exc) from None
+    await flush_feed(session)
     await session.commit()
     await enqueue_pushes(queue, [(tenant.id, e) for e in change.due_entries], Priority.BATCH)
     return instance_view(change.row)

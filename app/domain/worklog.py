@@ -147,11 +147,6 @@ def adopt_remote(started: str, time_spent_seconds: int, zone: str) -> LocalField
     return LocalFields(moment.date(), moment.time().replace(microsecond=0, tzinfo=None, fold=0), minutes)
 
 
-def same_instant(a: str, b: str) -> bool:
-    """Compare two JIRA timestamps as instants (JIRA renders them in its own zone)."""
-    return parse_started(a) == parse_started(b)
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -15,19 +15,9 @@ import uuid
 
 from redis.asyncio import Redis
 
+from app import redis_keys
 from app.jira.priority import Priority
-
-_ENTER = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if tonumber(ARGV[3]) == 1 or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) + 1000)
-  return 1
-end
-return 0
-"""
+from app.jira.scripts import register
 
 
 def in_flight_cap(rate_limit_per_second: int) -> int:
@@ -36,25 +26,19 @@ def in_flight_cap(rate_limit_per_second: int) -> int:
 
 
 class InstanceAdmission:
-    def __init__(self, redis: Redis, *, lease_seconds: float, prefix: str = "ttsync:admit") -> None:
+    def __init__(self, redis: Redis, *, lease_seconds: float) -> None:
         self._redis = redis
         self._lease_ms = max(1000, int(lease_seconds * 1000))
-        self._prefix = prefix
-        self._enter = redis.register_script(_ENTER)
-
-    def key(self, instance_id: uuid.UUID) -> str:
-        return f"{self._prefix}:{{{instance_id}}}"
+        self._enter = register(redis, "admission_enter")
 
     async def enter(self, instance_id: uuid.UUID, priority: Priority, cap: int) -> str | None:
         """A lease token, or None when the instance already has `cap` pushes in flight (batch work only)."""
         token = uuid.uuid4().hex
         admitted = await self._enter(
-            keys=[self.key(instance_id)], args=[token, cap, 1 if priority == Priority.USER else 0, self._lease_ms]
+            keys=[redis_keys.admission(instance_id)],
+            args=[token, cap, 1 if priority == Priority.USER else 0, self._lease_ms],
         )
         return token if int(admitted) else None
 
     async def leave(self, instance_id: uuid.UUID, token: str) -> None:
-        await self._redis.zrem(self.key(instance_id), token)
-
-    async def in_flight(self, instance_id: uuid.UUID) -> int:
-        return int(await self._redis.zcard(self.key(instance_id)))
+        await self._redis.zrem(redis_keys.admission(instance_id), token)

@@ -17,7 +17,9 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
+from app import redis_keys
 from app.config import Settings
+from app.jira.scripts import register
 from app.metrics import CIRCUIT_OPEN
 
 __all__ = ["CircuitBreaker", "CircuitState", "Decision"]
@@ -26,69 +28,6 @@ CircuitState = Literal["closed", "open", "half_open"]
 
 _US = 1_000_000
 _STATE_TTL_MS = 24 * 3600 * 1000
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function fmt(x) return string.format('%.0f', x) end
-"""
-
-# KEYS: circuit hash, trial permit. ARGV: reset_us, trial_ttl_ms, permit token, half_open_retry_us.
-# Returns {allowed, retry_in_us, trial, state}.
-_ALLOW = _NOW + """
-local st = redis.call('HMGET', KEYS[1], 'state', 'opened_at')
-if st[1] ~= 'open' then return {1, 0, 0, 'closed'} end
-local half_open_at = tonumber(st[2]) + tonumber(ARGV[1])
-if now < half_open_at then return {0, math.floor(half_open_at - now), 0, 'open'} end
-if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', tonumber(ARGV[2])) then return {1, 0, 1, 'half_open'} end
-local left = math.max(redis.call('PTTL', KEYS[2]), 1) * 1000
-return {0, math.min(left, tonumber(ARGV[4])), 0, 'half_open'}
-"""
-
-# KEYS: circuit hash, trial permit. Returns the state before.
-_SUCCESS = """
-local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
-redis.call('DEL', KEYS[1], KEYS[2])
-return before
-"""
-
-# KEYS: circuit hash, trial permit. ARGV: threshold, reset_us, state_ttl_ms. Returns the state after.
-_FAILURE = _NOW + """
-local st = redis.call('HMGET', KEYS[1], 'state', 'opened_at')
-if st[1] == 'open' then
-  if now >= tonumber(st[2]) + tonumber(ARGV[2]) then
-    -- half-open: the trial (or a request racing it) failed, JIRA is still down
-    redis.call('HSET', KEYS[1], 'opened_at', fmt(now))
-    redis.call('DEL', KEYS[2])
-  end
-  -- while open, late failures of requests sent before it opened change nothing
-  return 'open'
-end
-local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-if failures >= tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', fmt(now))
-  return 'open'
-end
-return 'closed'
-"""
-
-# KEYS: trial permit. ARGV: token. Compare-and-delete: only the holder gives its permit back.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: circuit hash. ARGV: reset_us. Returns {state, failures, seconds_until_half_open_us}.
-_STATE = _NOW + """
-local st = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'failures')
-local failures = tonumber(st[3] or '0')
-if st[1] ~= 'open' then return {'closed', failures, 0} end
-local half_open_at = tonumber(st[2]) + tonumber(ARGV[1])
-if now < half_open_at then return {'open', failures, math.floor(half_open_at - now)} end
-return {'half_open', failures, 0}
-"""
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -120,19 +59,17 @@ class CircuitBreaker:
         reset_seconds: float = 30.0,
         trial_ttl_seconds: float = 40.0,
         half_open_retry_seconds: float = 1.0,
-        prefix: str = "ttsync:cb",
     ) -> None:
         self._redis = redis
         self._threshold = failure_threshold
         self._reset_us = int(reset_seconds * _US)
         self._trial_ttl_ms = max(1, int(trial_ttl_seconds * 1000))
         self._half_open_retry_us = int(half_open_retry_seconds * _US)
-        self._prefix = prefix
-        self._allow = redis.register_script(_ALLOW)
-        self._success = redis.register_script(_SUCCESS)
-        self._failure = redis.register_script(_FAILURE)
-        self._release = redis.register_script(_RELEASE)
-        self._state = redis.register_script(_STATE)
+        self._allow = register(redis, "cb_allow")
+        self._success = register(redis, "cb_success")
+        self._failure = register(redis, "cb_failure")
+        self._release = register(redis, "release_if_owner")
+        self._state = register(redis, "cb_state")
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> CircuitBreaker:
@@ -146,8 +83,7 @@ class CircuitBreaker:
 
     def keys(self, instance_id: uuid.UUID) -> tuple[str, str]:
         """(circuit hash, trial permit) for one instance."""
-        base = f"{self._prefix}:{{{instance_id}}}"
-        return base, f"{base}:trial"
+        return redis_keys.circuit(instance_id)
 
     async def allow(self, instance_id: uuid.UUID) -> Decision:
         """May a request go to this instance now? In half-open only the one permit holder may."""
@@ -183,12 +119,9 @@ class CircuitBreaker:
             return False
         return bool(await self._release(keys=[self.keys(instance_id)[1]], args=[decision.permit]))
 
-    async def state(self, instance_id: uuid.UUID) -> CircuitState:
-        """'closed', 'open' or 'half_open', on Redis' clock."""
-        return (await self.describe(instance_id))[0]
-
     async def describe(self, instance_id: uuid.UUID) -> tuple[CircuitState, int, float]:
-        """(state, consecutive failures, seconds until half-open) for the dashboard."""
+        """(state: 'closed', 'open' or 'half_open' on Redis' clock, consecutive failures, seconds until
+        half-open), for the dashboard and the metrics."""
         state, failures, until_us = await self._state(keys=[self.keys(instance_id)[0]], args=[self._reset_us])
         st: CircuitState = _text(state)  # type: ignore[assignment]
         self._publish(instance_id, st)

@@ -19,23 +19,12 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.jira.scripts import register
+from app.redis_keys import issue_lock_key
 
 __all__ = [
-    "HeldLock", "LockTimeout", "acquire_lock", "default_lock_ttl", "entry_lock", "entry_lock_key", "issue_lock",
-    "issue_lock_key", "release_lock",
+    "HeldLock", "LockTimeout", "acquire_lock", "default_lock_ttl", "issue_lock", "issue_lock_key", "release_lock",
 ]
-
-_PREFIX = "ttsync:lock"
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 class LockTimeout(Exception):
@@ -59,17 +48,9 @@ class HeldLock:
 
 
 def default_lock_ttl(settings: Settings) -> float:
-    """Long enough for one JIRA request to time out, with room for the anchor look-up before a write."""
-    return settings.jira_timeout_seconds + 15.0
-
-
-def issue_lock_key(instance_id: uuid.UUID, issue_key: str) -> str:
-    """JIRA issue keys are case-insensitive (`proj-1` is `PROJ-1`)."""
-    return f"{_PREFIX}:issue:{{{instance_id}}}:{issue_key.strip().upper()}"
-
-
-def entry_lock_key(tenant_id: uuid.UUID, entry_id: str) -> str:
-    return f"{_PREFIX}:entry:{{{tenant_id}}}:{entry_id}"
+    """An issue lock outlives the requests of one push step made under it (a find, a write, a retry of the
+    connection) even if renewal stalls, so a killed worker's lock lapses within a few JIRA timeouts."""
+    return settings.jira_timeout_seconds * 4 + 30
 
 
 async def acquire_lock(
@@ -93,11 +74,11 @@ async def acquire_lock(
 
 async def release_lock(redis: Redis, lock: HeldLock) -> bool:
     """Delete the lock only if it is still ours; False when it had expired (and maybe been taken)."""
-    return bool(await redis.register_script(_RELEASE)(keys=[lock.key], args=[lock.token]))
+    return bool(await register(redis, "release_if_owner")(keys=[lock.key], args=[lock.token]))
 
 
 async def _renew(redis: Redis, lock: HeldLock) -> None:
-    extend = redis.register_script(_EXTEND)
+    extend = register(redis, "extend_if_owner")
     ttl_ms = max(1, int(lock.ttl * 1000))
     while True:
         await asyncio.sleep(lock.ttl / 3)
@@ -130,9 +111,3 @@ def issue_lock(
     """`async with issue_lock(...)`: no other process writes to this JIRA issue meanwhile."""
     return _held(redis, issue_lock_key(instance_id, issue_key), ttl, max_wait, renew)
 
-
-def entry_lock(
-    redis: Redis, tenant_id: uuid.UUID, entry_id: str, ttl: float, *, max_wait: float = 60.0, renew: bool = True,
-) -> contextlib.AbstractAsyncContextManager[HeldLock]:
-    """`async with entry_lock(...)`: no other process pushes this entry meanwhile."""
-    return _held(redis, entry_lock_key(tenant_id, entry_id), ttl, max_wait, renew)

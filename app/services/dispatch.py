@@ -21,6 +21,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 
 from app.jira.priority import Priority
+from app.jira.scripts import register
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +33,6 @@ USER_HEADSTART = timedelta(days=1)
 JOB_EXPIRES = timedelta(days=7)
 # jobs per script call: Redis runs a script alone, so a huge batch is cut into short turns
 ENQUEUE_CHUNK = 250
-
-# KEYS: the queue. ARGV: job key prefix, result key prefix, expiry ms, then (job id, score, job data) triples.
-# Like arq's enqueue_job, a job id that is queued, running or holds a result is left alone (changes coalesce:
-# the push reads the entry's latest state when it runs). Returns how many jobs were newly queued.
-_ENQUEUE = """
-local queued = 0
-for i = 4, #ARGV, 3 do
-  local id = ARGV[i]
-  local job_key = ARGV[1] .. id
-  if redis.call('EXISTS', job_key, ARGV[2] .. id) == 0 then
-    redis.call('PSETEX', job_key, ARGV[3], ARGV[i + 2])
-    redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
-    queued = queued + 1
-  end
-end
-return queued
-"""
-
 
 def push_job_id(tenant_id: uuid.UUID, entry_id: str) -> str:
     return f"push:{tenant_id}:{entry_id}"
@@ -72,7 +55,7 @@ async def enqueue_pushes(
         data = serialize_job(PUSH_JOB, (str(tenant_id), entry_id), {}, None, enqueued_at,
                              serializer=pool.job_serializer)
         args += [push_job_id(tenant_id, entry_id), score, data]
-    script = pool.register_script(_ENQUEUE)  # EVALSHA, loading the script once per Redis when missing
+    script = register(pool, "enqueue_jobs")  # app/jira/lua/enqueue_jobs.lua
     queued = 0
     try:
         for start in range(0, len(args), 3 * ENQUEUE_CHUNK):

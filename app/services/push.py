@@ -33,7 +33,7 @@ from app.jira.calls import JiraCall
 from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.errors import AuthRejected, JiraError, NotFound, PermanentError, RateLimited, TransientError
-from app.jira.locks import LockTimeout, issue_lock
+from app.jira.locks import LockTimeout, default_lock_ttl, issue_lock
 from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog
 from app.security.secrets import SecretBox
@@ -227,8 +227,7 @@ class PushEngine:
             calls.append(call)
 
         try:
-            async with issue_lock(self.d.redis, step.instance_id, step.issue,
-                                  ttl=self.d.settings.jira_timeout_seconds * 4 + 30):
+            async with issue_lock(self.d.redis, step.instance_id, step.issue, ttl=default_lock_ttl(self.d.settings)):
                 result = await self._execute(step, target, entry_id, collect)
         except LockTimeout:
             await self.d.circuit.release_trial(step.instance_id, decision)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.db.repositories import activity as activity_repo
 from app.db.repositories import stats as repo
 from app.domain.entry import SyncStatus
 from app.jira.circuit import CircuitBreaker
@@ -112,7 +113,7 @@ async def fleet_gauges(session: AsyncSession, probes: Probes) -> list[GaugeFamil
         for (inst, prio), n in sorted((await repo.fleet_queue_lengths(session)).items(), key=lambda kv: str(kv[0]))
     ]
     circuits = []
-    for instance_id in await repo.all_instance_ids(session):
+    for instance_id in await activity_repo.all_instance_ids(session):
         state, _, _ = await probes.circuit.describe(instance_id)
         circuits.append(GaugeValue({"instance": str(instance_id)}, 0.0 if state == "closed" else 1.0))
     return [

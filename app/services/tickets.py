@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, NoReturn
-from urllib.parse import quote
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import redis_keys
 from app.db.models import JiraInstanceRow
 from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient, JiraTarget
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 60
 MISS_CACHE_SECONDS = 15
-_PREFIX = "ttsync:tickets"
 
 
 class NotConnected(Exception):
@@ -62,10 +60,6 @@ class Ticket:
     parent: str | None
 
 
-def cache_key(tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, kind: str, key: str) -> str:
-    return f"{_PREFIX}:{tenant_id}:{instance_id}:{quote(user, safe='')}:{kind}:{key}"
-
-
 async def _cached(redis: Redis, key: str) -> Any:
     try:
         raw = await redis.get(key)
@@ -92,7 +86,7 @@ class TicketLookup:
         self.calls = CallLog()
 
     def _key(self, kind: str, key: str) -> str:
-        return cache_key(self.instance.tenant_id, self.instance.id, self.user, kind, key)
+        return redis_keys.ticket_cache(self.instance.tenant_id, self.instance.id, self.user, kind, key)
 
     async def _target(self) -> JiraTarget:
         connection = await jira_repo.get_connection(self.session, self.instance.tenant_id, self.instance.id,

@@ -302,14 +302,15 @@ async def test_poll_cursors_advance_with_overlap_and_ignore_foreign_worklogs(  #
 
 async def test_one_poller_per_instance_and_interval_across_workers(  # type: ignore[no-untyped-def]
         app, api, wc, world, settings):
-    from workers.reconcile import lease_key, poll_due_instances
+    from app.redis_keys import reconcile_lease
+    from workers.reconcile import poll_due_instances
 
     other = build_context(settings)
     try:
         async with app.state.sessionmaker() as session:
             ids = await activity_repo.all_instance_ids(session)
         for instance_id in ids:
-            await wc.redis.delete(lease_key(instance_id))
+            await wc.redis.delete(reconcile_lease(instance_id))
         polled = await asyncio.gather(poll_due_instances(wc, None), poll_due_instances(other, None))
         # two workers ticking at once: every instance was polled by exactly one of them
         assert sum(polled) == len(ids)

@@ -165,7 +165,7 @@ async def circuit_state(api, world, wanted):
     from app.jira.circuit import CircuitBreaker
 
     app = app_of(api)
-    state = await CircuitBreaker.from_settings(app.state.redis, app.state.settings).state(world.instance_id)
+    state, _, _ = await CircuitBreaker.from_settings(app.state.redis, app.state.settings).describe(world.instance_id)
     return state if state == wanted else None
 
 

@@ -27,7 +27,7 @@ async def test_circuit_opens_after_threshold_consecutive_failures(breaker):
     assert await breaker.record_failure(inst) == "closed"
     assert (await breaker.allow(inst)).allowed
     assert await breaker.record_failure(inst) == "open"
-    assert await breaker.state(inst) == "open"
+    assert (await breaker.describe(inst))[0] == "open"
     assert CIRCUIT_OPEN.labels(instance=str(inst))._value.get() == 1
 
 
@@ -36,7 +36,7 @@ async def test_a_success_resets_the_consecutive_failure_count(breaker):
     await open_circuit(breaker, inst, 2)
     await breaker.record_success(inst)
     await open_circuit(breaker, inst, 2)
-    assert await breaker.state(inst) == "closed"
+    assert (await breaker.describe(inst))[0] == "closed"
     assert (await breaker.describe(inst))[1] == 2
 
 
@@ -53,7 +53,7 @@ async def test_another_process_sees_the_same_state(breaker, redis):
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
     other = CircuitBreaker(redis, failure_threshold=3, reset_seconds=0.3)
-    assert await other.state(inst) == "open"
+    assert (await other.describe(inst))[0] == "open"
     assert not (await other.allow(inst)).allowed
 
 
@@ -61,7 +61,7 @@ async def test_half_open_allows_exactly_one_concurrent_trial(breaker, redis):
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
     await asyncio.sleep(0.32)
-    assert await breaker.state(inst) == "half_open"
+    assert (await breaker.describe(inst))[0] == "half_open"
     breakers = [CircuitBreaker(redis, failure_threshold=3, reset_seconds=0.3, trial_ttl_seconds=5) for _ in range(5)]
     decisions = await asyncio.gather(*(breakers[i % 5].allow(inst) for i in range(50)))
     trials = [d for d in decisions if d.allowed]
@@ -75,7 +75,7 @@ async def test_trial_success_closes_the_circuit(breaker):
     await asyncio.sleep(0.32)
     assert (await breaker.allow(inst)).trial
     await breaker.record_success(inst)
-    assert await breaker.state(inst) == "closed"
+    assert (await breaker.describe(inst))[0] == "closed"
     assert all(d.allowed and not d.trial for d in await asyncio.gather(*(breaker.allow(inst) for _ in range(5))))
     assert CIRCUIT_OPEN.labels(instance=str(inst))._value.get() == 0
 
@@ -122,7 +122,7 @@ async def test_late_failures_while_open_do_not_extend_it(breaker):
     await asyncio.sleep(0.15)
     await open_circuit(breaker, inst, 5)
     await asyncio.sleep(0.17)
-    assert await breaker.state(inst) == "half_open"
+    assert (await breaker.describe(inst))[0] == "half_open"
 
 
 def test_settings_configure_the_breaker(redis, settings):

@@ -224,3 +224,26 @@ async def test_creating_or_changing_an_instance_routes_skipped_entries_again(
 
     await api.patch(f"{BASE}/{created['id']}", json={"project_keys": ["OPS", "NEW"]}, headers=auth)
     assert (await api.get("/api/v1/entries/r2", headers=auth)).json()["sync"]["status"] == "pending"
+
+
+async def _feed(api: httpx.AsyncClient, auth: dict[str, str]) -> list[dict[str, Any]]:
+    r = await api.get("/api/v1/changes?after=0&limit=1000", headers=auth)
+    assert r.status_code == 200
+    return list(r.json()["items"])
+
+
+async def test_rerouted_entries_reach_the_changes_feed(api: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """Creating or changing an instance reroutes skipped entries; their `skipped → pending` is a status change
+    like any other, so a client rebuilding entries from GET /api/v1/changes must see it (issue 14)."""
+    await api.put("/api/v1/entries/f1", json=entry("OPS-1"), headers=auth)
+    await api.put("/api/v1/entries/f2", json=entry("NEW-1"), headers=auth)
+
+    created = (await api.post(BASE, json=body(project_keys=["OPS"]), headers=auth)).json()
+    latest = {i["entry_id"]: i["entry"] for i in await _feed(api, auth)}
+    assert latest["f1"]["sync"]["status"] == "pending"
+    assert latest["f1"] == (await api.get("/api/v1/entries/f1", headers=auth)).json()
+
+    await api.patch(f"{BASE}/{created['id']}", json={"project_keys": ["OPS", "NEW"]}, headers=auth)
+    latest = {i["entry_id"]: i["entry"] for i in await _feed(api, auth)}
+    assert latest["f2"]["sync"]["status"] == "pending"
+    assert latest["f2"] == (await api.get("/api/v1/entries/f2", headers=auth)).json()

@@ -13,7 +13,6 @@ from app.jira.locks import (
     LockTimeout,
     acquire_lock,
     default_lock_ttl,
-    entry_lock,
     issue_lock,
     issue_lock_key,
     release_lock,
@@ -108,12 +107,12 @@ async def test_lock_is_released_when_the_body_raises(redis):
     assert await redis.get(lock.key) is None
 
 
-async def test_entry_lock_excludes_concurrent_pushes_of_one_entry(redis):
-    tenant = uuid.uuid4()
+async def test_issue_lock_excludes_concurrent_writers_of_one_issue(redis):
+    instance = uuid.uuid4()
     inside = {"now": 0, "peak": 0}
 
     async def push() -> None:
-        async with entry_lock(redis, tenant, "4711", ttl=5):
+        async with issue_lock(redis, instance, "PROJ-4711", ttl=5):
             inside["now"] += 1
             inside["peak"] = max(inside["peak"], inside["now"])
             await asyncio.sleep(0.01)

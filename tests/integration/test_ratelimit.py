@@ -200,7 +200,7 @@ async def test_a_429_pauses_every_acquirer_for_retry_after(limiter, redis):
 async def test_a_429_without_retry_after_pauses_at_least_a_second(limiter):
     inst = ref(10)
     await limiter.observe(inst, 429, {"retry-after": "0"})
-    assert 0.9 < await limiter.pause_left(inst.id) <= 1.0
+    assert 0.9 < (await limiter.instance_stats(inst.id)).paused_for_seconds <= 1.0
     t0 = time.monotonic()
     waited = await limiter.acquire(inst, Priority.USER)
     assert waited >= 0.9
@@ -235,8 +235,8 @@ async def test_user_requests_are_served_ahead_of_waiting_batch_requests(limiter)
 async def test_low_remaining_budget_slows_down_briefly(limiter):
     inst = ref(10)
     await limiter.observe(inst, 200, {"X-RateLimit-Remaining": "1"})
-    stats = await limiter.stats(inst.id)
-    assert stats["slowed_down"] is True
+    stats = await limiter.instance_stats(inst.id)
+    assert stats.slowed_down is True
     stamps: list[float] = []
     slots: list[float] = []
     end_at = time.time() + 0.9
@@ -250,13 +250,13 @@ async def test_low_remaining_budget_slows_down_briefly(limiter):
 async def test_repeated_429s_reduce_the_rate_and_it_recovers(limiter):
     inst = ref(10)
     await limiter.observe(inst, 429, {"Retry-After": "1"})
-    assert (await limiter.stats(inst.id))["backoff_factor"] == 1.0
+    assert (await limiter.instance_stats(inst.id)).backoff_factor == 1.0
     await asyncio.sleep(1.05)
     await limiter.observe(inst, 429, {"Retry-After": "1"})
-    first = (await limiter.stats(inst.id))["backoff_factor"]
+    first = (await limiter.instance_stats(inst.id)).backoff_factor
     assert 0.5 <= first < 0.52
     await asyncio.sleep(0.5)
-    assert (await limiter.stats(inst.id))["backoff_factor"] > first
+    assert (await limiter.instance_stats(inst.id)).backoff_factor > first
 
 
 async def test_waiting_does_not_hammer_redis(limiter, redis):
@@ -278,17 +278,18 @@ async def test_stats_show_grants_pause_and_waiters(limiter):
     await limiter.observe(inst, 429, {"Retry-After": "3"})
     waiter = asyncio.create_task(limiter.acquire(inst, Priority.BATCH))
     await asyncio.sleep(0.1)
-    stats = await limiter.stats(inst.id)
+    stats = await limiter.instance_stats(inst.id)
     waiter.cancel()
-    assert stats["rate_limit_per_second"] == 10
+    assert stats.rate_limit_per_second == 10
     # three grants; a slot woken up too late for (a busy machine) stays counted, so perhaps one more
-    assert 3 <= sum(stats["grants_per_second"][:2]) <= 4
-    assert 2.5 < stats["paused_for_seconds"] <= 3.0
-    assert stats["waiting"] == {"user": 0, "batch": 1}
+    assert 3 <= sum(stats.grants_per_second[:2]) <= 4
+    assert 2.5 < stats.paused_for_seconds <= 3.0
+    assert (stats.waiting_user, stats.waiting_batch) == (0, 1)
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await asyncio.sleep(0.05)
-    assert (await limiter.stats(inst.id))["waiting"] == {"user": 0, "batch": 0}
+    after = await limiter.instance_stats(inst.id)
+    assert (after.waiting_user, after.waiting_batch) == (0, 0)
 
 
 async def test_a_request_that_leaves_late_pushes_the_later_grants_back(limiter, redis):

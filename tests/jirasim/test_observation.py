@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from jirasim.control import AsyncSimControl, SimControl
+from jirasim.control import SimControl
 from jirasim.testing import OAuthSigner, SimServer
 
 from .conftest import CONSUMER, Jira, Keys, http, make_jira
@@ -78,17 +78,6 @@ def test_runtime_instance_user_issue(sim: SimServer, keys: Keys) -> None:
     assert wl["started"] == "2026-11-25T18:00:00.000+0900"
     assert jira("GET", "search", params={"jql": "parent = NEW-1"}).json()["total"] == 1
     jira.close()
-
-
-async def test_async_control(sim: SimServer) -> None:
-    async with sim.async_control() as actl:
-        assert isinstance(actl, AsyncSimControl)
-        assert (await actl.health())["status"] == "ok"
-        token, _ = await actl.grant_token("jira1", CONSUMER, "bob")
-        assert await actl.revoke("jira1", token=token) == 1
-        await actl.set_faults("jira1", latency_ms=5)
-        assert (await actl.faults("jira1"))["settings"]["latency_ms"] == 5
-        assert (await actl.counters("jira1"))["requests"] == 0
 
 
 def _free_port() -> int:

@@ -22,6 +22,7 @@ async def instance_by_id(
 
 
 async def all_instance_ids(session: AsyncSession) -> list[uuid.UUID]:
+    """Every JIRA instance of every tenant, oldest first (the poller's round, the fleet's circuit gauges)."""
     return list((await session.execute(select(JiraInstanceRow.id).order_by(JiraInstanceRow.created_at))).scalars())
 
 

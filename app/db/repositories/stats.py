@@ -122,11 +122,6 @@ async def newest_entries(session: AsyncSession, tenant_id: uuid.UUID, statuses: 
     return [EntrySummary(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7]) for r in rows]
 
 
-async def all_instance_ids(session: AsyncSession) -> list[uuid.UUID]:
-    """Every JIRA instance of every tenant (for fleet-wide gauges)."""
-    return list((await session.execute(select(JiraInstanceRow.id))).scalars())
-
-
 async def fleet_queue_lengths(session: AsyncSession) -> dict[tuple[uuid.UUID | None, int], int]:
     """Outbox size of all tenants by (routed instance, priority)."""
     inst = _routed_instance()

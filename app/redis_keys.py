@@ -1,0 +1,60 @@
+"""Every Redis key the service writes, in one place (besides arq's own queue keys).
+
+Keys of one JIRA instance carry the hash tag `{<instance id>}`, so a script touching several of them finds
+them in one cluster slot. What each key holds and how long it lives: docs/coordination.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+ROOT = "ttsync"
+
+RATE_LIMIT_PARTS = ("grants", "pause", "slow", "backoff", "cfg", "wait_user", "alive_user", "wait_batch", "alive_batch")
+
+
+def rate_limit(instance_id: uuid.UUID) -> dict[str, str]:
+    """The rate limiter's keys of one instance, by part (`wait_user` is `…:wait:user`)."""
+    base = f"{ROOT}:rl:{{{instance_id}}}"
+    return {part: f"{base}:{part.replace('_', ':')}" for part in RATE_LIMIT_PARTS}
+
+
+def circuit(instance_id: uuid.UUID) -> tuple[str, str]:
+    """(circuit hash, half-open trial permit) of one instance."""
+    base = f"{ROOT}:cb:{{{instance_id}}}"
+    return base, f"{base}:trial"
+
+
+def admission(instance_id: uuid.UUID) -> str:
+    """The sorted set of one instance's batch-push leases."""
+    return f"{ROOT}:admit:{{{instance_id}}}"
+
+
+def issue_lock_key(instance_id: uuid.UUID, issue_key: str) -> str:
+    """The write lock of one JIRA issue; issue keys are case-insensitive (`proj-1` is `PROJ-1`)."""
+    return f"{ROOT}:lock:issue:{{{instance_id}}}:{issue_key.strip().upper()}"
+
+
+def reconcile_lease(instance_id: uuid.UUID) -> str:
+    """Who polls the instance in this reconciliation interval."""
+    return f"{ROOT}:reconcile:{{{instance_id}}}:lease"
+
+
+def reconcile_running(instance_id: uuid.UUID) -> str:
+    """Held while a poll of the instance runs, so a slow one never overlaps the next."""
+    return f"{ROOT}:reconcile:{{{instance_id}}}:running"
+
+
+SWEEP_LEASE = f"{ROOT}:sweep:lease"
+
+
+def ticket_cache(tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, kind: str, key: str) -> str:
+    """One cached ticket look-up, per asking user (two users may see different issues)."""
+    return f"{ROOT}:tickets:{tenant_id}:{instance_id}:{quote(user, safe='')}:{kind}:{key}"
+
+
+METRICS = f"{ROOT}:metrics:v1"
+METRIC_SAMPLES = f"{METRICS}:samples"
+METRIC_META = f"{METRICS}:meta"
+METRIC_PUBLISHERS = f"{METRICS}:publishers"

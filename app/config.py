@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # The one stated default of RATE_LIMIT_ARRIVAL_MARGIN_SECONDS (README and docs/coordination.md say the same):
 # 50 ms covers wake-up lag, signing and loopback/LAN transit; utilisation under backlog is 1 / 1.05 ≈ 95 %.
 DEFAULT_ARRIVAL_MARGIN_SECONDS = 0.05
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,19 @@ def parse_encryption_keys(raw: str) -> tuple[EncryptionKey, ...]:
     return tuple(keys)
 
 
+def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    """`10.0.0.0/8, 127.0.0.1/32, ::1/128` (a bare address means just that address)."""
+    networks: list[IPNetwork] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a network like 10.0.0.0/8 or 127.0.0.1/32") from None
+    return tuple(networks)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -78,6 +93,14 @@ class Settings(BaseSettings):
     # the longest expected delay between a rate-limiter grant and the request's arrival at JIRA; the
     # limiter keeps `rate` requests per (1 s + margin), so arrivals hold `rate` per second at JIRA
     rate_limit_arrival_margin_seconds: float = Field(DEFAULT_ARRIVAL_MARGIN_SECONDS, ge=0, le=0.5)
+    # CONTRACT section 11: limits, egress and hostile input
+    api_max_body_bytes: int = Field(1_048_576, ge=1024)
+    api_max_batch_body_bytes: int = Field(8_388_608, ge=1024)
+    tenant_api_rate_per_second: float = Field(100, ge=0)
+    jira_allowed_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    jira_max_response_bytes: int = Field(8_388_608, ge=1024)
+    jira_max_connections_per_instance: int = Field(10, ge=1, le=1000)
+    metrics_token: str = Field("", repr=False)
 
     @property
     def push_job_timeout_seconds(self) -> float:
@@ -107,6 +130,13 @@ class Settings(BaseSettings):
     def _parse_keys(cls, v: object) -> object:
         if isinstance(v, str):
             return parse_encryption_keys(v)
+        return v
+
+    @field_validator("jira_allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, v: object) -> object:
+        if isinstance(v, str):
+            return parse_networks(v)
         return v
 
     @field_validator("public_base_url")

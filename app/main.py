@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from arq import create_pool
 from arq.connections import RedisSettings
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from redis.asyncio import Redis
 
 from app.api import audit as audit_api
@@ -29,7 +29,9 @@ from app.api import (
 from app.api import metrics as metrics_api
 from app.api import notifications as notifications_api
 from app.api import stats as stats_api
+from app.api.body_limit import BodyLimit
 from app.api.deps import ApiKeyCache, TenantByIdCache
+from app.api.tenant_rate import TenantRateLimit
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
 from app.jira.client import JiraClient
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.api_key_cache = ApiKeyCache()
         app.state.tenant_by_id_cache = TenantByIdCache()
         app.state.redis = Redis.from_url(settings.redis_url)
+        app.state.tenant_rate = TenantRateLimit(app.state.redis, settings.tenant_api_rate_per_second)
         app.state.queue = await create_pool(RedisSettings.from_dsn(settings.redis_url), retry=0)
         app.state.http = httpx.AsyncClient(
             timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
@@ -101,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[Depends(edge.reject_unknown_query)],
     )
     app.include_router(health.router)
     app.include_router(entries.router)
@@ -117,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats_api.router)
     app.include_router(metrics_api.router)
     app.include_router(dashboard.router)
+    # outermost last: every answer carries a request id, and no body over the limit reaches anything else
+    app.add_middleware(BodyLimit, default=settings.api_max_body_bytes, batch=settings.api_max_batch_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     edge.install(app)
     return app

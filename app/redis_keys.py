@@ -46,6 +46,11 @@ def reconcile_running(instance_id: uuid.UUID) -> str:
     return f"{ROOT}:reconcile:{{{instance_id}}}:running"
 
 
+def tenant_api_rate(tenant_id: uuid.UUID) -> str:
+    """The tenant's API rate limit state (GCRA: its theoretical arrival time, µs on Redis' clock)."""
+    return f"{ROOT}:api-rate:{{{tenant_id}}}"
+
+
 SWEEP_LEASE = f"{ROOT}:sweep:lease"
 
 

@@ -11,13 +11,15 @@ from app.api.schemas.activity import ChangesPage
 from app.api.schemas.common import error_responses
 from app.db.repositories import entries as repo
 
+MAX_SEQ = 2**63 - 1  # seq is a PostgreSQL bigint: anything larger is a 422, not a database error
+
 router = APIRouter(prefix="/api/v1/changes", tags=["changes"])
 
 
 @router.get("", response_model=ChangesPage, summary="Read the changes feed", responses=error_responses(401, 422))
 async def changes(
     session: SessionDep, tenant: TenantDep,
-    after: Annotated[int, Query(ge=0, description="the last `seq` already read (0: from the start)")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="the last `seq` already read (0: from the start)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Items with `seq` greater than `after`, oldest first. Each carries the whole entry as it was right after the

@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.tenant_rate import TenantRateLimit
 from app.config import Settings
 from app.db.models import Tenant
 from app.db.repositories.tenants import tenant_for_key_hash
@@ -114,7 +115,18 @@ async def current_tenant(
     # the index lookup is by hash; the final comparison is constant-time
     if found is None or not matches(key, found[1]):
         raise unauthorized
+    await enforce_tenant_rate(request, found[0].id)
     return found[0]
+
+
+async def enforce_tenant_rate(request: Request, tenant_id: uuid.UUID) -> None:
+    """Count an authenticated request (API key or signed webhook) against its tenant's rate; 429 beyond it."""
+    limit: TenantRateLimit = request.app.state.tenant_rate
+    wait = await limit.check(tenant_id)
+    if wait is not None:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"this tenant sent more than {limit.rate:g} requests per second; retry after {wait} s",
+                            headers={"Retry-After": str(wait)})
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]

@@ -1,18 +1,21 @@
-"""What every route shares at the edge: answers for text PostgreSQL cannot hold, and a complete OpenAPI document."""
+"""What every route shares at the edge: answers for text PostgreSQL cannot hold, unknown query parameters
+refused, and a complete OpenAPI document."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
-from app.api.schemas.common import ErrorOut
+from app.api.schemas.common import ErrorOut, ValidationErrorOut, error_responses
 
 # PostgreSQL text cannot hold NUL (untranslatable_character) nor invalid code points (character_not_in_repertoire)
 _BAD_TEXT_SQLSTATES = {"22P05", "22021"}
@@ -54,19 +57,60 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _json_safe(jsonable_encoder(cleaned))}, status_code=422)
 
 
+_query_names: dict[int, frozenset[str]] = {}
+
+
+def _query_params_of(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_params_of(sub)
+    return names
+
+
+def _declared_query(route: APIRoute) -> frozenset[str]:
+    names = _query_names.get(id(route))
+    if names is None:
+        names = _query_names[id(route)] = frozenset(_query_params_of(route.dependant))
+    return names
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not know is a mistake worth naming (CONTRACT 11), not something to drop."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params.keys()) - _declared_query(route))
+    if unknown:
+        names = ", ".join(repr(n[:50]) for n in unknown[:5])
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown query parameter {names}")
+
+
 def complete_openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus what it leaves out: every operation with a body may answer 400 for a body
-    that is not JSON (Starlette's parser), and ErrorOut is always among the components."""
+    """FastAPI's document plus what it leaves out: every operation may answer 422 (an unknown query parameter),
+    one with a body 400 (not JSON) and 413 (too large), an authenticated one 429 (the tenant's rate); ErrorOut
+    and ValidationErrorOut are always among the components."""
     if app.openapi_schema:
         return app.openapi_schema
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
                       tags=app.openapi_tags)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
+    schemas.setdefault("ValidationErrorOut", ValidationErrorOut.model_json_schema(
+        ref_template="#/components/schemas/{model}"))
+    shared = error_responses(413, 422, 429)
+    as_doc = {str(code): {"description": r["description"], "content": {"application/json": {"schema": {
+        "$ref": f"#/components/schemas/{r['model'].__name__}"}}}} for code, r in shared.items()}
     for path_item in doc.get("paths", {}).values():
         for operation in path_item.values():
-            if isinstance(operation, dict) and "requestBody" in operation:
-                operation.setdefault("responses", {}).setdefault("400", _MALFORMED_BODY)
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("422", as_doc["422"])  # any route: an unknown query parameter
+            if "requestBody" in operation:
+                responses.setdefault("400", _MALFORMED_BODY)
+                responses.setdefault("413", as_doc["413"])
+            if "401" in responses:  # authenticated: counted against the tenant's rate
+                responses.setdefault("429", as_doc["429"])
     app.openapi_schema = doc
     return doc
 

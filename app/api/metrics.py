@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, SettingsDep
 from app.api.stats import ProbesDep
 from app.observability import GaugeFamily, GaugeValue, MetricsPublisher, alive_publishers, read_totals, render
 from app.services.stats import fleet_gauges
@@ -24,16 +25,29 @@ sync_queue_length{instance="1f0c…",priority="user"} 3.0
 """
 
 
+def _bearer_matches(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # bytes, so a non-ASCII header is a mismatch rather than compare_digest's TypeError
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode())
+
+
 @router.get(
     "/metrics", summary="Prometheus metrics of the API and all workers",
     response_class=Response,
     responses={200: {"description": "Prometheus text exposition format 0.0.4",
                      "content": {"text/plain": {"schema": {"type": "string"}, "example": _EXAMPLE}}},
+               401: {"description": "METRICS_TOKEN is set and the request does not carry it",
+                     "content": {"text/plain": {"schema": {"type": "string"}}}},
                503: {"description": "Redis does not answer (the shared totals live there)",
                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def metrics(request: Request, session: SessionDep, probes: ProbesDep) -> Response:
-    """Counters and histograms summed over every process (published to Redis every 2 s); gauges computed now."""
+async def metrics(request: Request, session: SessionDep, probes: ProbesDep, settings: SettingsDep) -> Response:
+    """Counters and histograms summed over every process (published to Redis every 2 s); gauges computed now.
+    With `METRICS_TOKEN` set, only `Authorization: Bearer <METRICS_TOKEN>` may read them."""
+    if settings.metrics_token and not _bearer_matches(request, settings.metrics_token):
+        return Response("missing or wrong metrics token\n", status_code=401, media_type="text/plain",
+                        headers={"WWW-Authenticate": "Bearer"})
     publisher: MetricsPublisher | None = getattr(request.app.state, "metrics_publisher", None)
     redis = request.app.state.redis
     try:

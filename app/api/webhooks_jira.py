@@ -14,9 +14,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import QueueDep, SessionDep, SettingsDep
+from app.api.deps import QueueDep, SessionDep, SettingsDep, enforce_tenant_rate
 from app.api.schemas.common import error_responses
-from app.api.webhooks_timetracker import read_limited
 from app.db.repositories import activity as activity_repo
 from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog
@@ -28,7 +27,6 @@ from app.services.dispatch import enqueue_pushes
 
 router = APIRouter(tags=["webhooks"])
 
-MAX_BODY = 1024 * 1024
 WORKLOG_EVENTS = {"worklog_created", "worklog_updated", "worklog_deleted"}
 
 
@@ -61,7 +59,7 @@ def _worklog_of(payload: Any) -> tuple[str, dict[str, Any], int | None]:
     "/webhooks/jira/{instance_id}",
     response_model=JiraWebhookOut,
     summary="JIRA worklog events (signed with the instance's webhook secret)",
-    responses=error_responses(400, 401, 404, 413),
+    responses=error_responses(400, 401, 404, 413, 429),
 )
 async def jira_webhook(
     instance_id: str, request: Request, session: SessionDep, queue: QueueDep, settings: SettingsDep,
@@ -69,7 +67,7 @@ async def jira_webhook(
 ) -> dict[str, Any]:
     """`X-Hub-Signature: sha256=<hex HMAC-SHA256(webhook_secret, raw body)>`. Duplicates, retries, stale
     deliveries, echoes of the service's own writes and worklogs that are not the service's change nothing."""
-    body = await read_limited(request, MAX_BODY)
+    body = await request.body()  # bounded by API_MAX_BODY_BYTES (app.api.body_limit)
     try:
         iid = uuid.UUID(instance_id)
     except ValueError:
@@ -82,6 +80,7 @@ async def jira_webhook(
         verify_hub(instance_webhook_secret(box, instance), x_hub_signature, body)
     except SignatureProblem as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.reason) from None
+    await enforce_tenant_rate(request, instance.tenant_id)
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):

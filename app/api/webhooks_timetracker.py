@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.api.deps import QueueDep, SessionDep, tenant_by_id_cache
+from app.api.deps import QueueDep, SessionDep, enforce_tenant_rate, tenant_by_id_cache
 from app.api.schemas.common import error_responses
 from app.api.schemas.entries import EntryId, EntryIn
 from app.db.repositories import entries as repo
@@ -25,9 +25,6 @@ from app.services.dispatch import enqueue_pushes
 from app.services.views import entry_view
 
 router = APIRouter(tags=["webhooks"])
-
-MAX_BODY = 1024 * 1024
-
 
 class WebhookEntry(EntryIn):
     id: int | EntryId
@@ -43,21 +40,6 @@ class WebhookIn(BaseModel):
     entry: dict[str, Any] = Field(description="the entry with its id; `entry.deleted` needs only `id`")
 
 
-async def read_limited(request: Request, limit: int = MAX_BODY) -> bytes:
-    """Read the body, refusing with 413 as soon as it exceeds `limit` (before reading the rest)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body is over {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _problem(exc: ValidationError, prefix: str) -> str:
     return "; ".join(
         f"{prefix}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else f"{prefix.rstrip('.')}: {e['msg']}"
@@ -70,7 +52,7 @@ def _problem(exc: ValidationError, prefix: str) -> str:
     status_code=status.HTTP_202_ACCEPTED,
     summary="TimeTracker entry events (signed)",
     responses={200: {"description": "duplicate delivery or stale change: no effect"},
-               **error_responses(400, 401, 404, 413, 422)},
+               **error_responses(400, 401, 404, 413, 422, 429)},
 )
 async def timetracker_webhook(
     tenant_id: str, request: Request, session: SessionDep, queue: QueueDep,
@@ -78,7 +60,7 @@ async def timetracker_webhook(
     x_timetracker_delivery: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """`X-TimeTracker-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`; 300 s tolerance."""
-    body = await read_limited(request)
+    body = await request.body()  # bounded by API_MAX_BODY_BYTES before anything else runs (app.api.body_limit)
     try:
         tid = uuid.UUID(tenant_id)
     except ValueError:
@@ -96,6 +78,7 @@ async def timetracker_webhook(
         verify_timetracker(secret, x_timetracker_signature, body)
     except SignatureProblem as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.reason) from None
+    await enforce_tenant_rate(request, tenant.id)
     if not x_timetracker_delivery or not x_timetracker_delivery.strip():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-TimeTracker-Delivery header is required")
     delivery = x_timetracker_delivery.strip()

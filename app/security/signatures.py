@@ -31,15 +31,19 @@ def verify_timetracker(secret: str, header: str | None, body: bytes, *, now: flo
         k, sep, v = item.strip().partition("=")
         if sep:
             parts.setdefault(k, []).append(v)
-    try:
-        t = int(parts["t"][0])
-    except (KeyError, ValueError, IndexError):
-        raise SignatureProblem("X-TimeTracker-Signature has no valid t=<unix seconds>") from None
+    raw_t = parts.get("t", [""])[0]
+    # ASCII digits only, and few of them: int() would also take "١٢٣" or a 4000-digit number (and the float
+    # arithmetic below cannot hold the latter)
+    if not (raw_t.isascii() and raw_t.isdigit() and len(raw_t) <= 12):
+        raise SignatureProblem("X-TimeTracker-Signature has no valid t=<unix seconds>")
+    t = int(raw_t)
     current = time.time() if now is None else now
     if abs(current - t) > TIMETRACKER_TOLERANCE_SECONDS:
         raise SignatureProblem("X-TimeTracker-Signature timestamp is more than 300 s from now")
     expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    if not any(hmac.compare_digest(expected, v) for v in parts.get("v1", [])):
+    # compare_digest refuses non-ASCII text (TypeError): compare bytes, whatever the header carried
+    if not any(hmac.compare_digest(expected.encode(), v.encode("utf-8", "surrogateescape"))
+               for v in parts.get("v1", [])):
         raise SignatureProblem("X-TimeTracker-Signature does not match the body")
 
 
@@ -54,5 +58,6 @@ def verify_hub(secret: str, header: str | None, body: bytes) -> None:
     algo, _, value = header.strip().partition("=")
     if algo.lower() != "sha256" or not value:
         raise SignatureProblem("X-Hub-Signature must be sha256=<hex>")
-    if not hmac.compare_digest(sign_hub(secret, body), "sha256=" + value.lower()):
+    given = ("sha256=" + value.lower()).encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(sign_hub(secret, body).encode(), given):
         raise SignatureProblem("X-Hub-Signature does not match the body")

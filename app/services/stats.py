@@ -108,12 +108,16 @@ async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UU
 async def fleet_gauges(session: AsyncSession, probes: Probes) -> list[GaugeFamily]:
     """Gauges computed fresh at scrape time from PostgreSQL (queue) and Redis (circuits), for all tenants."""
     names = {int(p): p.name.lower() for p in Priority}
+    instance_ids = await activity_repo.all_instance_ids(session)
+    # every known instance at every priority, 0 included: a series must not vanish when its queue empties
+    lengths: dict[tuple[uuid.UUID | None, int], float] = {(i, int(p)): 0.0 for i in instance_ids for p in Priority}
+    lengths.update(await repo.fleet_queue_lengths(session))
     queue = [
         GaugeValue({"instance": "none" if inst is None else str(inst), "priority": names.get(prio, str(prio))}, n)
-        for (inst, prio), n in sorted((await repo.fleet_queue_lengths(session)).items(), key=lambda kv: str(kv[0]))
+        for (inst, prio), n in sorted(lengths.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
     ]
     circuits = []
-    for instance_id in await activity_repo.all_instance_ids(session):
+    for instance_id in instance_ids:
         state, _, _ = await probes.circuit.describe(instance_id)
         circuits.append(GaugeValue({"instance": str(instance_id)}, 0.0 if state == "closed" else 1.0))
     return [

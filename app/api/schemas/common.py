@@ -49,6 +49,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with the current state",
         413: "Body too large",
         422: "Validation error naming the field",
+        429: "Too many requests for this tenant (TENANT_API_RATE_PER_SECOND); see Retry-After",
         503: "A dependency is unavailable",
     }
     return {c: {"model": ValidationErrorOut if c == 422 else ErrorOut, "description": text.get(c, "Error")}

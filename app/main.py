@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from arq import create_pool
 from arq.connections import RedisSettings
 from fastapi import Depends, FastAPI
@@ -34,7 +33,8 @@ from app.api.deps import ApiKeyCache, TenantByIdCache
 from app.api.tenant_rate import TenantRateLimit
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
-from app.jira.client import JiraClient
+from app.jira.client import jira_client_from_settings
+from app.jira.egress import EgressPolicy
 from app.jira.ratelimit import RedisRateLimiter
 from app.logging_setup import configure_logging
 from app.observability import MetricsPublisher, RequestIdMiddleware
@@ -77,15 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = Redis.from_url(settings.redis_url)
         app.state.tenant_rate = TenantRateLimit(app.state.redis, settings.tenant_api_rate_per_second)
         app.state.queue = await create_pool(RedisSettings.from_dsn(settings.redis_url), retry=0)
-        app.state.http = httpx.AsyncClient(
-            timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
-        )
         # one JIRA client per process, behind the rate limiter every process shares through Redis
-        app.state.jira = JiraClient(
-            app.state.http,
-            gate=RedisRateLimiter(app.state.redis, arrival_margin=settings.rate_limit_arrival_margin_seconds),
-            timeout_seconds=settings.jira_timeout_seconds,
-        )
+        app.state.egress = EgressPolicy(settings.jira_allowed_networks)
+        app.state.http, app.state.jira = jira_client_from_settings(
+            settings, RedisRateLimiter(app.state.redis, arrival_margin=settings.rate_limit_arrival_margin_seconds),
+            app.state.egress)
         # this process' JIRA calls (ticket look-ups, OAuth) join the workers' in the shared totals
         app.state.metrics_publisher = MetricsPublisher(app.state.redis, role="api")
         app.state.metrics_publisher.start()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from devstack.servers import Server, start_postgres, start_redis
-from devstack.testenv import migrate, new_encryption_keys
+from devstack.testenv import SIMULATOR_NETWORK, migrate, new_encryption_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data" / "run"
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             env["REDIS_URL"] = redis.url
         env["ENCRYPTION_KEYS"] = _keys()
         env.setdefault("LOG_FORMAT", "text")
+        env.setdefault("JIRA_ALLOWED_NETWORKS", SIMULATOR_NETWORK)  # the bundled simulator, and nothing else local
         migrate(env["DATABASE_URL"])
         py = sys.executable
         procs.append(subprocess.Popen([py, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",

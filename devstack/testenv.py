@@ -12,6 +12,7 @@ from pathlib import Path
 from devstack.servers import Server, start_postgres, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
+SIMULATOR_NETWORK = "127.0.0.1/32"
 
 
 @dataclass
@@ -53,6 +54,8 @@ def start_test_stack(name: str = "test") -> TestStack:
         "DATABASE_URL": pg.url,
         "REDIS_URL": redis.url,
         "ENCRYPTION_KEYS": new_encryption_keys(),
+        # the simulator (and every JIRA a test or benchmark starts) listens on 127.0.0.1: allow that, nothing more
+        "JIRA_ALLOWED_NETWORKS": SIMULATOR_NETWORK,
     }
     migrate(pg.url)
     return TestStack(pg, redis, env)

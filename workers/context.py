@@ -13,7 +13,7 @@ from app.config import Settings
 from app.db.session import make_engine, make_sessionmaker
 from app.jira.admission import InstanceAdmission
 from app.jira.circuit import CircuitBreaker
-from app.jira.client import JiraClient
+from app.jira.client import jira_client_from_settings
 from app.jira.ratelimit import RedisRateLimiter
 from app.security.secrets import SecretBox
 from app.services.push import PushDeps, PushEngine
@@ -38,11 +38,8 @@ class WorkerContext:
 def build_context(settings: Settings, queue: ArqRedis | None = None) -> WorkerContext:
     engine = make_engine(settings.database_url, pool_size=max(5, settings.worker_concurrency // 2))
     redis = Redis.from_url(settings.redis_url)
-    http = httpx.AsyncClient(
-        timeout=settings.jira_timeout_seconds, limits=httpx.Limits(max_connections=100), trust_env=False
-    )
     limiter = RedisRateLimiter(redis, arrival_margin=settings.rate_limit_arrival_margin_seconds)
-    jira = JiraClient(http, gate=limiter, timeout_seconds=settings.jira_timeout_seconds)
+    http, jira = jira_client_from_settings(settings, limiter)
     circuit = CircuitBreaker.from_settings(redis, settings)
     deps = PushDeps(
         sessionmaker=make_sessionmaker(engine), box=SecretBox(settings.encryption_keys), jira=jira, circuit=circuit,

@@ -32,7 +32,7 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
         # nobody scrapes a worker: its counters go to Redis, and the API's /metrics serves the fleet's sums
         ctx["metrics"] = MetricsPublisher(ctx["wc"].redis, role="worker")
         ctx["metrics"].start()
-        await warm_up(ctx["wc"].http)
+        await warm_up()
         # everything built so far lives as long as the process: keep it out of the collector's way, so a
         # full collection cannot stall a request between its rate-limit grant and its arrival at JIRA
         gc.collect()

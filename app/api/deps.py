@@ -16,6 +16,7 @@ from app.api.tenant_rate import TenantRateLimit
 from app.config import Settings
 from app.db.models import Tenant
 from app.db.repositories.tenants import tenant_for_key_hash
+from app.jira.egress import EgressPolicy
 from app.security.api_keys import hash_api_key, matches
 
 K = TypeVar("K")
@@ -89,7 +90,13 @@ async def get_queue(request: Request) -> ArqRedis | None:
     return pool
 
 
+async def get_egress(request: Request) -> EgressPolicy:
+    policy: EgressPolicy = request.app.state.egress
+    return policy
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+EgressDep = Annotated[EgressPolicy, Depends(get_egress)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 QueueDep = Annotated[ArqRedis | None, Depends(get_queue)]
 

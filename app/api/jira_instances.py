@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from redis.asyncio import Redis
 
-from app.api.deps import QueueDep, SessionDep, SettingsDep, TenantDep, not_found
+from app.api.deps import EgressDep, QueueDep, SessionDep, SettingsDep, TenantDep, not_found
 from app.api.schemas.common import error_responses
 from app.api.schemas.jira import (
     INSTANCE_EXAMPLE,
@@ -30,6 +30,7 @@ from app.api.schemas.jira import (
 from app.db.models import JiraInstanceRow
 from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient
+from app.jira.egress import EgressPolicy, EgressRefused
 from app.jira.priority import Priority
 from app.security.secrets import SecretBox
 from app.services import instances as svc
@@ -105,11 +106,16 @@ def _conflict(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, str(exc))
 
 
-def _checked(body: InstanceIn | InstancePatch) -> None:
+async def _checked(body: InstanceIn | InstancePatch, egress: EgressPolicy) -> None:
     try:
         check_sensitive_fields(body)
     except FieldProblem as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.detail()) from None
+    if body.base_url is not None:
+        try:
+            await egress.check_base_url(body.base_url)
+        except EgressRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
 
 
 @router.post(
@@ -118,14 +124,15 @@ def _checked(body: InstanceIn | InstancePatch) -> None:
     openapi_extra={"requestBody": {"content": {"application/json": {"example": INSTANCE_EXAMPLE}}}},
 )
 async def create_instance(
-    body: InstanceIn, session: SessionDep, tenant: TenantDep, box: BoxDep, queue: QueueDep,
+    body: InstanceIn, session: SessionDep, tenant: TenantDep, box: BoxDep, queue: QueueDep, egress: EgressDep,
 ) -> dict[str, Any]:
     """Generates an RSA key pair (or imports `private_key_pem`) and a webhook secret.
 
     Paste `public_key_pem` into JIRA's application link. `webhook_secret` is shown only in this response.
-    Entries that were skipped for want of an instance are routed again.
+    Entries that were skipped for want of an instance are routed again. A `base_url` whose host is, or resolves
+    to, a loopback, private or otherwise refused address is 422 unless `JIRA_ALLOWED_NETWORKS` lists it.
     """
-    _checked(body)
+    await _checked(body, egress)
     try:
         change = await svc.create_instance(session, box, tenant, body)
     except svc.DuplicateInstanceName as exc:
@@ -152,10 +159,11 @@ async def get_instance(instance: InstanceDep) -> dict[str, Any]:
               responses=error_responses(401, 404, 409, 422))
 async def patch_instance(
     body: InstancePatch, instance: InstanceDep, session: SessionDep, tenant: TenantDep, queue: QueueDep,
+    egress: EgressDep,
 ) -> dict[str, Any]:
     """Change name, base_url, consumer_key, rate_limit_per_second or project_keys (a new rate applies within
-    a second). A change of project_keys routes skipped entries again."""
-    _checked(body)
+    a second). A change of project_keys routes skipped entries again. `base_url` is checked as on creation."""
+    await _checked(body, egress)
     try:
         change = await svc.update_instance(session, tenant, instance, body)
     except svc.DuplicateInstanceName as exc:

@@ -27,7 +27,8 @@ _502: dict[int | str, dict[str, Any]] = {
 
 
 def _bad_gateway(exc: connect.ConnectError) -> HTTPException:
-    return HTTPException(status.HTTP_502_BAD_GATEWAY, exc.message)
+    code = status.HTTP_422_UNPROCESSABLE_CONTENT if exc.refused else status.HTTP_502_BAD_GATEWAY
+    return HTTPException(code, exc.message)
 
 
 @router.post(

@@ -45,6 +45,8 @@ async def _run(lookup: TicketLookup, session: SessionDep, work: Awaitable[T]) ->
     except NotConnected as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
     except LookupFailed as exc:
+        if exc.refused:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
         if exc.retry_after is not None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, exc.message,
                                 headers={"Retry-After": str(math.ceil(exc.retry_after))}) from None

@@ -19,8 +19,10 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import httpx
 
 from app import metrics
+from app.config import Settings
 from app.domain.worklog import WorklogBody
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
+from app.jira.egress import EgressPolicy, EgressRefused
 from app.jira.errors import (
     JiraError,
     NotFound,
@@ -33,6 +35,7 @@ from app.jira.gate import InstanceRef, RequestGate
 from app.jira.priority import Priority
 from app.jira.resources import Issue, JiraUser, JsonObject, RemoteWorklog, WorklogChange, WorklogChanges
 from app.jira.signing import KeyCache, OAuthConsumer, PrivateKeyInput, authorization_header
+from app.jira.transport import ACCEPT_ENCODING, InstanceSlots, jira_http_client, read_bounded
 
 API = "/rest/api/2"
 WORKLOG_LIST_CHUNK = 1000  # JIRA answers 400 to worklog/list with more ids
@@ -73,6 +76,34 @@ def _segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
+@dataclass(frozen=True)
+class JiraAnswer:
+    """A complete 2xx answer (already read whole, within the size cap and the deadline)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def jira_client_from_settings(
+    settings: Settings, gate: RequestGate, egress: EgressPolicy | None = None,
+) -> tuple[httpx.AsyncClient, JiraClient]:
+    """The process's pooled, egress-checked HTTP client and the JIRA client on it, bounded as section 11 says."""
+    policy = egress or EgressPolicy(settings.jira_allowed_networks)
+    http = jira_http_client(policy, timeout_seconds=settings.jira_timeout_seconds)
+    client = JiraClient(http, gate=gate, timeout_seconds=settings.jira_timeout_seconds,
+                        max_response_bytes=settings.jira_max_response_bytes,
+                        connections_per_instance=settings.jira_max_connections_per_instance)
+    return http, client
+
+
 class JiraClient:
     """Signed, gated, observed access to JIRA Server/DC instances, sharing one connection pool."""
 
@@ -80,10 +111,13 @@ class JiraClient:
         self, http: httpx.AsyncClient, *, gate: RequestGate, timeout_seconds: float = 30.0,
         on_call: OnCall | None = None, max_rate_limit_retries: int = 3, max_inline_wait_seconds: float = 30.0,
         keys: KeyCache | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_response_bytes: int = 8 * 1024 * 1024, connections_per_instance: int = 10,
     ) -> None:
         self._http = http
         self._gate = gate
-        self._timeout = httpx.Timeout(timeout_seconds)
+        self._deadline = timeout_seconds
+        self._max_response_bytes = max_response_bytes
+        self._slots = InstanceSlots(connections_per_instance)
         self._on_call = on_call
         self._max_rate_limit_retries = max_rate_limit_retries
         self._max_inline_wait = max_inline_wait_seconds
@@ -97,7 +131,7 @@ class JiraClient:
         self, target: JiraTarget, method: str, path: str, *, operation: str,
         params: Mapping[str, str | int] | None = None, json_body: object = None,
         callback: str | None = None, verifier: str | None = None, on_call: OnCall | None = None,
-    ) -> httpx.Response:
+    ) -> JiraAnswer:
         """Send one signed request through the gate and return its 2xx answer; raise a `JiraError` otherwise.
 
         `path` is relative to the base URL (e.g. `/rest/api/2/myself`). 429s are retried after their
@@ -107,7 +141,7 @@ class JiraClient:
         query = _query(params)
         url = target.url(path) + (f"?{query}" if query else "")
         body = b"" if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
-        headers = {"Accept": "application/json", "X-Atlassian-Token": "no-check"}
+        headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, "X-Atlassian-Token": "no-check"}
         if body:
             headers["Content-Type"] = "application/json"
         observers = tuple(o for o in (self._on_call, on_call) if o is not None)
@@ -117,24 +151,23 @@ class JiraClient:
         while True:
             waited = await self._gate.acquire(instance, target.priority)
             metrics.RATE_LIMITER_WAIT.labels(str(instance.id)).observe(waited)
-            request = self._http.build_request(method, url, content=body, headers=headers, timeout=self._timeout)
+            request = self._http.build_request(method, url, content=body, headers=headers)
             # sign the URL exactly as httpx will send it, after the wait so the timestamp is fresh
             request.headers["Authorization"] = authorization_header(
                 consumer, method=method, url=str(request.url), body=body, token=target.access_token,
                 callback=callback, verifier=verifier,
             )
             started = time.perf_counter()
-            # tell the gate when the request really leaves, without waiting for it (see RedisRateLimiter.left)
-            left = asyncio.create_task(self._gate.left(instance))
-            self._background.add(left)
-            left.add_done_callback(self._background.discard)
             try:
-                response = await self._http.send(request)
-            except httpx.HTTPError as exc:
-                error: JiraError = error_from_exception(exc)
+                response = await self._exchange(request, instance)
+            except EgressRefused as refused:
+                # nothing was sent: recorded as a call (the audit shows why), but JIRA saw nothing to count
+                await self._report(observers, instance, operation, request, None, refused, started, waited)
+                raise
+            except JiraError as error:
                 await self._gate.observe(instance, None, {})
                 await self._report(observers, instance, operation, request, None, error, started, waited)
-                raise error from None
+                raise
             await self._gate.observe(instance, response.status_code, response.headers)
             maybe_error = error_from_response(response.status_code, response.headers, response.content)
             await self._report(observers, instance, operation, request, response.status_code, maybe_error,
@@ -147,6 +180,32 @@ class JiraClient:
                 await self._sleep(maybe_error.retry_after)
                 continue
             raise maybe_error
+
+    async def _exchange(self, request: httpx.Request, instance: InstanceRef) -> JiraAnswer:
+        """Send `request` and read its whole answer under one deadline (CONTRACT 11: connect, send and the
+        complete answer), holding one of the instance's connection slots; failures as `JiraError`s."""
+        sending = False
+        try:
+            async with asyncio.timeout(self._deadline), self._slots.slot(instance.id):
+                sending = True
+                # tell the gate when the request really leaves, without waiting (see RedisRateLimiter.left)
+                left = asyncio.create_task(self._gate.left(instance))
+                self._background.add(left)
+                left.add_done_callback(self._background.discard)
+                response = await self._http.send(request, stream=True)
+                try:
+                    content = await read_bounded(response, self._max_response_bytes)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            if not sending:
+                raise TransientError("too many requests to this JIRA in flight; none was free in time",
+                                     maybe_applied=False) from None
+            raise TransientError(f"JIRA did not answer completely within {self._deadline:g} s "
+                                 "(the request may have been applied)", maybe_applied=True) from None
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc) from None
+        return JiraAnswer(response.status_code, response.headers, content)
 
     async def _report(
         self, observers: tuple[OnCall, ...], instance: InstanceRef, operation: str, request: httpx.Request,

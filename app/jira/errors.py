@@ -116,21 +116,17 @@ def jira_messages(body: bytes) -> tuple[tuple[str, ...], dict[str, str]]:
     return messages, errors
 
 
-def _plain_text(headers: Mapping[str, str], body: bytes) -> str:
-    """A short text/plain body (e.g. "XSRF check failed"); HTML pages are not worth quoting."""
-    if not body or not headers.get("content-type", "").startswith("text/plain"):
-        return ""
-    return _short(redact(body.decode("utf-8", "replace")), 200)
-
-
 def describe_jira_error(status: int, headers: Mapping[str, str], body: bytes) -> str:
-    """`JIRA says: <errorMessages>; <field>: <error>` or, without them, `JIRA answered 403 Forbidden`."""
+    """`JIRA says: <errorMessages>; <field>: <error>` or, without them, `JIRA answered 403 Forbidden`.
+
+    Only JIRA's own error fields are ever quoted (CONTRACT 11): any other body (an HTML page, a text, what an
+    internal service behind a wrong base_url answers) is reported by its status alone.
+    """
     messages, errors = jira_messages(body)
     parts = [*messages, *(f"{field}: {text}" for field, text in errors.items())]
     if parts:
         return _short("JIRA says: " + "; ".join(redact(p) for p in parts))
-    text = _plain_text(headers, body)
-    return f"JIRA answered {_reason(status)}" + (f": {text}" if text else "")
+    return f"JIRA answered {_reason(status)}"
 
 
 def oauth_problem_of(headers: Mapping[str, str], body: bytes) -> str | None:
@@ -200,10 +196,9 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     if status >= 500:
         return TransientError(describe_jira_error(status, headers, body), maybe_applied=True, status=status)
     if 300 <= status < 400:
-        # a REST call answered by a redirect usually means base_url points at the wrong place (or a login page)
-        location = headers.get("location", "").split("?", 1)[0]
-        where = f" to {location}" if location else ""
-        return PermanentError(f"JIRA answered {_reason(status)}{where}; check the instance's base_url",
+        # a REST call answered by a redirect usually means base_url points at the wrong place (or a login page);
+        # redirects are never followed, and where it points is not repeated (it may name an internal address)
+        return PermanentError(f"JIRA answered {_reason(status)} (a redirect); check the instance's base_url",
                               status=status)
     messages, errors = jira_messages(body)
     cls = NotFound if status == 404 else PermanentError
@@ -218,8 +213,8 @@ def error_from_exception(exc: httpx.HTTPError) -> TransientError:
         return TransientError("no free connection to JIRA in time (too many requests in flight)",
                               maybe_applied=False)
     if isinstance(exc, httpx.ConnectError):
-        return TransientError(f"cannot connect to JIRA: {_short(str(exc) or type(exc).__name__, 200)}",
-                              maybe_applied=False)
+        # the OS's text (refused, unreachable, no route) would tell a tenant about the network behind us
+        return TransientError("cannot connect to JIRA", maybe_applied=False)
     if isinstance(exc, httpx.ReadTimeout):
         return TransientError("JIRA did not answer in time (the request may have been applied)", maybe_applied=True)
     if isinstance(exc, httpx.TimeoutException):

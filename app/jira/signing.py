@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from app.jira.errors import PermanentError
+from app.security.rsa_keys import MAX_KEY_BITS
 
 PrivateKeyInput = str | bytes | rsa.RSAPrivateKey
 
@@ -64,6 +65,10 @@ def parse_private_key(pem: bytes) -> rsa.RSAPrivateKey:
                              status=None) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise PermanentError("the JIRA instance's private key is not an RSA key", status=None)
+    if key.key_size > MAX_KEY_BITS:
+        # stored before keys were bounded: signing with it would stall every other request of the process
+        raise PermanentError(f"the JIRA instance's private key has {key.key_size} bits; import one of at most "
+                             f"{MAX_KEY_BITS} bits", status=None)
     return key
 
 

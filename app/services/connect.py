@@ -20,6 +20,7 @@ from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenan
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient
+from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, RateLimited, TransientError
 from app.jira.oauth_dance import authorize_url, fetch_access_token, fetch_request_token
 from app.security.secrets import SecretBox, SecretDecryptionError, binding
@@ -37,11 +38,16 @@ DENIED_VERIFIER = "denied"
 
 
 class ConnectError(Exception):
-    """Talking to JIRA failed during the dance; `message` is for a person and holds no secret (HTTP 502)."""
+    """Talking to JIRA failed during the dance; `message` is for a person and holds no secret.
 
-    def __init__(self, message: str) -> None:
+    `refused` when the instance's address is refused by the egress rules (nothing was sent: HTTP 422),
+    else JIRA failed (HTTP 502).
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.refused = refused
 
 
 class InvalidRequestToken(ValueError):
@@ -75,6 +81,8 @@ def _now() -> datetime:
 def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
     """What a person should read when a step of the dance failed at JIRA."""
     where = f"JIRA instance {instance.name!r} ({instance.base_url})"
+    if isinstance(error, EgressRefused):
+        return error.message
     if isinstance(error, AuthRejected):
         problem = f" ({error.oauth_problem})" if error.oauth_problem else ""
         return (f"{where} rejected our {step}{problem}: check that its application link has consumer key "
@@ -104,7 +112,7 @@ async def start(
         message = explain(exc, instance, "request for a request token")
         entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.oauth_start", outcome="failed",
                                jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
-        raise ConnectError(message) from None
+        raise ConnectError(message, refused=isinstance(exc, EgressRefused)) from None
     calls.write(session, instance.tenant_id)
     await jira_repo.purge_oauth_requests(session, older_than=now - PURGE_AFTER)
     request_id = uuid.uuid4()
@@ -192,7 +200,7 @@ async def complete(
         message = explain(exc, instance, "exchange of the approved request token")
         entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.connect", outcome="failed",
                                jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
-        raise ConnectError(message) from None
+        raise ConnectError(message, refused=isinstance(exc, EgressRefused)) from None
 
     connection = await _connection(session, request)
     connection.status = "connected"

@@ -32,6 +32,7 @@ from app.jira.admission import InstanceAdmission, in_flight_cap
 from app.jira.calls import JiraCall
 from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient, JiraTarget
+from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, NotFound, PermanentError, RateLimited, TransientError
 from app.jira.locks import LockTimeout, default_lock_ttl, issue_lock
 from app.jira.priority import Priority
@@ -240,6 +241,10 @@ class PushEngine:
             await self.d.circuit.record_success(step.instance_id)  # JIRA is up; only this token is bad
             await self._record_auth_rejected(tenant_id, entry_id, plan, calls, exc)
             return None
+        except EgressRefused as exc:
+            # nothing was sent (CONTRACT 11): JIRA's health is unknown, and retrying cannot help
+            await self.d.circuit.release_trial(step.instance_id, decision)
+            return await self._record_failure(tenant_id, entry_id, plan, calls, exc, permanent=True)
         except NotFound as exc:
             await self.d.circuit.record_success(step.instance_id)
             if step.kind is StepKind.UPDATE:

@@ -19,6 +19,7 @@ from app import redis_keys
 from app.db.models import JiraInstanceRow
 from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient, JiraTarget
+from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, NotFound, RateLimited, TransientError
 from app.security.secrets import SecretBox
 from app.services.audit import CallLog
@@ -44,12 +45,14 @@ class TicketNotFound(Exception):
 
 
 class LookupFailed(Exception):
-    """JIRA could not answer (HTTP 502, or 503 with `retry_after` when rate limited)."""
+    """JIRA could not answer (HTTP 502, or 503 with `retry_after` when rate limited); `refused` when the egress
+    rules refuse the instance's address and nothing was sent (HTTP 422)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, refused: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class TicketLookup:
 
     async def _failed(self, exc: JiraError) -> NoReturn:
         name = self.instance.name
+        if isinstance(exc, EgressRefused):
+            raise LookupFailed(exc.message, refused=True)
         if isinstance(exc, AuthRejected):
             # CONTRACT 10.6: a rejected token makes the connection auth_required
             await reject_connection(self.session, tenant_id=self.instance.tenant_id, instance_id=self.instance.id,

@@ -136,7 +136,7 @@ class InstanceIn(BaseModel):
     rate_limit_per_second: RateLimit = 10
     project_keys: ProjectKeys = Field(default_factory=list)
     private_key_pem: PrivateKeyPem = Field(
-        None, description="import an existing unencrypted PKCS#8 or PKCS#1 RSA key (2048 bits or more)")
+        None, description="import an existing unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits")
 
 
 class InstancePatch(BaseModel):

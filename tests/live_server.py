@@ -25,6 +25,13 @@ def free_port() -> int:
 @contextmanager
 def live_api(env: dict[str, str], *, log_name: str = "live-api") -> Iterator[str]:
     """Start `uvicorn app.main:app`, wait until /healthz answers, yield its base URL, stop it."""
+    with live_api_process(env, log_name=log_name) as (base, _):
+        yield base
+
+
+@contextmanager
+def live_api_process(env: dict[str, str], *, log_name: str = "live-api") -> Iterator[tuple[str, subprocess.Popen]]:
+    """`live_api`, yielding the process too (its pid, for resident-memory measurements)."""
     port = free_port()
     out_dir = ROOT / "test-output"
     out_dir.mkdir(exist_ok=True)
@@ -48,7 +55,7 @@ def live_api(env: dict[str, str], *, log_name: str = "live-api") -> Iterator[str
             if time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not become healthy within 60 s")
             time.sleep(0.2)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -81,8 +81,9 @@ async def reject_unknown_query(request: Request) -> None:
         return
     unknown = sorted(set(request.query_params.keys()) - _declared_query(route))
     if unknown:
-        names = ", ".join(repr(n[:50]) for n in unknown[:5])
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown query parameter {names}")
+        # FastAPI's list form, like every other request validation error (each route documents that shape)
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ["query", name[:100]],
+                                       "msg": "unknown query parameter"} for name in unknown[:20]])
 
 
 def complete_openapi(app: FastAPI) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app.api.deps import QueueDep, SessionDep, enforce_tenant_rate, tenant_by_id_cache
 from app.api.schemas.common import error_responses
-from app.api.schemas.entries import EntryId, EntryIn
+from app.api.schemas.entries import EntryId, EntryIn, IntegerEntryId
 from app.db.repositories import entries as repo
 from app.db.repositories.tenants import get_tenant
 from app.domain.entry import ChangeOutcome
@@ -27,11 +27,11 @@ from app.services.views import entry_view
 router = APIRouter(tags=["webhooks"])
 
 class WebhookEntry(EntryIn):
-    id: int | EntryId
+    id: IntegerEntryId | EntryId
 
 
 class DeletedEntry(BaseModel):
-    id: int | EntryId
+    id: IntegerEntryId | EntryId
     updated_at: datetime | None = None
 
 

@@ -19,6 +19,8 @@ ENTRY_EXAMPLE: dict[str, Any] = {
 }
 
 EntryId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._~-]+$", examples=["4711"])]
+# TimeTracker's integer ids: within 64 bits (a larger number is no TimeTracker id, and would not fit in 64 characters)
+IntegerEntryId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 def check_timezone(value: str | None) -> str | None:
@@ -87,7 +89,7 @@ def _looks_like_time(v: str) -> bool:
 
 
 class BatchEntryIn(EntryIn):
-    id: int | EntryId
+    id: IntegerEntryId | EntryId
 
     @field_validator("id", mode="after")
     @classmethod

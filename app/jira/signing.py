@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from app.jira.errors import PermanentError
-from app.security.rsa_keys import MAX_KEY_BITS
+
+# the bound app.security.rsa_keys puts on imported keys; here for keys stored before that bound existed
+MAX_KEY_BITS = 4096
 
 PrivateKeyInput = str | bytes | rsa.RSAPrivateKey
 

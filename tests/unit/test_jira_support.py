@@ -79,7 +79,8 @@ def make_client(http: httpx.AsyncClient, **kwargs: object) -> Harness:
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    client = JiraClient(http, gate=gate, on_call=on_call, sleep=sleep, timeout_seconds=5, **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("timeout_seconds", 5)
+    client = JiraClient(http, gate=gate, on_call=on_call, sleep=sleep, **kwargs)  # type: ignore[arg-type]
     return Harness(client, gate, calls, sleeps)
 
 

@@ -74,3 +74,25 @@ def test_unusable_keys_are_refused_with_a_reason(make: object, reason: str) -> N
         import_private_key(pem)
     assert reason in str(info.value)
     assert "AAAA" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def oversized_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=4160)
+
+
+def test_keys_of_up_to_4096_bits_are_accepted_and_larger_ones_refused(oversized_key: rsa.RSAPrivateKey) -> None:
+    """Every request is signed on the event loop: a 16384-bit key would cost ~100 ms per signature."""
+    four_k = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    assert import_private_key(_pem(four_k, serialization.PrivateFormat.PKCS8)).bits == 4096
+    with pytest.raises(KeyImportError) as info:
+        import_private_key(_pem(oversized_key, serialization.PrivateFormat.PKCS8))
+    assert str(info.value) == "has 4160 bits; RSA keys of 2048 to 4096 bits are accepted"
+
+
+def test_an_oversized_key_stored_earlier_is_refused_when_loaded(oversized_key: rsa.RSAPrivateKey) -> None:
+    from app.jira.errors import PermanentError
+    from app.jira.signing import parse_private_key
+
+    with pytest.raises(PermanentError, match="has 4160 bits"):
+        parse_private_key(_pem(oversized_key, serialization.PrivateFormat.PKCS8).encode())

@@ -1,0 +1,92 @@
+"""Limits of CONTRACT 11 at the API: the per-tenant rate (429 + Retry-After, webhooks count, 0 turns it off),
+the optional metrics token, and sync_queue_length for every known instance, zeros included."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from app.api.tenant_rate import TenantRateLimit
+from app.security.signatures import sign_timetracker
+from tests.integration.ops_data import add_instance
+
+
+@contextlib.contextmanager
+def swapped(state: Any, name: str, value: Any) -> Iterator[Any]:
+    """`app.state.<name>` replaced for a while (starlette's State does not suit monkeypatch)."""
+    saved = getattr(state, name)
+    setattr(state, name, value)
+    try:
+        yield value
+    finally:
+        setattr(state, name, saved)
+
+
+@pytest.fixture
+def slow_tenant_rate(app: Any, redis: Any) -> Iterator[TenantRateLimit]:
+    """One request per second per tenant (bursts of two) for this test."""
+    with swapped(app.state, "tenant_rate", TenantRateLimit(redis, 1)) as limit:
+        yield limit
+
+
+async def test_a_tenant_over_its_rate_gets_429_with_retry_after_and_others_do_not(
+    api: httpx.AsyncClient, make_tenant: Any, slow_tenant_rate: TenantRateLimit,
+) -> None:
+    busy, quiet = await make_tenant("Busy"), await make_tenant("Quiet")
+    busy_auth = {"Authorization": f"Bearer {busy.api_key}"}
+    answers = [(await api.get("/api/v1/entries", headers=busy_auth)) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]  # a burst of twice the rate, then refused
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert "more than 1 requests per second" in answers[2].json()["detail"]
+    quiet_answer = await api.get("/api/v1/entries", headers={"Authorization": f"Bearer {quiet.api_key}"})
+    assert quiet_answer.status_code == 200
+
+
+async def test_webhooks_count_for_their_tenant_and_unsigned_ones_do_not(
+    api: httpx.AsyncClient, tenant: Any, slow_tenant_rate: TenantRateLimit,
+) -> None:
+    path = f"/webhooks/timetracker/{tenant.tenant_id}"
+    for _ in range(5):  # unsigned: refused before counting, so nobody can spend another tenant's budget
+        assert (await api.post(path, content=b"{}", headers={"X-TimeTracker-Signature": "t=1,v1=00"})).status_code \
+            == 401
+    statuses = []
+    for i in range(3):
+        body = json.dumps({"event": "entry.deleted", "entry": {"id": f"w{i}"}}).encode()
+        r = await api.post(path, content=body, headers={
+            "X-TimeTracker-Signature": sign_timetracker(tenant.webhook_secret, body),
+            "X-TimeTracker-Delivery": uuid.uuid4().hex, "Content-Type": "application/json"})
+        statuses.append(r.status_code)
+    assert statuses == [202, 202, 429]
+
+
+async def test_a_rate_of_zero_turns_the_limit_off(app: Any, api: httpx.AsyncClient, redis: Any,
+                                                  auth: dict[str, str]) -> None:
+    with swapped(app.state, "tenant_rate", TenantRateLimit(redis, 0)):
+        assert {(await api.get("/api/v1/entries", headers=auth)).status_code for _ in range(20)} == {200}
+
+
+async def test_metrics_token_when_set(app: Any, api: httpx.AsyncClient, settings: Any) -> None:
+    with swapped(app.state, "settings", settings.model_copy(update={"metrics_token": "s3cret-token"})):
+        await _metrics_need_the_token(api)
+
+
+async def _metrics_need_the_token(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/metrics")).status_code == 401
+    assert (await api.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
+    assert (await api.get("/metrics", headers={"Authorization": "Bearer s\xe9cret".encode("latin-1")})).status_code \
+        == 401
+    assert (await api.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})).status_code == 200
+
+
+async def test_sync_queue_length_reports_every_known_instance_with_zeros(app: Any, api: httpx.AsyncClient,
+                                                                          tenant: Any) -> None:
+    instance_id = await add_instance(app, tenant.tenant_id, name="Idle")
+    text = (await api.get("/metrics")).text
+    for priority in ("user", "batch"):
+        assert f'sync_queue_length{{instance="{instance_id}",priority="{priority}"}} 0.0' in text

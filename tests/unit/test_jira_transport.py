@@ -1,0 +1,106 @@
+"""The bounded JIRA path (CONTRACT 11): bounded decompression, per-instance slots, one deadline per request."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import uuid
+import zlib
+
+import httpx
+import pytest
+import respx
+
+from app.jira.errors import TransientError
+from app.jira.transport import AnswerTooLarge, InstanceSlots, _Decoder, read_bounded
+from tests.unit.test_jira_support import API, make_client, make_target
+
+LIMIT = 1024 * 1024
+
+
+@pytest.mark.parametrize("encoding, packed", [
+    ("gzip", gzip.compress(b"x" * 5000)),
+    ("deflate", zlib.compress(b"x" * 5000)),
+    ("", b"x" * 5000),
+    ("identity", b"x" * 5000),
+])
+def test_bodies_are_decoded_within_the_cap(encoding: str, packed: bytes) -> None:
+    decoder = _Decoder(encoding, LIMIT, 200)
+    for i in range(0, len(packed), 7):
+        decoder.feed(packed[i:i + 7])
+    assert decoder.finish() == b"x" * 5000
+
+
+def test_a_gzip_bomb_is_abandoned_at_the_cap_without_inflating_it() -> None:
+    bomb = gzip.compress(bytes(64 * 1024 * 1024))  # 64 MiB of zeros in ~64 kB
+    decoder = _Decoder("gzip", LIMIT, 200)
+    with pytest.raises(AnswerTooLarge) as caught:
+        decoder.feed(bomb)
+    assert caught.value.message == "JIRA answer too large" and caught.value.maybe_applied
+    assert decoder.size <= LIMIT + 1  # never more than one byte past the cap was produced
+
+
+def test_an_encoding_we_did_not_ask_for_is_refused() -> None:
+    with pytest.raises(TransientError, match="content encoding"):
+        _Decoder("br", LIMIT, 200)
+
+
+def test_a_corrupt_body_is_a_transient_error() -> None:
+    with pytest.raises(TransientError, match="cannot be decompressed"):
+        _Decoder("gzip", LIMIT, 200).feed(b"not gzip at all")
+
+
+async def test_a_declared_length_over_the_cap_is_not_read() -> None:
+    response = httpx.Response(200, headers={"content-length": str(LIMIT + 1)}, stream=httpx.ByteStream(b""))
+    with pytest.raises(AnswerTooLarge):
+        await read_bounded(response, LIMIT)
+
+
+async def test_instance_slots_cap_requests_in_flight_per_instance_only() -> None:
+    slots = InstanceSlots(2)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    held = [asyncio.Event() for _ in range(3)]
+    release = asyncio.Event()
+
+    async def hold(instance: uuid.UUID, started: asyncio.Event) -> None:
+        async with slots.slot(instance):
+            started.set()
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold(a, held[0])), asyncio.create_task(hold(a, held[1])),
+             asyncio.create_task(hold(a, held[2]))]
+    await held[0].wait()
+    await held[1].wait()
+    await asyncio.sleep(0)
+    assert not held[2].is_set()  # the third request of instance a waits for a slot
+    other = asyncio.Event()
+    other_task = asyncio.create_task(hold(b, other))
+    await other.wait()  # another instance is not held up by a's requests
+    assert slots.in_use(a) == 3
+    release.set()
+    await asyncio.gather(*tasks, other_task)
+    assert slots.in_use(a) == 0 and slots.in_use(b) == 0  # idle instances are forgotten
+
+
+@respx.mock
+async def test_a_request_has_one_deadline_for_its_whole_answer() -> None:
+    async def trickle() -> object:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            yield b" "
+
+    respx.get(f"{API}/myself").mock(return_value=httpx.Response(200, stream=trickle()))  # type: ignore[arg-type]
+    async with httpx.AsyncClient() as http:
+        client = make_client(http, timeout_seconds=0.3).client
+        with pytest.raises(TransientError, match=r"did not answer completely within 0\.3 s") as caught:
+            await client.myself(make_target())
+    assert caught.value.maybe_applied
+
+
+@respx.mock
+async def test_a_gzip_bomb_from_jira_is_too_large() -> None:
+    respx.get(f"{API}/myself").mock(return_value=httpx.Response(
+        200, headers={"content-encoding": "gzip"}, content=gzip.compress(bytes(32 * 1024 * 1024))))
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(AnswerTooLarge):
+            await make_client(http, max_response_bytes=LIMIT).client.myself(make_target())

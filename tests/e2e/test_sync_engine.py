@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 
 import pytest
 
+from app.db.repositories import activity as activity_repo
 from jirasim.testing import SimServer
 from tests.e2e.engine_support import (
     build_world,
@@ -44,8 +44,25 @@ async def entry_of(api, world, entry_id):
 
 
 def jira_requests(control, since, *, methods=("POST", "PUT", "DELETE", "GET")):
-    return [r for r in control.log("jira1", since=since)
-            if r["method"] in methods and "/rest/api/2/issue/" in r["path"]]
+    """Every request JIRA received since `since` (any path: a stray `myself`, `search` or `worklog/list`
+    per push counts too)."""
+    return [r for r in control.log("jira1", since=since) if r["method"] in methods]
+
+
+def issue_requests(control, issue, since=0):
+    return [r for r in jira_requests(control, since) if f"/issue/{issue}/" in r["path"]]
+
+
+async def started(app, world):
+    """The worker is up and its first reconciliation poll of this instance is over: from now on every
+    request JIRA sees is a push's (the next poll is RECONCILE_INTERVAL_SECONDS away)."""
+
+    async def polled():
+        async with app.state.sessionmaker() as session:
+            instance = await activity_repo.instance_by_id(session, world.instance_id)
+            return instance is not None and instance.reconciled_at is not None
+
+    await wait_until(polled, timeout=60)
 
 
 async def synced(api, world, entry_id, status="synced"):
@@ -53,8 +70,9 @@ async def synced(api, world, entry_id, status="synced"):
     return body if body["sync"]["status"] == status else None
 
 
-async def test_each_change_costs_exactly_one_jira_request(api, world, control, workers):
+async def test_each_change_costs_exactly_one_jira_request(app, api, world, control, workers):
     workers(1)
+    await started(app, world)
     t0 = time.time()
     r = await api.put("/api/v1/entries/e1", json=entry(duration=90), headers=world.headers)
     assert r.status_code == 202 and r.json()["sync"]["status"] == "pending"
@@ -98,65 +116,122 @@ async def test_started_carries_the_entry_zone_offset_across_dst(api, world, cont
     assert parse_started(wl["started"]).timestamp() == parse_started("2026-03-29T01:30:00.000+0000").timestamp()
 
 
-async def test_twenty_quick_updates_cost_at_most_three_writes(api, world, control, workers):
-    # a write takes 2 s: the burst meets at most one write in flight, then one more with the latest state
-    control.set_faults("jira1", latency_ms=2000, writes_only=True)
-    workers(1)
+async def test_twenty_quick_updates_cost_two_writes_the_last_with_the_latest_state(app, api, world, control,
+                                                                                    workers):
+    # the first write is held at JIRA while the other nineteen changes arrive: they coalesce into one more write
+    workers(1, JIRA_TIMEOUT_SECONDS=30)
+    await started(app, world)
+    control.add_fault_rule("jira1", "latency", latency_ms=4000, writes_only=True)
     t0 = time.time()
-    try:
-        for i in range(20):
-            await api.put("/api/v1/entries/burst", json=entry(duration=10 + i), headers=world.headers)
-        body = await wait_until(lambda: synced(api, world, "burst"), timeout=60)
-    finally:
-        control.clear_faults("jira1")
+    await api.put("/api/v1/entries/burst", json=entry(duration=10), headers=world.headers)
+
+    async def first_write_at_jira():
+        return control.counters("jira1")["in_flight_writes"].get("PROJ-1")
+
+    await wait_until(first_write_at_jira, timeout=30, interval=0.05)
+    for i in range(1, 20):
+        await api.put("/api/v1/entries/burst", json=entry(duration=10 + i), headers=world.headers)
+    assert control.counters("jira1")["in_flight_writes"].get("PROJ-1"), "the first write was still at JIRA"
+    body = await wait_until(lambda: synced(api, world, "burst"), timeout=60)
     assert body["duration"] == 29
-    writes = [c for c in jira_requests(control, t0, methods=("POST", "PUT"))]
-    assert 1 <= len(writes) <= 3
+    calls = [(c["method"], c["status"]) for c in jira_requests(control, t0)]
+    assert calls == [("POST", 201), ("PUT", 200)], calls
     [wl] = worklogs_by_anchor(control, "jira1")["burst"]
     assert wl["timeSpentSeconds"] == 29 * 60
 
 
-async def test_permanent_error_fails_at_once_with_jiras_message(api, world, control, workers):
+async def test_changes_made_before_any_worker_runs_cost_one_write_with_the_latest_state(app, api, world, control,
+                                                                                       workers):
+    # guarantee 4: nothing is pushed yet when the twenty changes arrive
+    for i in range(20):
+        r = await api.put("/api/v1/entries/early", json=entry(duration=10 + i, description=f"v{i}"),
+                          headers=world.headers)
+        assert r.status_code == 202
+    t0 = time.time()
     workers(1)
-    await api.put("/api/v1/entries/gone", json=entry(ticket="PROJ-9999"), headers=world.headers)
+    body = await wait_until(lambda: synced(api, world, "early"), timeout=60)
+    assert body["duration"] == 29 and body["sync"]["attempts"] == 1
+    await started(app, world)
+    # the worker's first reconciliation poll (the two feeds) may come before or after the push
+    pushes = [(c["method"], c["path"].rsplit("/rest/api/2/", 1)[-1], c["status"]) for c in jira_requests(control, t0)
+              if not c["path"].endswith(("/worklog/updated", "/worklog/deleted"))]
+    assert pushes == [("POST", "issue/PROJ-1/worklog", 201)]
+    [wl] = worklogs_by_anchor(control, "jira1")["early"]
+    assert wl["timeSpentSeconds"] == 29 * 60 and wl["comment"] == "#early: Development: v19"
+
+
+async def test_permanent_error_fails_at_once_with_jiras_message_and_a_retry_syncs_it(api, world, control, workers):
+    workers(1)
+    await api.put("/api/v1/entries/gone", json=entry(ticket="PROJ-404"), headers=world.headers)
     body = await wait_until(lambda: synced(api, world, "gone", "failed"), timeout=30)
     assert body["sync"]["attempts"] == 1
     assert "Issue Does Not Exist" in body["sync"]["last_error"]
-    notes = (await api.get("/api/v1/notifications", params={"user": "jdoe"}, headers=world.headers))
-    if notes.status_code == 200:  # the notifications API lands with the bidirectional-sync issue
-        assert any(n["kind"] == "sync_failed" and n["entry_id"] == "gone" for n in notes.json())
+    notes = await api.get("/api/v1/notifications", params={"user": "jdoe"}, headers=world.headers)
+    assert notes.status_code == 200
+    [note] = [n for n in notes.json() if n["entry_id"] == "gone"]
+    assert note["kind"] == "sync_failed" and "Issue Does Not Exist" in note["message"]
+
+    # someone creates the issue in JIRA; the user retries the failed entry
+    control.add_issue("jira1", "PROJ-404", "created later")
+    r = await api.post("/api/v1/entries/gone/retry", headers=world.headers)
+    assert r.status_code == 202 and r.json()["sync"]["status"] == "pending"
+    assert r.json()["sync"]["attempts"] == 0 and r.json()["sync"]["last_error"] is None
+    body = await wait_until(lambda: synced(api, world, "gone"), timeout=30)
+    assert body["sync"]["attempts"] == 1 and body["sync"]["worklog_id"]
+    [wl] = worklogs_by_anchor(control, "jira1")["gone"]
+    assert str(wl["id"]) == body["sync"]["worklog_id"]
+    # a synced entry has nothing to retry
+    r = await api.post("/api/v1/entries/gone/retry", headers=world.headers)
+    assert r.status_code == 409 and "synced" in r.json()["detail"]
 
 
-async def test_transient_errors_back_off_then_fail_after_max_attempts(api, world, control, workers):
+async def test_transient_errors_back_off_then_fail_after_max_attempts(app, api, world, control, workers):
     workers(1, SYNC_MAX_ATTEMPTS=3, CIRCUIT_FAILURE_THRESHOLD=100)
+    await started(app, world)
+    t0 = time.time()
     control.set_faults("jira1", error_rate=1.0, error_statuses=[503])
     await api.put("/api/v1/entries/down", json=entry(), headers=world.headers)
     body = await wait_until(lambda: synced(api, world, "down", "failed"), timeout=30)
     assert body["sync"]["attempts"] == 3
     assert "3 attempts" in body["sync"]["last_error"]
     # a 503 may have been applied: before creating again the engine looks for its anchor (GET)
-    posts = [c for c in jira_requests(control, 0) if c["status"] == 503]
+    posts = jira_requests(control, t0)
+    assert all(c["status"] == 503 for c in posts)
     assert [c["method"] for c in posts] == ["POST", "GET", "GET"]
     gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(posts)]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4  # base 0.2 s: 0.2, 0.4 (+ jitter)
 
 
-async def test_open_circuit_keeps_entries_pending_without_spending_attempts(api, world, control, workers):
-    workers(1, CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_RESET_SECONDS=3, SYNC_MAX_ATTEMPTS=50)
-    control.set_faults("jira1", error_rate=1.0, error_statuses=[502])
-    for i in range(6):
-        await api.put(f"/api/v1/entries/c{i}", json=entry(ticket=f"PROJ-{i + 1}"), headers=world.headers)
-    # the first wave may all be in flight before two failures are counted; then the circuit is open
-    await wait_until(lambda: circuit_state(api, world, "open"), timeout=20)
-    time.sleep(0.5)
+async def test_open_circuit_keeps_entries_pending_without_spending_attempts(app, api, world, control, workers):
+    # one job at a time: the two failures that open the circuit are the only requests before it opened,
+    # so every later request is a half-open trial
+    workers(1, WORKER_CONCURRENCY=1, CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_RESET_SECONDS=1, SYNC_MAX_ATTEMPTS=50)
+    await started(app, world)
     t0 = time.time()
-    time.sleep(5)
-    # while open: nothing, then one trial per reset period (half-open lets exactly one through)
-    assert len(jira_requests(control, t0)) <= 2
-    counts = await count_by_status(app_of(api), world.tenant.tenant_id)
-    assert counts.get("pending") == 6
-    body = await entry_of(api, world, "c5")
-    assert body["sync"]["attempts"] <= 3  # waiting on the circuit spends no attempts
+    control.set_faults("jira1", error_rate=1.0, error_statuses=[502])
+    tickets = {f"c{i}": f"PROJ-{i + 1}" for i in range(6)}
+    for entry_id, ticket in tickets.items():
+        await api.put(f"/api/v1/entries/{entry_id}", json=entry(ticket=ticket), headers=world.headers)
+    await wait_until(lambda: circuit_state(api, world, "open"), timeout=20)
+
+    async def trials_seen():
+        return len(jira_requests(control, t0)) >= 5 and await circuit_state(api, world, "open")
+
+    await wait_until(trials_seen, timeout=30)  # two that opened it, then three trials, each one failing again
+
+    async def attempts_equal_requests():
+        # an attempt is a request that reached JIRA: waiting on the open circuit spends none
+        requests = {e: len(issue_requests(control, t, t0)) for e, t in tickets.items()}
+        attempts = {e: (await entry_of(api, world, e))["sync"]["attempts"] for e in tickets}
+        return attempts == requests and attempts
+
+    attempts = await wait_until(attempts_equal_requests, timeout=20)
+    assert sum(attempts.values()) >= 5
+    counts = await count_by_status(app, world.tenant.tenant_id)
+    assert counts.get("pending") == 6, counts
+    # half-open lets one trial through per reset period (the breaker runs on Redis' clock, the same machine's)
+    arrivals = [r["time"] for r in jira_requests(control, t0)]
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(arrivals[2:])), arrivals
     control.clear_faults("jira1")
     await wait_until(lambda: all_synced(api, world, 6, "c"), timeout=40)
 
@@ -178,7 +253,8 @@ async def all_synced(api, world, n, prefix):
     return counts.get("synced", 0) == n and counts
 
 
-async def test_one_instances_backlog_does_not_starve_another_instance(app, api, jira_setup, connect_user, workers):
+async def test_one_instances_backlog_does_not_starve_another_instance(app, api, sim, jira_setup, connect_user,
+                                                                      workers):
     slow = await jira_setup(rate_limit_per_second=2, project_keys=["PROJ"])
     fast = await jira_setup(rate_limit_per_second=10, project_keys=["OPS"])
     for setup in (slow, fast):
@@ -187,9 +263,16 @@ async def test_one_instances_backlog_does_not_starve_another_instance(app, api, 
     r = await api.post("/api/v1/entries/batch", json={"entries": backlog}, headers=slow.headers)
     assert r.json()["accepted"] == 40
     workers(1, WORKER_CONCURRENCY=6)
-    await asyncio.sleep(2)  # the slow instance's batch jobs are in flight now
+
+    def slow_writes():
+        return sorted(r["time"] for r in sim.control.log(slow.sim_name)
+                      if r["method"] == "POST" and r["status"] == 201)
+
+    async def backlog_draining():
+        return len(slow_writes()) >= 2
+
+    await wait_until(backlog_draining, timeout=30)
     others = [{**entry(ticket="OPS-1", duration=30 + i), "id": f"f{i}"} for i in range(4)]
-    t0 = time.monotonic()
     await api.post("/api/v1/entries/batch", json={"entries": others}, headers=fast.headers)
 
     async def fast_done():
@@ -197,7 +280,11 @@ async def test_one_instances_backlog_does_not_starve_another_instance(app, api, 
         return counts.get("synced", 0) == 4
 
     await wait_until(fast_done, timeout=30)
-    elapsed = time.monotonic() - t0
+    # the other instance's entries went while the backlog was still queued: at 2/s, 40 writes take 20 s, and
+    # the four were written before the last ten of them
     slow_counts = await count_by_status(app, slow.tenant.tenant_id)
-    # 40 entries at 2/s take 20 s; the other instance did not wait for them
-    assert slow_counts.get("pending", 0) > 10, (elapsed, slow_counts)
+    assert slow_counts.get("pending", 0) >= 10, slow_counts
+    fast_writes = [r["time"] for r in sim.control.log(fast.sim_name) if r["method"] == "POST" and r["status"] == 201]
+    assert len(fast_writes) == 4
+    writes_before = [t for t in slow_writes() if t < max(fast_writes)]
+    assert len(writes_before) <= 30, (len(writes_before), slow_counts)

@@ -110,6 +110,26 @@ async def test_delete_keeps_entry_readable_and_newer_put_revives_it(api, auth):
     assert r.json()["deleted"] is False and r.json()["sync"]["status"] != "deleted"
 
 
+async def test_an_older_delete_and_an_older_put_after_a_delete_are_stale(api, auth):
+    await put(api, auth, "d2", duration=60, updated_at="2026-11-25T12:00:00Z")
+    before = (await api.get("/api/v1/entries/d2", headers=auth)).json()
+    feed_before = (await api.get("/api/v1/changes?after=0&limit=1000", headers=auth)).json()["items"]
+    r = await api.delete("/api/v1/entries/d2", params={"updated_at": "2026-11-25T11:00:00Z"}, headers=auth)
+    assert r.status_code == 202 and r.json()["deleted"] is False
+    assert (await api.get("/api/v1/entries/d2", headers=auth)).json() == before
+    assert (await api.get("/api/v1/changes?after=0&limit=1000", headers=auth)).json()["items"] == feed_before
+
+    r = await api.delete("/api/v1/entries/d2", params={"updated_at": "2026-11-25T13:00:00Z"}, headers=auth)
+    assert r.json()["deleted"] is True and r.json()["sync"]["status"] == "deleted"
+    deleted = (await api.get("/api/v1/entries/d2", headers=auth)).json()
+    # a change made before the deletion arrives after it: the entry stays deleted
+    r = await put(api, auth, "d2", duration=30, updated_at="2026-11-25T12:30:00Z")
+    assert r.status_code == 202
+    assert (await api.get("/api/v1/entries/d2", headers=auth)).json() == deleted
+    r = await put(api, auth, "d2", duration=30, updated_at="2026-11-25T13:30:00Z")
+    assert r.json()["deleted"] is False and r.json()["duration"] == 30
+
+
 async def test_delete_unknown_entry_is_404(api, auth):
     assert (await api.delete("/api/v1/entries/nope", headers=auth)).status_code == 404
 
@@ -159,8 +179,12 @@ async def test_batch_over_1000_is_rejected(api, auth):
 async def test_retry_only_for_retryable_states(api, auth):
     await put(api, auth, "r1", duration=0)
     r = await api.post("/api/v1/entries/r1/retry", headers=auth)
-    assert r.status_code == 202
+    assert r.status_code == 202 and r.json()["sync"]["status"] == "skipped"  # still nothing to push
     assert (await api.post("/api/v1/entries/none/retry", headers=auth)).status_code == 404
+    await api.delete("/api/v1/entries/r1", headers=auth)
+    r = await api.post("/api/v1/entries/r1/retry", headers=auth)
+    assert r.status_code == 409 and r.json()["detail"] == "entry r1 is deleted: nothing to retry"
+    assert (await api.get("/api/v1/entries/r1", headers=auth)).json()["sync"]["status"] == "deleted"
 
 
 async def test_missing_or_unknown_key_is_401(api):

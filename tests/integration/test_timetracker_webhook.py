@@ -145,3 +145,23 @@ async def test_deleted_event_needs_only_the_id(api, tenant):
     assert (await send(api, tenant, body)).status_code == 202
     got = (await entry_of(api, tenant)).json()
     assert got["deleted"] is True and got["sync"]["status"] == "deleted"
+
+
+async def test_an_older_deletion_and_an_older_change_after_a_deletion_are_stale(api, tenant):
+    await send(api, tenant, event(duration=60, updated_at="2026-11-25T12:00:00Z"))
+    before = (await entry_of(api, tenant)).json()
+    older_delete = json.dumps({"event": "entry.deleted",
+                               "entry": {"id": 4711, "updated_at": "2026-11-25T11:00:00Z"}}).encode()
+    r = await send(api, tenant, older_delete)
+    assert r.status_code == 200 and r.json() == {"stale": True}
+    assert (await entry_of(api, tenant)).json() == before
+
+    newer_delete = json.dumps({"event": "entry.deleted",
+                               "entry": {"id": 4711, "updated_at": "2026-11-25T13:00:00Z"}}).encode()
+    assert (await send(api, tenant, newer_delete)).status_code == 202
+    deleted = (await entry_of(api, tenant)).json()
+    assert deleted["deleted"] is True and deleted["sync"]["status"] == "deleted"
+    # an update made before the deletion, delivered after it
+    r = await send(api, tenant, event(duration=10, updated_at="2026-11-25T12:30:00Z"))
+    assert r.status_code == 200 and r.json() == {"stale": True}
+    assert (await entry_of(api, tenant)).json() == deleted

@@ -88,27 +88,39 @@ def test_routing():
 
 
 C = EntryContent("u", "P-1", date(2026, 1, 1), time(9), 60, "UTC", None, None, None)
+C2 = EntryContent("u", "P-1", date(2026, 1, 1), time(9), 61, "UTC", None, None, None)
 
 
 @pytest.mark.parametrize(
-    ("stored_at", "stored", "incoming_at", "incoming", "expected"),
+    ("stored_at", "stored", "stored_deleted", "incoming_at", "incoming", "incoming_deleted", "expected"),
     [
-        (None, None, 5, C, ChangeOutcome.CREATED),
-        (5, C, 4, C, ChangeOutcome.STALE),
-        (5, C, 5, C, ChangeOutcome.UNCHANGED),
-        (5, C, 6, C, ChangeOutcome.UNCHANGED),
-        (5, C, 5, EntryContent("u", "P-1", date(2026, 1, 1), time(9), 61, "UTC", None, None, None),
-         ChangeOutcome.UPDATED),
+        (None, None, False, 5, C, False, ChangeOutcome.CREATED),
+        (5, C, False, 4, C, False, ChangeOutcome.STALE),
+        (5, C, False, 5, C, False, ChangeOutcome.UNCHANGED),
+        (5, C, False, 6, C, False, ChangeOutcome.UNCHANGED),
+        (5, C, False, 5, C2, False, ChangeOutcome.UPDATED),
+        # deletions are ordered like every other change
+        (5, C, False, 6, None, True, ChangeOutcome.UPDATED),  # a newer deletion
+        (5, C, False, 5, None, True, ChangeOutcome.UPDATED),  # an equal stamp is applied
+        (5, C, False, 4, None, True, ChangeOutcome.STALE),  # an older deletion changes nothing
+        (5, C, True, 6, None, True, ChangeOutcome.UNCHANGED),  # deleted twice
+        (5, C, True, 4, None, True, ChangeOutcome.STALE),
+        (5, C, True, 6, C, False, ChangeOutcome.UPDATED),  # a newer change brings a deleted entry back...
+        (5, C, True, 5, C, False, ChangeOutcome.UPDATED),  # ...with the same content too
+        (5, C, True, 4, C2, False, ChangeOutcome.STALE),  # an older one does not
     ],
 )
-def test_classify_change(stored_at, stored, incoming_at, incoming, expected):
+def test_classify_change(stored_at, stored, stored_deleted, incoming_at, incoming, incoming_deleted, expected):
     from datetime import datetime, timedelta, timezone
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
     def at(n):
-        return (None if n is None else t0 + timedelta(seconds=n))
-    assert classify_change(stored_updated_at=at(stored_at), stored=stored, stored_deleted=False,
-                           incoming_updated_at=at(incoming_at), incoming=incoming, incoming_deleted=False) is expected
+        return None if n is None else t0 + timedelta(seconds=n)
+
+    assert classify_change(stored_updated_at=at(stored_at), stored=stored, stored_deleted=stored_deleted,
+                           incoming_updated_at=at(incoming_at), incoming=incoming,
+                           incoming_deleted=incoming_deleted) is expected
 
 
 def test_intent_after_change():

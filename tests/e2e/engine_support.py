@@ -3,14 +3,13 @@ real `python -m workers` processes, and waiting on what PostgreSQL says."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from app.security.secrets import binding
 from app.services.tenants import NewTenant, create_tenant
 from jirasim.control import SimControl
 from jirasim.testing import generate_rsa_keypair
+from tests.waiting import wait_until as wait_until  # re-exported for the e2e tests
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUES = [f"PROJ-{i}" for i in range(1, 101)]
@@ -159,21 +159,6 @@ async def count_by_status(app: Any, tenant_id: uuid.UUID) -> dict[str, int]:
         rows = await session.execute(select(EntryRow.sync_status, func.count()).where(
             EntryRow.tenant_id == tenant_id).group_by(EntryRow.sync_status))
         return {r[0]: r[1] for r in rows.all()}
-
-
-async def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.25,
-                     tick: Callable[[], Any] | None = None) -> Any:
-    """Poll an async `check` until it returns something truthy; fail with its last value on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        if tick is not None:
-            tick()
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
 def worklogs_by_anchor(control: SimControl, instance: str) -> dict[str, list[dict[str, Any]]]:

@@ -46,7 +46,7 @@ async def test_dashboard_shows_the_api_figures_and_retries_a_failed_entry(live, 
 
     t = await make_tenant("Dashboard Co")
     auth = {"Authorization": f"Bearer {t.api_key}"}
-    instance_id = await add_instance(app, t.tenant_id, name="Main JIRA", rate=8)
+    instance_id = await add_instance(api, t, name="Main JIRA", rate=8)
     ids = ["d1", "d2", "d3", "d4", "d5", "d6"]
     await put_entries(api, auth, ids)
     states = {"d1": "synced", "d2": "synced", "d3": "pending", "d4": "failed", "d5": "conflict", "d6": "pending"}

@@ -8,24 +8,18 @@ from typing import Any
 
 from sqlalchemy import update
 
-from app.db.models import AuditRow, EntryRow, JiraInstanceRow
-from app.security.secrets import SecretBox
+from app.db.models import AuditRow, EntryRow
 
 
-async def add_instance(app: Any, tenant_id: uuid.UUID, *, name: str = "Main JIRA", rate: int = 10,
+async def add_instance(api: Any, tenant: Any, *, name: str = "Main JIRA", rate: int = 10,
                        project_keys: tuple[str, ...] = ("PROJ",)) -> uuid.UUID:
-    """An instance row as the instances API would store it (the key material is irrelevant here)."""
-    box: SecretBox = app.state.secret_box
-    instance_id = uuid.uuid4()
-    async with app.state.sessionmaker() as session:
-        session.add(JiraInstanceRow(
-            id=instance_id, tenant_id=tenant_id, name=name, base_url="http://127.0.0.1:9/jira",
-            consumer_key="timetracker", rate_limit_per_second=rate, project_keys=list(project_keys),
-            private_key_enc=box.seal(b"not a key", b"test"), public_key_pem="-----BEGIN PUBLIC KEY-----",
-            webhook_secret_enc=box.seal(b"whsec", b"test"),
-        ))
-        await session.commit()
-    return instance_id
+    """An instance created through the instances API (a generated key pair, secrets sealed to their rows);
+    its JIRA is never called here."""
+    r = await api.post("/api/v1/jira-instances", headers={"Authorization": f"Bearer {tenant.api_key}"}, json={
+        "name": name, "base_url": "http://127.0.0.1:9/jira", "rate_limit_per_second": rate,
+        "project_keys": list(project_keys)})
+    assert r.status_code == 201, r.text
+    return uuid.UUID(r.json()["id"])
 
 
 def entry_body(ticket: str = "PROJ-1", **extra: Any) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.db.models import EntryRow
 from app.services.entries import flush_feed, set_status
@@ -15,6 +16,7 @@ from tests.integration.test_jira_webhook import (
     payload,
     synced_entry,
 )
+from tests.waiting import wait_until
 
 
 def bearer(t: Any) -> dict[str, str]:
@@ -192,6 +194,41 @@ async def test_changes_feed_rebuilds_every_entry(app, api, tenant, make_tenant):
     kinds = {i["kind"] for i in await _read_feed(api, tenant, page=1000)}
     assert kinds == {"sync_status", "remote_adoption", "local_change"}
     assert len(await _read_feed(api, other, page=1000)) == 1
+
+
+async def test_changes_feed_is_read_in_commit_order_while_writers_race(app, api, tenant):  # type: ignore[no-untyped-def]
+    """A reader that has passed seq N never finds a new item below N later: feed writers of one tenant are
+    serialised until they commit, so a lower seq cannot commit after a higher one."""
+    base = {"user": "jdoe", "ticket": "NOPE-1", "date": "2026-11-25", "start": "09:00", "duration": 30,
+            "timezone": "UTC"}
+    await api.put("/api/v1/entries/slow", json=base, headers=bearer(tenant))
+    async with app.state.sessionmaker() as slow_writer:
+        # the push engine records a status change: its feed row (and seq) is written, the commit comes later
+        row = (await slow_writer.execute(select(EntryRow).where(
+            EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == "slow").with_for_update())).scalar_one()
+        set_status(slow_writer, row, "failed", last_error="JIRA answered 400")  # type: ignore[arg-type]
+        await flush_feed(slow_writer)
+        # meanwhile TimeTracker changes another entry
+        fast_writer = asyncio.create_task(
+            api.put("/api/v1/entries/fast", json={**base, "duration": 45}, headers=bearer(tenant)))
+        await wait_until(lambda: _waits_for_the_feed_lock(app, fast_writer), timeout=30, interval=0.05)
+        seen = await _read_feed(api, tenant, page=1000)
+        await slow_writer.commit()
+    assert (await fast_writer).status_code == 202
+    now = await _read_feed(api, tenant, page=1000)
+    passed = max((i["seq"] for i in seen), default=0)
+    assert [i for i in now if i["seq"] <= passed] == seen, "an item appeared behind a seq the reader had passed"
+    assert {(i["entry_id"], i["entry"]["sync"]["status"]) for i in now} >= {("slow", "failed"), ("fast", "skipped")}
+
+
+async def _waits_for_the_feed_lock(app: Any, task: asyncio.Task[Any]) -> bool:
+    """True once `task` is done or some transaction waits for an advisory lock."""
+    if task.done():
+        return True
+    async with app.state.engine.connect() as conn:
+        waiting = (await conn.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))).scalar_one()
+    return bool(waiting)
 
 
 # -- audit ---------------------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ async def test_sql_meta_characters_in_every_string_field(api, app, make_tenant):
     assert (await api.put("/api/v1/entries/keep", json=entry_body(), headers=vauth)).status_code == 202
     t = await make_tenant("Attacker")
     auth = {"Authorization": f"Bearer {t.api_key}"}
-    await add_instance(app, t.tenant_id, name="Main JIRA")
+    await add_instance(api, t, name="Main JIRA")
     stored = 0
     for i, evil in enumerate(SQL_META):
         entry_id = f"sql{i}"

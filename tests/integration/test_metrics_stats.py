@@ -83,7 +83,7 @@ async def test_publication_that_fails_is_sent_again_later(redis):
 
 
 async def test_metrics_endpoint_has_every_contract_metric(api, app, tenant, redis):
-    instance_id = await add_instance(app, tenant.tenant_id)
+    instance_id = await add_instance(api, tenant)
     iid = str(instance_id)
     record_metrics(JiraCall(instance_id=instance_id, operation="create_worklog", method="POST",
                             path="/rest/api/2/issue/PROJ-1/worklog", status=201, outcome="ok", duration_ms=120,
@@ -133,7 +133,7 @@ async def test_worker_process_activity_appears_on_the_api(api, stack):
 
 
 async def test_queue_length_and_circuit_gauges_are_computed_at_scrape_time(api, app, tenant, auth, redis, settings):
-    instance_id = await add_instance(app, tenant.tenant_id)
+    instance_id = await add_instance(api, tenant)
     await put_entries(api, auth, ["q1", "q2", "q3"])
     for e in ("q1", "q2", "q3"):
         await set_state(app, tenant.tenant_id, e, status="pending", instance_id=instance_id, due=True)
@@ -154,8 +154,8 @@ async def test_queue_length_and_circuit_gauges_are_computed_at_scrape_time(api, 
 async def test_stats_per_instance(api, app, make_tenant, redis):
     t = await make_tenant("Stats Co")
     auth = {"Authorization": f"Bearer {t.api_key}"}
-    main_id = await add_instance(app, t.tenant_id, name="Main", rate=5, project_keys=("PROJ",))
-    ops_id = await add_instance(app, t.tenant_id, name="Ops", project_keys=("OPS",))
+    main_id = await add_instance(api, t, name="Main", rate=5, project_keys=("PROJ",))
+    ops_id = await add_instance(api, t, name="Ops", project_keys=("OPS",))
     ids = [f"s{i}" for i in range(8)]
     await put_entries(api, auth, ids)
     states = ["synced", "synced", "synced", "failed", "conflict", "pending", "pending", "skipped"]
@@ -200,7 +200,7 @@ async def test_stats_per_instance(api, app, make_tenant, redis):
 async def test_stats_are_tenant_scoped_and_need_a_key(api, app, make_tenant):
     a = await make_tenant("A")
     b = await make_tenant("B")
-    await add_instance(app, a.tenant_id, name="A's JIRA")
+    await add_instance(api, a, name="A's JIRA")
     r = await api.get("/api/v1/stats", headers={"Authorization": f"Bearer {b.api_key}"})
     assert r.status_code == 200
     assert r.json()["instances"] == []

@@ -209,9 +209,11 @@ class Calls:
         comment: str | None,
         started: str | int | None,
         as_user: str | None,
+        updated: str | int | None = None,
     ) -> Call:
         body = _drop_none(
-            {"timeSpentSeconds": time_spent_seconds, "comment": comment, "started": started, "as_user": as_user}
+            {"timeSpentSeconds": time_spent_seconds, "comment": comment, "started": started, "as_user": as_user,
+             "updated": updated}
         )
         return Call("PATCH", f"{_i(instance)}/worklogs/{worklog_id}", body)
 
@@ -426,8 +428,9 @@ class SimControl:
         comment: str | None = None,
         started: str | int | None = None,
         as_user: str | None = None,
+        updated: str | int | None = None,
     ) -> dict[str, Any]:
-        call = Calls.remote_edit(instance, worklog_id, time_spent_seconds, comment, started, as_user)
+        call = Calls.remote_edit(instance, worklog_id, time_spent_seconds, comment, started, as_user, updated)
         return dict(self._do(call))
 
     def remote_delete(self, instance: str, worklog_id: int | str) -> None:

@@ -336,6 +336,7 @@ async def remote_edit(request: Request, sim: Simulator) -> Any:
         started_ms=parse_loose_datetime(data["started"]) if data.get("started") else None,
         time_spent_seconds=_seconds(inst, data),
         comment=str(data["comment"]) if data.get("comment") is not None else None,
+        updated_ms=parse_loose_datetime(data["updated"]) if data.get("updated") else None,
     )
     return inst.render_worklog(worklog, base)
 

@@ -88,6 +88,7 @@ class SimInstance:
         time_spent_seconds: int | None = None,
         comment: str | None = None,
         visibility: dict[str, Any] | None = None,
+        updated_ms: int | None = None,
     ) -> Worklog:
         self.state.update_worklog(
             worklog,
@@ -96,6 +97,7 @@ class SimInstance:
             time_spent_seconds=time_spent_seconds,
             comment=comment,
             visibility=visibility,
+            updated_ms=updated_ms,
         )
         self._emit("worklog_updated", worklog, base)
         return worklog

@@ -26,6 +26,7 @@ class RequestRecord:
     issue_key: str | None = None
     oauth_problem: str | None = None
     fault: str | None = None
+    retry_after: int | None = None  # the Retry-After a 429 carried: tests check the client honoured it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

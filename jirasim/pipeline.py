@@ -231,6 +231,7 @@ async def run_route(spec: RouteSpec, request: Request) -> Response:
             issue_key=issue_key,
             oauth_problem=problem,
             fault=fault,
+            retry_after=int(response.headers["Retry-After"]) if "Retry-After" in response.headers else None,
         )
     )
     return response

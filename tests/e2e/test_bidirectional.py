@@ -300,6 +300,82 @@ async def test_poll_cursors_advance_with_overlap_and_ignore_foreign_worklogs(  #
     assert (await row_of(app, world, "204")).sync_status == "synced"
 
 
+def updated_ms(worklog: dict[str, Any]) -> int:
+    return int(parse_started(str(worklog["updated"])).timestamp() * 1000)
+
+
+async def updated_cursor(app: Any, world: World) -> int:
+    async with app.state.sessionmaker() as session:
+        instance = await activity_repo.instance_by_id(session, world.instance_id)
+        assert instance is not None and instance.reconcile_updated_since is not None
+        return int(instance.reconcile_updated_since)
+
+
+async def test_poll_windows_overlap_so_a_change_the_feed_shows_late_is_still_found(  # type: ignore[no-untyped-def]
+        app, api, wc, world, sim):
+    synced = await put_and_push(api, wc, world, "205")
+    worklog_id = synced["sync"]["worklog_id"]
+    [ours] = [w for w in remote_worklogs(world, "PROJ-7") if str(w["id"]) == worklog_id]
+    await asyncio.sleep(0.01)  # distinct millisecond stamps
+    foreign = sim.control.create_worklog_as(SIM, "PROJ-7", "alice", 600, comment="pairing")
+    assert updated_ms(foreign) > updated_ms(ours) + 1
+    # the polls run ten minutes later, so JIRA's last minute says nothing about where the windows end
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    deps = reconcile_deps(wc)
+    first = await reconcile_instance(deps, world.instance_id, now=later)
+    assert first.polled and set(first.outcomes) <= {"ignore"}, first
+    cursor = await updated_cursor(app, world)
+
+    # JIRA now shows a change stamped between our write and the foreign worklog: the first window had passed it
+    await backdate_local_change(app, world, "205")
+    stamp = (updated_ms(ours) + updated_ms(foreign)) // 2
+    sim.control.remote_edit(SIM, worklog_id, time_spent_seconds=3600, as_user="alice", updated=stamp)
+    second = await reconcile_instance(deps, world.instance_id, now=later + timedelta(seconds=5))
+    assert second.outcomes["jira_wins"] == 1, second
+    row = await row_of(app, world, "205")
+    assert row.sync_status == "conflict" and "1h" in (row.last_error or "")
+    # each window starts 120 s before the newest change the previous one saw, and never moves back
+    assert cursor == updated_ms(foreign) - 120_000
+    assert await updated_cursor(app, world) == cursor
+
+    await asyncio.sleep(0.01)
+    newer = sim.control.create_worklog_as(SIM, "PROJ-7", "bob", 900, comment="review")
+    third = await reconcile_instance(deps, world.instance_id, now=later + timedelta(seconds=10))
+    assert third.polled and third.outcomes.get("jira_wins", 0) == 0  # the conflict is not declared twice
+    assert await updated_cursor(app, world) == updated_ms(newer) - 120_000  # and the window moves on
+
+
+async def test_the_workers_polling_loop_finds_a_remote_edit_the_feed_shows_late(  # type: ignore[no-untyped-def]
+        app, api, sim, jira_setup, connect_user, workers):
+    """No webhook: the poller of a running worker, on its own schedule, against a feed that leaves out its
+    last seconds (as JIRA leaves out its last minute)."""
+    setup = await jira_setup()
+    await connect_user(setup, "jdoe", jira_user="alice")
+    sim.control.set_settings(setup.sim_name, feed_delay_seconds=3)
+    workers(1, RECONCILE_INTERVAL_SECONDS=1)
+    r = await api.put("/api/v1/entries/501", json=entry(ticket="PROJ-1", duration=90), headers=setup.headers)
+    assert r.status_code == 202
+
+    async def entry_status(wanted: str) -> dict[str, Any] | None:
+        body = (await api.get("/api/v1/entries/501", headers=setup.headers)).json()
+        return body if body["sync"]["status"] == wanted else None
+
+    synced = await wait_until(lambda: entry_status("synced"), timeout=60)
+    async with app.state.sessionmaker() as session:
+        row = (await session.execute(select(EntryRow).where(
+            EntryRow.tenant_id == setup.tenant.tenant_id, EntryRow.id == "501"))).scalar_one()
+        row.local_changed_at = datetime.now(UTC) - timedelta(hours=2)  # changed in TimeTracker long ago
+        await session.commit()
+    sim.control.remote_edit(setup.sim_name, synced["sync"]["worklog_id"], time_spent_seconds=7200, as_user="alice")
+    conflicted = await wait_until(lambda: entry_status("conflict"), timeout=60)
+    assert "changed in JIRA" in conflicted["sync"]["last_error"] and conflicted["duration"] == 90
+    [conflict] = (await api.get("/api/v1/conflicts?status=open", headers=setup.headers)).json()
+    assert conflict["remote"]["time_spent_seconds"] == 7200
+    polls = [a for a in (await api.get("/api/v1/audit", params={"limit": 500}, headers=setup.headers)).json()
+             if a["action"] == "jira.worklogs_updated_since"]
+    assert len(polls) >= 2  # the loop polled before the change showed up, and again after
+
+
 async def test_one_poller_per_instance_and_interval_across_workers(  # type: ignore[no-untyped-def]
         app, api, wc, world, settings):
     from app.redis_keys import reconcile_lease

@@ -288,3 +288,32 @@ async def test_one_instances_backlog_does_not_starve_another_instance(app, api, 
     assert len(fast_writes) == 4
     writes_before = [t for t in slow_writes() if t < max(fast_writes)]
     assert len(writes_before) <= 30, (len(writes_before), slow_counts)
+
+
+async def test_a_429_is_waited_out_for_its_retry_after_without_spending_attempts(app, api, sim, jira_setup,
+                                                                                 connect_user, workers):
+    # JIRA allows one request every 2 s, we were told 10/s: JIRA answers 429 with Retry-After 1 or 2
+    setup = await jira_setup(sim_rate=0.5, rate_limit_per_second=10)
+    await connect_user(setup, "jdoe", via="grant")
+    workers(1, SYNC_MAX_ATTEMPTS=2)
+    tickets = {"r1": "PROJ-1", "r2": "PROJ-4", "r3": "OPS-1"}
+    for entry_id, ticket in tickets.items():
+        await api.put(f"/api/v1/entries/{entry_id}", json=entry(ticket=ticket), headers=setup.headers)
+
+    async def all_done():
+        counts = await count_by_status(app, setup.tenant.tenant_id)
+        return counts.get("synced", 0) + counts.get("failed", 0) == len(tickets) and counts
+
+    assert await wait_until(all_done, timeout=90) == {"synced": len(tickets)}
+    for entry_id in tickets:
+        body = (await api.get(f"/api/v1/entries/{entry_id}", headers=setup.headers)).json()
+        assert body["sync"]["attempts"] == 1, body["sync"]  # the 429s spent nothing
+    log = sorted(sim.control.log(setup.sim_name), key=lambda r: r["time"])
+    limited = [r for r in log if r["status"] == 429]
+    assert limited, "JIRA never said 429: the test did not test anything"
+    for r in limited:
+        assert r["retry_after"] >= 1
+        # nothing new reached JIRA before Retry-After was over, but the one request whose slot was already
+        # reserved when the 429 came back (it meets the pause and is retried)
+        too_early = [x for x in log if r["time"] < x["time"] < r["time"] + r["retry_after"] - 0.05]
+        assert len(too_early) <= 1, (r, too_early)

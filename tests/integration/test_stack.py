@@ -1,5 +1,9 @@
+import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.main import create_app
+from devstack.servers import free_port, start_redis
 
 
 async def test_postgres_and_redis_are_real(stack, redis):
@@ -36,3 +40,34 @@ async def test_pooled_connections_the_server_closed_are_replaced_not_failed(app,
     await asyncio.sleep(0.2)  # the event loop hears the sockets close
     responses = await asyncio.gather(*(api.get("/api/v1/entries", headers=auth) for _ in range(6)))
     assert [r.status_code for r in responses] == [200] * 6
+
+
+
+async def _readyz(settings, *, stop_before_asking=None) -> tuple[int, dict[str, str]]:
+    """/readyz of an API process started with `settings`; `stop_before_asking` runs once it is up."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c:
+            if stop_before_asking is not None:
+                assert (await c.get("/readyz")).status_code == 200
+                stop_before_asking()
+            r = await c.get("/readyz")
+    return r.status_code, r.json()
+
+
+async def test_readyz_is_200_only_when_postgres_and_redis_answer(settings, tmp_path):
+    assert await _readyz(settings) == (200, {"status": "ready", "postgres": "ok", "redis": "ok"})
+    # nothing listens where PostgreSQL should be
+    nowhere = f"postgresql+asyncpg://tt:tt@127.0.0.1:{free_port()}/tt"
+    status, body = await _readyz(settings.model_copy(update={"database_url": nowhere}))
+    assert status == 503 and body["status"] == "not ready"
+    assert body["postgres"].startswith("down: ") and body["redis"] == "ok"
+    # Redis stops answering while the API runs
+    redis = start_redis(tmp_path / "redis", persist=False)
+    try:
+        status, body = await _readyz(settings.model_copy(update={"redis_url": redis.url}),
+                                     stop_before_asking=redis.kill)
+    finally:
+        redis.kill()
+    assert status == 503 and body["status"] == "not ready"
+    assert body["redis"].startswith("down: ") and body["postgres"] == "ok"

@@ -86,7 +86,7 @@ async def _metrics_need_the_token(api: httpx.AsyncClient) -> None:
 
 async def test_sync_queue_length_reports_every_known_instance_with_zeros(app: Any, api: httpx.AsyncClient,
                                                                           tenant: Any) -> None:
-    instance_id = await add_instance(app, tenant.tenant_id, name="Idle")
+    instance_id = await add_instance(api, tenant, name="Idle")
     text = (await api.get("/metrics")).text
     for priority in ("user", "batch"):
         assert f'sync_queue_length{{instance="{instance_id}",priority="{priority}"}} 0.0' in text

@@ -73,6 +73,7 @@ class Service:
     command: list[str] | None  # None: the image's own CMD
     environment: dict[str, str]
     healthcheck_disabled: bool
+    read_only: bool
 
     @classmethod
     def of(cls, name: str, spec: Mapping[str, Any]) -> Service:
@@ -83,7 +84,8 @@ class Service:
         if isinstance(env, list):  # ["KEY=value", ...]
             env = dict(item.split("=", 1) for item in env)
         return cls(name, [str(c) for c in command] if command is not None else None,
-                   {str(k): str(v) for k, v in env.items()}, bool((spec.get("healthcheck") or {}).get("disable")))
+                   {str(k): str(v) for k, v in env.items()}, bool((spec.get("healthcheck") or {}).get("disable")),
+                   bool(spec.get("read_only")))
 
 
 def app_services(env: Mapping[str, str], image: str = "tt-jira-sync:latest") -> dict[str, Service]:

@@ -112,6 +112,7 @@ class Container:
     command: list[str] | None
     env: dict[str, str]
     healthcheck: bool = False
+    read_only: bool = False
     name: str = ""
 
     def start(self, env_dir: Path) -> Container:
@@ -122,6 +123,8 @@ class Container:
                 "--env-file", str(env_file)]
         if not self.healthcheck:
             args.append("--no-healthcheck")
+        if self.read_only:  # a read-only root file system, and no tmpfs either: nothing may be written
+            args += ["--read-only", "--read-only-tmpfs=false"]
         self.podman.run(*args, self.image, *(self.command or []))
         return self
 
@@ -142,11 +145,14 @@ class Container:
 
 
 def run_once(podman: Podman, image: str, command: list[str], env: dict[str, str], env_dir: Path,
-             *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+             *, read_only: bool, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`docker compose run --rm SERVICE COMMAND`: one process in a fresh container, its output and exit code."""
     env_file = _env_file(env_dir / "run-once.env", env)
-    return podman.run("run", "--rm", "--label", f"{LABEL}={podman.pid_label}", "--net=host", "--no-healthcheck",
-                      "--env-file", str(env_file), image, *command, timeout=timeout, check=False)
+    args = ["run", "--rm", "--label", f"{LABEL}={podman.pid_label}", "--net=host", "--no-healthcheck",
+            "--env-file", str(env_file)]
+    if read_only:
+        args += ["--read-only", "--read-only-tmpfs=false"]
+    return podman.run(*args, image, *command, timeout=timeout, check=False)
 
 
 def _env_file(path: Path, env: dict[str, str]) -> Path:

@@ -46,6 +46,7 @@ def test_the_app_services_run_this_image(spec: dict[str, Any]) -> None:
     for name in APP_SERVICES:
         assert spec["services"][name]["build"] == "."
         assert spec["services"][name]["restart"] in {"no", "always", "on-failure", "unless-stopped"}
+        assert spec["services"][name]["read_only"] is True  # test_image runs them so: they write nothing
 
 
 def test_every_variable_the_app_services_set_is_a_setting_they_read() -> None:

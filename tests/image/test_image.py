@@ -171,7 +171,8 @@ def system(podman: Podman, image: BuiltImage, stack: Any, tmp_path_factory: pyte
     s = System(services, env, {}, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}",
                env["DATABASE_URL"], env_dir)
 
-    migrated = run_once(podman, image.id, services["migrate"].command or [], s.environment("migrate"), env_dir)
+    migrated = run_once(podman, image.id, services["migrate"].command or [], s.environment("migrate"), env_dir,
+                        read_only=services["migrate"].read_only)
     assert migrated.returncode == 0, migrated.stderr
     try:
         for name in ("jirasim", "api", "worker"):
@@ -180,7 +181,8 @@ def system(podman: Podman, image: BuiltImage, stack: Any, tmp_path_factory: pyte
             extra = {"UVICORN_PORT": str(api_port), "UVICORN_HOST": "127.0.0.1"} if name == "api" else {}
             s.containers[name] = Container(podman, image.id, name, service.command,
                                            {**s.environment(name), **extra},
-                                           healthcheck=not service.healthcheck_disabled).start(env_dir)
+                                           healthcheck=not service.healthcheck_disabled,
+                                           read_only=service.read_only).start(env_dir)
         wait_until(lambda: httpx.get(f"{s.sim}/_sim/health", timeout=2).status_code == 200, timeout=60,
                    what="the simulator from the image answers")
         wait_until(lambda: httpx.get(f"{s.api}/healthz", timeout=2).status_code == 200, timeout=60,
@@ -196,7 +198,8 @@ def system(podman: Podman, image: BuiltImage, stack: Any, tmp_path_factory: pyte
 def tenant(podman: Podman, image: BuiltImage, system: System) -> dict[str, str]:
     """`docker compose run --rm api python -m app.cli create-tenant …`, as the README says."""
     done = run_once(podman, image.id, ["python", "-m", "app.cli", "create-tenant", "--name", "Image test",
-                                       "--timezone", "Europe/Berlin"], system.environment("api"), system.env_dir)
+                                       "--timezone", "Europe/Berlin"], system.environment("api"), system.env_dir,
+                    read_only=system.services["api"].read_only)
     assert done.returncode == 0, done.stderr
     created: dict[str, str] = json.loads(done.stdout)
     assert set(created) >= {"tenant_id", "api_key", "webhook_secret"}
@@ -218,6 +221,9 @@ def test_api_is_ready_and_its_health_check_passes(podman: Podman, system: System
     assert podman.run("healthcheck", "run", api.name, check=False).returncode == 0, "the image's HEALTHCHECK"
     uid = podman.run("exec", api.name, "python", "-c", "import os; print(os.getuid())").stdout.strip()
     assert uid == "10001"
+    # compose's read_only: every service ran on a read-only root file system, without any tmpfs
+    for c in system.containers.values():
+        assert podman.run("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", c.name).stdout.strip() == "true"
     assert system.containers["worker"].running()
 
 

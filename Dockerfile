@@ -10,18 +10,22 @@
 
 ARG PYTHON_VERSION=3.11
 
-# ---- deps: the virtualenv with the runtime dependencies, from pyproject.toml alone ---------------------------
-# Only pyproject.toml is copied before the install, so editing the sources reuses this layer (and the download).
-# Wheels only: the image needs no compiler, and a dependency without a wheel fails here instead of compiling.
-# pip and setuptools leave (nothing installs at run time), and so do the test suites some wheels ship.
+# ---- requirements: the runtime dependencies listed in pyproject.toml, as a requirements file -----------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS requirements
+COPY pyproject.toml /src/
+RUN python -c "import tomllib; print(*tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+      > /requirements.txt
+
+# ---- deps: the virtualenv with those dependencies ----------------------------------------------------------
+# Only the list is copied before the install, so editing the sources, the dev dependencies or the tool settings
+# in pyproject.toml reuses this layer (and the download). Wheels only: the image needs no compiler, and a
+# dependency without a wheel fails here instead of compiling. pip and setuptools leave (nothing installs at run
+# time), and so do the test suites some wheels ship.
 FROM python:${PYTHON_VERSION}-slim-bookworm AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-WORKDIR /src
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
-      > requirements.txt \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --only-binary=:all: -r requirements.txt \
+COPY --from=requirements /requirements.txt /src/requirements.txt
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --only-binary=:all: -r /src/requirements.txt \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
  && find /opt/venv -type d -name tests -prune -exec rm -rf {} +
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from app.config import Settings
 from devstack.testenv import new_encryption_keys
 from jirasim.control import SimControl
 from tests.image import compose
@@ -58,6 +59,10 @@ def wait_until(check: Callable[[], Any], *, timeout: float, what: str, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(interval)
+
+
+def answers(url: str) -> bool:
+    return httpx.get(url, timeout=2, trust_env=False).status_code == 200
 
 
 # ---- the image itself -------------------------------------------------------------------------------------------
@@ -129,25 +134,23 @@ class System:
     containers: dict[str, Container]
     api: str
     sim: str
-    database_url: str
     env_dir: Path
 
     def environment(self, service: str) -> dict[str, str]:
         return {**self.services[service].environment, **self.env}
 
 
+def _psql(stack: Any, sql: str, database: str = DATABASE) -> str:
+    psql = Path(stack.postgres.extra["bindir"]) / "psql"
+    return subprocess.run([str(psql), "-h", "127.0.0.1", "-p", str(stack.postgres.port), "-U", "postgres",
+                           "-d", database, "-tAc", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def _create_database(stack: Any) -> str:
-    bindir = Path(stack.postgres.extra["bindir"])
-    psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(stack.postgres.port), "-U", "postgres", "-q"]
-    subprocess.run([*psql, "-c", f"DROP DATABASE IF EXISTS {DATABASE}"], check=True, capture_output=True)
-    subprocess.run([*psql, "-c", f"CREATE DATABASE {DATABASE}"], check=True, capture_output=True)
+    """A fresh database on the suite's PostgreSQL (its own one is migrated already), and its URL."""
+    _psql(stack, f"DROP DATABASE IF EXISTS {DATABASE}", database="postgres")
+    _psql(stack, f"CREATE DATABASE {DATABASE}", database="postgres")
     return stack.env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{DATABASE}"
-
-
-def _psql(stack: Any, sql: str) -> str:
-    bindir = Path(stack.postgres.extra["bindir"])
-    return subprocess.run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(stack.postgres.port), "-U", "postgres",
-                           "-d", DATABASE, "-tAc", sql], check=True, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +170,12 @@ def system(podman: Podman, image: BuiltImage, stack: Any, tmp_path_factory: pyte
         r.flushdb()
     env = {"DATABASE_URL": _create_database(stack), "REDIS_URL": redis_url}
     if "JIRA_ALLOWED_NETWORKS" not in services["api"].environment:
-        env["JIRA_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # egress rules (issue 11): the simulator is on loopback
-    s = System(services, env, {}, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}",
-               env["DATABASE_URL"], env_dir)
+        # compose's simulator is on loopback, which egress rules refuse unless allowed: once the setting exists,
+        # compose must allow it itself; before, the variable is read by nothing and harmless
+        assert "jira_allowed_networks" not in Settings.model_fields, (
+            "docker-compose.yml: add JIRA_ALLOWED_NETWORKS (the simulator's 127.0.0.1) to x-app's environment")
+        env["JIRA_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    s = System(services, env, {}, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}", env_dir)
 
     migrated = run_once(podman, image.id, services["migrate"].command or [], s.environment("migrate"), env_dir,
                         read_only=services["migrate"].read_only)
@@ -183,10 +189,8 @@ def system(podman: Podman, image: BuiltImage, stack: Any, tmp_path_factory: pyte
                                            {**s.environment(name), **extra},
                                            healthcheck=not service.healthcheck_disabled,
                                            read_only=service.read_only).start(env_dir)
-        wait_until(lambda: httpx.get(f"{s.sim}/_sim/health", timeout=2).status_code == 200, timeout=60,
-                   what="the simulator from the image answers")
-        wait_until(lambda: httpx.get(f"{s.api}/healthz", timeout=2).status_code == 200, timeout=60,
-                   what="the API from the image answers /healthz")
+        wait_until(lambda: answers(f"{s.sim}/_sim/health"), timeout=60, what="the simulator from the image answers")
+        wait_until(lambda: answers(f"{s.api}/healthz"), timeout=60, what="the API from the image answers /healthz")
         yield s
     finally:
         for c in s.containers.values():
@@ -216,7 +220,7 @@ def test_migrate_service_brings_a_fresh_database_to_head(system: System, stack: 
 
 
 def test_api_is_ready_and_its_health_check_passes(podman: Podman, system: System) -> None:
-    assert httpx.get(f"{system.api}/readyz", timeout=5).status_code == 200
+    assert httpx.get(f"{system.api}/readyz", timeout=5, trust_env=False).status_code == 200
     api = system.containers["api"]
     assert podman.run("healthcheck", "run", api.name, check=False).returncode == 0, "the image's HEALTHCHECK"
     uid = podman.run("exec", api.name, "python", "-c", "import os; print(os.getuid())").stdout.strip()
@@ -277,7 +281,7 @@ def test_tenant_connects_through_the_oauth_dance_and_five_entries_reach_jira(
 
     # the worker's counts reach the API's /metrics through Redis (nobody scrapes a worker)
     def synced_metric() -> bool:
-        text = httpx.get(f"{system.api}/metrics", timeout=5).text
+        text = httpx.get(f"{system.api}/metrics", timeout=5, trust_env=False).text
         return any(line.startswith("sync_outcomes_total{") and 'outcome="synced"' in line
                    and float(line.rsplit(" ", 1)[1]) >= 5 for line in text.splitlines())
 

@@ -44,7 +44,8 @@ image-tools:
 	@if [ "$$(id -u)" = 0 ] && [ -n "$(CONTAINER_BASE)" ] && command -v apt-get >/dev/null 2>&1; then \
 	  bash "$(CONTAINER_BASE)" >/dev/null || echo "WARNING: $(CONTAINER_BASE) failed: the image tests will be skipped"; \
 	elif ! command -v podman >/dev/null 2>&1; then \
-	  echo "WARNING: podman missing and not installable here (needs root, apt-get and ../shared/tools/container-base): image tests skipped"; fi
+	  echo "WARNING: podman missing, and installing it needs root, apt-get and ../shared/tools/container-base:" \
+	    "the image tests will be skipped"; fi
 
 ## make image: build the production image ($(IMAGE)) from the Dockerfile with podman
 image: image-tools

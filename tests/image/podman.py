@@ -44,8 +44,10 @@ def podman_flags() -> list[str]:
             raise PodmanUnavailable(f"{recipe} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
         return done.stdout.strip().splitlines()[-1].split() if done.stdout.strip() else []
     if shutil.which("podman") is None:
-        where = recipe or "../shared/tools/container-base"
-        raise PodmanUnavailable(f"podman is not installed, and {where} installs it only as root")
+        if recipe is None:
+            raise PodmanUnavailable("podman is not installed, and ../shared/tools/container-base (which installs it) "
+                                    "is not beside the checkout")
+        raise PodmanUnavailable(f"podman is not installed, and {recipe} installs it only as root")
     return []
 
 

@@ -231,22 +231,30 @@ def test_api_is_ready_and_its_health_check_passes(podman: Podman, system: System
     assert system.containers["worker"].running()
 
 
-def test_tenant_connects_through_the_oauth_dance_and_five_entries_reach_jira(
-    tenant: dict[str, str], system: System,
-) -> None:
+@dataclass
+class Connected:
+    """The CLI's tenant with a JIRA instance on the simulator from the image, user jdoe connected as alice."""
+
+    api: httpx.Client  # on the API from the image, with the tenant's key
+    sim: SimControl
+    instance: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def connected(tenant: dict[str, str], system: System) -> Iterator[Connected]:
     headers = {"Authorization": f"Bearer {tenant['api_key']}"}
-    with httpx.Client(base_url=system.api, headers=headers, timeout=30, trust_env=False) as api:
+    with httpx.Client(base_url=system.api, headers=headers, timeout=30, trust_env=False) as api, \
+            SimControl(system.sim) as sim:
         r = api.post("/api/v1/jira-instances", json={
             "name": "Simulated JIRA", "base_url": f"{system.sim}/{SIM_INSTANCE}", "consumer_key": "tt-image",
             "rate_limit_per_second": 10, "project_keys": ["PROJ"]})
         assert r.status_code == 201, r.text
         instance = r.json()
-        sim = SimControl(system.sim)
         sim.add_instance({
             "name": SIM_INSTANCE, "feed_delay_seconds": 0, "authorize_mode": "approve", "approve_as": "alice",
             "consumers": [{"consumer_key": "tt-image", "public_key_pem": instance["public_key_pem"]}],
             "users": [{"name": "alice", "display_name": "Alice Example", "timezone": "Europe/Berlin"}],
-            "issues": [{"key": f"PROJ-{n}", "summary": f"Issue {n}"} for n in range(1, 6)]})
+            "issues": [{"key": f"PROJ-{n}", "summary": f"Issue {n}"} for n in range(1, 7)]})
 
         # the dance: start at the API, approve at JIRA's authorize page, follow its redirect to our callback
         r = api.post(f"/api/v1/jira-instances/{instance['id']}/oauth/start", json={"user": "jdoe"})
@@ -257,18 +265,29 @@ def test_tenant_connects_through_the_oauth_dance_and_five_entries_reach_jira(
             callback = page.headers["location"]
             assert urlsplit(callback).netloc == urlsplit(system.api).netloc, "PUBLIC_BASE_URL from compose"
             done = browser.get(callback)
-        assert done.status_code == 200 and done.json()["status"] == "connected", done.text
+        assert done.status_code == 200, done.text
+        assert done.json() | {"jira_instance": None} == {"status": "connected", "user": "jdoe", "jira_instance": None,
+                                                         "jira_username": "alice"}
+        yield Connected(api, sim, instance)
 
-        for entry_id, body in ENTRIES.items():
-            r = api.put(f"/api/v1/entries/{entry_id}", json=body)
-            assert r.status_code == 202, r.text
 
-        def all_synced() -> dict[str, dict[str, Any]] | None:
-            items = {e["id"]: e for e in api.get("/api/v1/entries", params={"user": "jdoe"}).json()["items"]}
-            return items if all(items.get(i, {}).get("sync", {}).get("status") == "synced" for i in ENTRIES) else None
+def _entries(api: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {e["id"]: e for e in api.get("/api/v1/entries", params={"user": "jdoe"}).json()["items"]}
 
-        entries = wait_until(all_synced, timeout=90, what="five entries synced by the worker from the image")
 
+def test_a_tenant_connected_through_the_oauth_dance_gets_five_entries_synced(
+    connected: Connected, system: System,
+) -> None:
+    api, sim = connected.api, connected.sim
+    for entry_id, body in ENTRIES.items():
+        r = api.put(f"/api/v1/entries/{entry_id}", json=body)
+        assert r.status_code == 202, r.text
+
+    def all_synced() -> dict[str, dict[str, Any]] | None:
+        items = _entries(api)
+        return items if all(items.get(i, {}).get("sync", {}).get("status") == "synced" for i in ENTRIES) else None
+
+    entries = wait_until(all_synced, timeout=90, what="five entries synced by the worker from the image")
     worklogs = {str(w["id"]): w for n in range(1, 6) for w in sim.worklogs(SIM_INSTANCE, f"PROJ-{n}")}
     assert len(worklogs) == 5
     for entry_id, body in ENTRIES.items():
@@ -288,10 +307,25 @@ def test_tenant_connects_through_the_oauth_dance_and_five_entries_reach_jira(
     wait_until(synced_metric, timeout=30, what="sync_outcomes_total{outcome=synced} >= 5 on the API's /metrics")
 
 
-def test_sigterm_stops_every_process_cleanly(system: System) -> None:
-    """PID 1 of each container is the service itself: SIGTERM reaches it, and it exits 0 on its own."""
-    exits = {name: c.stop_with_sigterm() for name, c in system.containers.items()}
-    assert exits == {"jirasim": 0, "api": 0, "worker": 0}
+def test_sigterm_lets_the_push_in_flight_finish_and_every_process_exits_cleanly(
+    connected: Connected, system: System,
+) -> None:
+    """PID 1 of each container is the service itself: SIGTERM reaches it, and it exits 0 on its own; the worker
+    first finishes the push it is in the middle of (JIRA answers it 3 s later)."""
+    api, sim = connected.api, connected.sim
+    sim.add_fault_rule(SIM_INSTANCE, "latency", latency_ms=3000, method="POST", path_contains="/worklog")
+    body = {**ENTRIES["img-1"], "ticket": "PROJ-6", "description": "In flight at SIGTERM"}
+    assert api.put("/api/v1/entries/img-6", json=body).status_code == 202
+    wait_until(lambda: not sim.faults(SIM_INSTANCE)["rules"], timeout=60,
+               what="the worker's POST of img-6 reached JIRA (and waits there for its answer)")
+
+    worker = system.containers["worker"]
+    assert worker.stop_with_sigterm() == 0
+    assert _entries(api)["img-6"]["sync"]["status"] == "synced", "the push in flight was finished, not dropped"
+    assert [w["comment"] for w in sim.worklogs(SIM_INSTANCE, "PROJ-6")] == ["#img-6: Development: In flight at SIGTERM"]
+
+    exits = {name: c.stop_with_sigterm() for name, c in system.containers.items() if name != "worker"}
+    assert exits == {"jirasim": 0, "api": 0}
     logs = {name: c.logs() for name, c in system.containers.items()}
     assert not [name for name, text in logs.items() if "Traceback" in text], logs
     assert "worker stopped" in logs["worker"]

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from app.config import Settings, get_settings
 from app.db.models import Tenant
 from app.db.session import make_engine, make_sessionmaker
+from app.domain.origins import normalise_origins
 from app.security.secrets import SecretBox
 from app.services.tenants import create_api_key, create_tenant, revoke_api_key
 
@@ -39,12 +40,17 @@ def cmd_create_tenant(args: argparse.Namespace, settings: Settings) -> None:
         ZoneInfo(args.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         _fail(f"--timezone: unknown IANA time zone {args.timezone!r}")
+    try:
+        origins = normalise_origins(args.origin or [])
+    except ValueError as exc:
+        _fail(f"--origin: {exc}")
 
     async def work(session: Any, box: SecretBox) -> Any:
-        return await create_tenant(session, box, name=args.name, timezone=args.timezone)
+        return await create_tenant(session, box, name=args.name, timezone=args.timezone, allowed_origins=origins)
 
     t = asyncio.run(_with_session(settings, work))
-    print(json.dumps({"tenant_id": str(t.tenant_id), "api_key": t.api_key, "webhook_secret": t.webhook_secret}))
+    print(json.dumps({"tenant_id": str(t.tenant_id), "api_key": t.api_key, "webhook_secret": t.webhook_secret,
+                      "allowed_origins": origins}))
 
 
 def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> None:
@@ -156,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-tenant", help="create a tenant; prints tenant_id, api_key, webhook_secret")
     p.add_argument("--name", required=True)
     p.add_argument("--timezone", default="UTC", help="IANA zone for entries that name none")
+    p.add_argument("--origin", action="append", metavar="ORIGIN",
+                   help="a TimeTracker web origin (https://tt.example.com) for OAuth return_urls; repeatable")
     p = sub.add_parser("create-api-key", help="add an API key to a tenant")
     p.add_argument("--tenant", required=True)
     p = sub.add_parser("revoke-api-key", help="revoke one API key of a tenant (effective within 5 s)")

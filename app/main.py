@@ -28,6 +28,7 @@ from app.api import (
 from app.api import metrics as metrics_api
 from app.api import notifications as notifications_api
 from app.api import stats as stats_api
+from app.api import tenant as tenant_api
 from app.api.body_limit import BodyLimit
 from app.api.deps import ApiKeyCache, TenantByIdCache
 from app.api.tenant_rate import TenantRateLimit
@@ -57,6 +58,7 @@ TAGS = [
     {"name": "notifications", "description": "What a person should know: conflicts, rejected connections, failures"},
     {"name": "changes", "description": "The changes feed: sync status changes and adoptions of JIRA's values"},
     {"name": "audit", "description": "One row per JIRA call, authentication event, adoption and resolution"},
+    {"name": "tenant", "description": "The calling tenant's own settings (allowed_origins)"},
     {"name": "operations", "description": "Health, readiness, Prometheus metrics, per-instance stats, dashboard"},
 ]
 
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(changes_api.router)
     app.include_router(audit_api.router)
     app.include_router(stats_api.router)
+    app.include_router(tenant_api.router)
     app.include_router(metrics_api.router)
     app.include_router(dashboard.router)
     # outermost last: every answer carries a request id, and no body over the limit reaches anything else

@@ -25,7 +25,8 @@ V = TypeVar("V")
 # How long an API process trusts what it learnt about an API key or a tenant. The key → tenant look-up (and the
 # webhook's tenant look-up) was one SQL round trip on every request; with this cache a revoked key keeps working
 # for at most this long in each API process that used it recently. Misses are never cached, so a new key works
-# at once. Tenants are read-only here (nothing updates a tenant row while the service runs).
+# at once. The one tenant setting that changes while the service runs, `allowed_origins` (PATCH /api/v1/tenant),
+# likewise reaches other API processes within this time; the process that made the change clears its caches.
 TENANT_CACHE_SECONDS = 5.0
 _TENANT_CACHE_MAX = 10_000  # distinct keys one process remembers; beyond that the cache starts afresh
 

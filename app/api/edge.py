@@ -86,6 +86,56 @@ async def reject_unknown_query(request: Request) -> None:
                                        "msg": "unknown query parameter"} for name in unknown[:20]])
 
 
+# OpenAPI links: how an answer's values feed the next request (documentation, and the paths schemathesis' stateful
+# phase follows). (method, path, status) → link name → (method, path, {"<in>.<parameter>": runtime expression})
+_INSTANCE = {"path.instance_id": "$response.body#/id"}
+_LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
+    ("put", "/api/v1/entries/{entry_id}", "202"): {
+        "GetEntry": ("get", "/api/v1/entries/{entry_id}", {"path.entry_id": "$response.body#/id"}),
+        "DeleteEntry": ("delete", "/api/v1/entries/{entry_id}", {"path.entry_id": "$response.body#/id"}),
+        "RetryEntry": ("post", "/api/v1/entries/{entry_id}/retry", {"path.entry_id": "$response.body#/id"}),
+        "EntryAudit": ("get", "/api/v1/audit", {"query.entry_id": "$response.body#/id"}),
+    },
+    ("post", "/api/v1/entries/batch", "202"): {
+        "GetFirstEntry": ("get", "/api/v1/entries/{entry_id}", {"path.entry_id": "$response.body#/results/0/id"}),
+    },
+    ("get", "/api/v1/entries", "200"): {
+        "GetListedEntry": ("get", "/api/v1/entries/{entry_id}", {"path.entry_id": "$response.body#/items/0/id"}),
+        "NextPage": ("get", "/api/v1/entries", {"query.cursor": "$response.body#/next_cursor"}),
+    },
+    ("post", "/api/v1/jira-instances", "201"): {
+        "GetInstance": ("get", "/api/v1/jira-instances/{instance_id}", _INSTANCE),
+        "PatchInstance": ("patch", "/api/v1/jira-instances/{instance_id}", _INSTANCE),
+        "DeleteInstance": ("delete", "/api/v1/jira-instances/{instance_id}", _INSTANCE),
+        "RotateWebhookSecret": ("post", "/api/v1/jira-instances/{instance_id}/webhook-secret", _INSTANCE),
+        "StartOAuth": ("post", "/api/v1/jira-instances/{instance_id}/oauth/start", _INSTANCE),
+        "LookUpTicket": ("get", "/api/v1/jira-instances/{instance_id}/tickets/{key}", _INSTANCE),
+        "JiraWebhook": ("post", "/webhooks/jira/{instance_id}", _INSTANCE),
+    },
+    ("get", "/api/v1/conflicts", "200"): {
+        "GetConflict": ("get", "/api/v1/conflicts/{conflict_id}", {"path.conflict_id": "$response.body#/0/id"}),
+        "ResolveConflict": ("post", "/api/v1/conflicts/{conflict_id}/resolve",
+                            {"path.conflict_id": "$response.body#/0/id"}),
+    },
+    ("get", "/api/v1/notifications", "200"): {
+        "MarkRead": ("post", "/api/v1/notifications/{notification_id}/read",
+                     {"path.notification_id": "$response.body#/0/id"}),
+    },
+    ("get", "/api/v1/changes", "200"): {
+        "ReadOn": ("get", "/api/v1/changes", {"query.after": "$response.body#/next"}),
+    },
+}
+
+
+def _add_links(doc: dict[str, Any]) -> None:
+    ids = {(method, path): op["operationId"] for path, item in doc.get("paths", {}).items()
+           for method, op in item.items() if isinstance(op, dict) and "operationId" in op}
+    for (method, path, code), links in _LINKS.items():
+        response = doc["paths"][path][method]["responses"][code]
+        response["links"] = {name: {"operationId": ids[(m, p)], "parameters": params}
+                             for name, (m, p, params) in links.items()}
+
+
 def complete_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus what it leaves out: every operation may answer 422 (an unknown query parameter),
     one with a body 400 (not JSON) and 413 (too large), an authenticated one 429 (the tenant's rate); ErrorOut
@@ -101,7 +151,7 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
     shared = error_responses(413, 422, 429)
     as_doc = {str(code): {"description": r["description"], "content": {"application/json": {"schema": {
         "$ref": f"#/components/schemas/{r['model'].__name__}"}}}} for code, r in shared.items()}
-    for path_item in doc.get("paths", {}).values():
+    for path, path_item in doc.get("paths", {}).items():
         for operation in path_item.values():
             if not isinstance(operation, dict):
                 continue
@@ -110,8 +160,9 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
             if "requestBody" in operation:
                 responses.setdefault("400", _MALFORMED_BODY)
                 responses.setdefault("413", as_doc["413"])
-            if "401" in responses:  # authenticated: counted against the tenant's rate
+            if "401" in responses and path.startswith(("/api/", "/webhooks/")):  # counted against the tenant's rate
                 responses.setdefault("429", as_doc["429"])
+    _add_links(doc)
     app.openapi_schema = doc
     return doc
 

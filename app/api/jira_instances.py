@@ -159,13 +159,15 @@ async def get_instance(instance: InstanceDep) -> dict[str, Any]:
               responses=error_responses(401, 404, 409, 422))
 async def patch_instance(
     body: InstancePatch, instance: InstanceDep, session: SessionDep, tenant: TenantDep, queue: QueueDep,
-    egress: EgressDep,
+    egress: EgressDep, box: BoxDep,
 ) -> dict[str, Any]:
-    """Change name, base_url, consumer_key, rate_limit_per_second or project_keys (a new rate applies within
-    a second). A change of project_keys routes skipped entries again. `base_url` is checked as on creation."""
+    """Change name, base_url, consumer_key, rate_limit_per_second, project_keys or the key pair (a new rate
+    applies within a second). A change of project_keys routes skipped entries again. `base_url` is checked as on
+    creation. A new base_url, consumer_key or key pair disconnects every user of the instance (their tokens belong
+    to the old link): connections become auth_required, each user gets one notification."""
     await _checked(body, egress)
     try:
-        change = await svc.update_instance(session, tenant, instance, body)
+        change = await svc.update_instance(session, box, tenant, instance, body)
     except svc.DuplicateInstanceName as exc:
         raise _conflict(exc) from None
     await flush_feed(session)

@@ -2,12 +2,15 @@
 
 The callback carries no API key: it is bound to the single-use request token that `start` fetched.
 After a connect it answers 303 to the `return_url` given at start, or 200 with JSON when none was given;
-a denial always answers 200 `{"status": "denied", …}`. JIRA failures are 502 with a readable message.
+a denial always answers 200 `{"status": "denied", …}`. JIRA failures are 502 with a readable message. An approval
+by another JIRA account than `expected_jira_user` stores nothing: 303 to the `return_url` with
+`error=wrong_jira_user` added, or 409 without one.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -16,6 +19,7 @@ from app.api.deps import QueueDep, SessionDep, SettingsDep, TenantDep
 from app.api.jira_instances import BoxDep, InstanceDep, JiraDep
 from app.api.schemas.common import ErrorOut, error_responses
 from app.api.schemas.jira import OAuthCallbackOut, OAuthStartIn, OAuthStartOut
+from app.domain.origins import allows, origin_of
 from app.jira.priority import Priority
 from app.services import connect
 from app.services.dispatch import enqueue_pushes
@@ -24,6 +28,13 @@ router = APIRouter(tags=["connections"])
 
 _502: dict[int | str, dict[str, Any]] = {
     502: {"description": "JIRA could not be reached or refused the OAuth step", "model": ErrorOut}}
+
+
+def with_query(url: str, **params: str) -> str:
+    """`url` with `params` added to its query (what it already carries is kept)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def _bad_gateway(exc: connect.ConnectError) -> HTTPException:
@@ -40,10 +51,14 @@ async def oauth_start(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Fetches a request token (callback `<PUBLIC_BASE_URL>/oauth/jira/callback`, valid 10 minutes) and returns
-    the JIRA page where the user approves access."""
+    the JIRA page where the user approves access. With `expected_jira_user`, the callback checks who approved."""
+    if body.return_url is not None and not allows(list(tenant.allowed_origins or []), body.return_url):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"return_url: {origin_of(body.return_url)} is not one of the tenant's allowed_origins "
+                            "(PATCH /api/v1/tenant)")
     try:
         url = await connect.start(session, box, jira, instance=instance, user=body.user, return_url=body.return_url,
-                                  public_base_url=settings.public_base_url)
+                                  public_base_url=settings.public_base_url, expected_jira_user=body.expected_jira_user)
     except connect.ConnectError as exc:
         await session.commit()  # keep the audit rows of the failed attempt
         raise _bad_gateway(exc) from None
@@ -53,8 +68,9 @@ async def oauth_start(
 
 @router.get(
     connect.CALLBACK_PATH, response_model=OAuthCallbackOut, summary="JIRA's OAuth callback (no API key)",
-    responses={303: {"description": "connected; redirect to the return_url given at start"},
-               **error_responses(400), **_502},
+    responses={303: {"description": "connected (or, with error=wrong_jira_user added, approved by another JIRA "
+                                    "account than expected); redirect to the return_url given at start"},
+               **error_responses(400, 409), **_502},
 )
 async def oauth_callback(
     session: SessionDep, box: BoxDep, jira: JiraDep, queue: QueueDep,
@@ -79,6 +95,12 @@ async def oauth_callback(
     except connect.ConnectError as exc:
         await session.commit()
         raise _bad_gateway(exc) from None
+    except connect.WrongJiraUser as exc:
+        await session.commit()  # the audit row says who approved
+        if request.return_url:
+            return RedirectResponse(with_query(request.return_url, error="wrong_jira_user"),
+                                    status_code=status.HTTP_303_SEE_OTHER)
+        raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
     await session.commit()
     await enqueue_pushes(queue, [(result.tenant_id, e) for e in result.due_entries], Priority.USER)
     if result.status == "connected" and result.return_url:

@@ -294,11 +294,14 @@ class JiraClient:
         return found
 
     async def find_worklog_by_anchor(
-        self, target: JiraTarget, issue_key: str, entry_id: str, *, on_call: OnCall | None = None,
+        self, target: JiraTarget, issue_key: str, entry_id: str, *, author: str, on_call: OnCall | None = None,
     ) -> RemoteWorklog | None:
-        """The issue's worklog carrying the `#<entry_id>:` anchor (the first, if a past failure made several)."""
+        """The issue's worklog carrying the `#<entry_id>:` anchor and written by `author` (the connection's JIRA
+        user; the first, if a past failure made several). Anyone can type our anchor into a comment: a worklog of
+        another author is never ours to adopt (CONTRACT 11)."""
+        wanted = author.casefold()
         for worklog in await self.list_issue_worklogs(target, issue_key, on_call=on_call):
-            if worklog.anchor == entry_id:
+            if worklog.anchor == entry_id and (worklog.author or "").casefold() == wanted:
                 return worklog
         return None
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterable
 import httpcore
 import httpx
 
-from app.jira.egress import EgressPolicy
+from app.jira.egress import EgressPolicy, NameNotResolved
 from app.jira.errors import TransientError
 
 # what we ask for and can decode in bounded steps; a JIRA (or its proxy) that sends anything else is refused
@@ -51,7 +51,10 @@ class EgressBackend(httpcore.AsyncNetworkBackend):
         self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._policy.permitted(host, port)  # EgressRefused passes through httpx unchanged
+        try:
+            addresses = await self._policy.permitted(host, port)  # EgressRefused passes through httpx unchanged
+        except NameNotResolved as exc:
+            raise httpcore.ConnectError(str(exc)) from exc  # what httpx reports for a name that does not resolve
         failure: Exception | None = None
         for address in addresses:
             try:

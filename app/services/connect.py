@@ -8,6 +8,7 @@ authentication event as `auth.<event>`; neither ever carries a token or a secret
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -19,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
-from app.jira.client import JiraClient
+from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, RateLimited, TransientError
 from app.jira.oauth_dance import authorize_url, fetch_access_token, fetch_request_token
 from app.security.secrets import SecretBox, SecretDecryptionError, binding
 from app.services.audit import CallLog
-from app.services.credentials import consumer_target, user_target
+from app.services.credentials import consumer_target
 from app.services.entries import flush_feed, resume_after_connect
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,17 @@ class ConnectError(Exception):
         super().__init__(message)
         self.message = message
         self.refused = refused
+
+
+class WrongJiraUser(Exception):
+    """Another JIRA account approved than the one `oauth/start` expected; nothing was stored (HTTP 303/409)."""
+
+    def __init__(self, approved: str, expected: str) -> None:
+        self.message = (f"JIRA user {approved or 'unknown'} approved the connection, but {expected} was expected: "
+                        f"nothing was stored; approve it as {expected}")
+        super().__init__(self.message)
+        self.approved = approved
+        self.expected = expected
 
 
 class InvalidRequestToken(ValueError):
@@ -96,7 +108,7 @@ def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
 
 async def start(
     session: AsyncSession, box: SecretBox, jira: JiraClient, *, instance: JiraInstanceRow, user: str,
-    return_url: str | None, public_base_url: str,
+    return_url: str | None, public_base_url: str, expected_jira_user: str | None = None,
 ) -> str:
     """Fetch a request token, remember it, and return the URL where the user approves access.
 
@@ -122,7 +134,8 @@ async def start(
         request_token_enc=box.seal(token, binding("oauth_requests", "request_token", request_id)),
         request_secret_enc=box.seal(secret, binding("oauth_requests", "request_secret", request_id)) if secret
         else None,
-        return_url=return_url, created_at=now, expires_at=now + REQUEST_TOKEN_TTL,
+        return_url=return_url, expected_jira_user=expected_jira_user, created_at=now,
+        expires_at=now + REQUEST_TOKEN_TTL,
     ))
     entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.oauth_start", outcome="ok",
                            jira_instance_id=instance.id, detail=f"{user} was sent to JIRA to approve access")
@@ -202,6 +215,22 @@ async def complete(
                                jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
         raise ConnectError(message, refused=isinstance(exc, EgressRefused)) from None
 
+    # who approved, asked before anything is stored: with an expected account it decides whether to store at
+    # all (CONTRACT 11); without one it is shown on the connection, and not worth failing the connect over
+    try:
+        approved = await _approving_user(jira, consumer_target(box, instance), access, access_secret, calls=calls,
+                                         required=request.expected_jira_user is not None)
+    except ConnectError:
+        calls.write(session, tenant_id)
+        raise
+    if request.expected_jira_user is not None and (approved or "").casefold() != \
+            request.expected_jira_user.casefold():
+        calls.write(session, tenant_id)
+        wrong = WrongJiraUser(approved or "", request.expected_jira_user)
+        entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.wrong_jira_user", outcome="refused",
+                               jira_instance_id=instance.id, detail=f"{user}: {wrong.message}")
+        raise wrong
+
     connection = await _connection(session, request)
     connection.status = "connected"
     connection.access_token_enc = box.seal(access, binding("jira_connections", "access_token", connection.id))
@@ -209,14 +238,7 @@ async def complete(
         box.seal(access_secret, binding("jira_connections", "token_secret", connection.id)) if access_secret else None
     )
     connection.connected_at = connection.updated_at = now
-    # who approved: useful to show, and a first proof that the token works; not worth failing the connect over
-    target = user_target(box, instance, connection)
-    if target is not None:
-        try:
-            me = await jira.myself(target, on_call=calls)
-            connection.jira_username = me.name or None
-        except JiraError as exc:
-            log.warning("connected %s to %s, but JIRA's myself failed: %s", user, instance.name, exc.message)
+    connection.jira_username = approved
     calls.write(session, tenant_id)
     result.status, result.jira_username = "connected", connection.jira_username
     entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.connected", outcome="ok",
@@ -232,6 +254,22 @@ async def complete(
     return result
 
 
+async def _approving_user(
+    jira: JiraClient, consumer: JiraTarget, access: str, access_secret: str | None, *, calls: CallLog, required: bool,
+) -> str | None:
+    """The JIRA account the new access token acts for (`myself`); None when JIRA would not say and it is not
+    `required` (else `ConnectError`: nothing can be stored without knowing)."""
+    target = dataclasses.replace(consumer, access_token=access, token_secret=access_secret)
+    try:
+        return (await jira.myself(target, on_call=calls)).name or None
+    except JiraError as exc:
+        if required:
+            raise ConnectError(f"could not confirm which JIRA user approved ({exc.message}): nothing was stored; "
+                               "start the connection again", refused=isinstance(exc, EgressRefused)) from None
+        log.warning("connected, but JIRA's myself failed: %s", exc.message)
+        return None
+
+
 async def forget(session: AsyncSession, tenant_id: uuid.UUID, instance: JiraInstanceRow, user: str) -> bool:
     """Delete the user's connection (and its token); False when there was none."""
     connection = await jira_repo.get_connection(session, tenant_id, instance.id, user, lock=True)
@@ -241,6 +279,32 @@ async def forget(session: AsyncSession, tenant_id: uuid.UUID, instance: JiraInst
     entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.disconnected", outcome="ok",
                            jira_instance_id=instance.id, detail=f"{user}'s JIRA token was forgotten")
     return True
+
+
+async def disconnect_link_change(
+    session: AsyncSession, instance: JiraInstanceRow, changed: list[str], *, now: datetime,
+) -> list[str]:
+    """The instance's JIRA link changed (CONTRACT 11): every user's token belongs to the old one. Connected users
+    become `auth_required` with one notification each; stored tokens are dropped. Returns the users notified."""
+    what = ", ".join(changed)
+    notified: list[str] = []
+    for connection in await jira_repo.instance_connections(session, instance.tenant_id, instance.id):
+        if connection.status == "denied":
+            continue
+        if connection.status == "connected":
+            connection.status = "auth_required"
+            notified.append(connection.user)
+            entries_repo.add_notification(
+                session, tenant_id=instance.tenant_id, user=connection.user, kind="auth_required",
+                jira_instance_id=instance.id,
+                message=f"The JIRA link of {instance.name} changed ({what}): connect your JIRA account again")
+        connection.access_token_enc = connection.token_secret_enc = None
+        connection.updated_at = now
+    if notified:
+        entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.link_changed",
+                               outcome="auth_required", jira_instance_id=instance.id,
+                               detail=f"{what} changed: {', '.join(notified)} must connect again")
+    return notified
 
 
 async def reject_connection(

@@ -22,6 +22,7 @@ from app.db.repositories import jira as jira_repo
 from app.security.api_keys import new_webhook_secret
 from app.security.rsa_keys import KeyPair, generate_key_pair, import_private_key
 from app.security.secrets import SecretBox, binding
+from app.services.connect import disconnect_link_change
 from app.services.entries import reroute_skipped
 
 ROUTING_FIELDS = ("project_keys",)
@@ -76,11 +77,16 @@ async def create_instance(session: AsyncSession, box: SecretBox, tenant: Tenant,
     return InstanceChange(row, webhook_secret, due)
 
 
+LINK_FIELDS = ("base_url", "consumer_key", "key pair")  # a change of any is a new JIRA link (CONTRACT 11)
+
+
 async def update_instance(
-    session: AsyncSession, tenant: Tenant, row: JiraInstanceRow, patch: InstancePatch,
+    session: AsyncSession, box: SecretBox, tenant: Tenant, row: JiraInstanceRow, patch: InstancePatch,
 ) -> InstanceChange:
-    """Apply the fields given; a change of `project_keys` reroutes skipped entries."""
+    """Apply the fields given; a change of `project_keys` reroutes skipped entries, a new link (base_url,
+    consumer_key, key pair) disconnects the instance's users."""
     changes = patch.model_dump(exclude_unset=True, exclude_none=True)
+    new_key = changes.pop("private_key_pem", None)
     if "name" in changes and changes["name"] != row.name and await _name_taken(
         session, tenant.id, changes["name"], other_than=row.id
     ):
@@ -88,12 +94,21 @@ async def update_instance(
     changed = [name for name, value in changes.items() if getattr(row, name) != value]
     for name in changed:
         setattr(row, name, changes[name])
+    if new_key is not None:
+        keys = import_private_key(new_key)
+        if keys.public_pem != row.public_key_pem:
+            row.private_key_enc = box.seal(keys.private_pem, binding("jira_instances", "private_key", row.id))
+            row.public_key_pem = keys.public_pem
+            changed.append("key pair")
     if not changed:
         return InstanceChange(row)
-    row.updated_at = _now()
+    row.updated_at = now = _now()
     await _flush(session, row.name)
     entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.updated", outcome="ok",
                            jira_instance_id=row.id, detail="changed " + ", ".join(sorted(changed)))
+    link = [f for f in LINK_FIELDS if f in changed]
+    if link:
+        await disconnect_link_change(session, row, link, now=now)
     due = await reroute_skipped(session, tenant) if any(f in changed for f in ROUTING_FIELDS) else []
     return InstanceChange(row, None, due)
 

@@ -229,7 +229,8 @@ class PushEngine:
 
         try:
             async with issue_lock(self.d.redis, step.instance_id, step.issue, ttl=default_lock_ttl(self.d.settings)):
-                result = await self._execute(step, target, entry_id, collect)
+                result = await self._execute(step, target, entry_id, collect,
+                                             plan.connection.jira_username if plan.connection else None)
         except LockTimeout:
             await self.d.circuit.release_trial(step.instance_id, decision)
             return 1.0  # another writer holds the issue for long: come back, no attempt spent
@@ -262,7 +263,8 @@ class PushEngine:
         return await self._record(tenant_id, entry_id, plan, calls, result=result)
 
     async def _execute(
-        self, step: Step, target: JiraTarget, entry_id: str, on_call: Callable[[JiraCall], Awaitable[None]]
+        self, step: Step, target: JiraTarget, entry_id: str, on_call: Callable[[JiraCall], Awaitable[None]],
+        jira_username: str | None = None,
     ) -> RemoteWorklog | bool | None:
         jira, issue = self.d.jira, step.issue
         assert issue is not None
@@ -275,7 +277,10 @@ class PushEngine:
         if step.kind is StepKind.DELETE:
             assert step.worklog_id is not None
             return await jira.delete_worklog(target, issue, step.worklog_id, on_call=on_call)
-        return await jira.find_worklog_by_anchor(target, issue, entry_id, on_call=on_call)
+        # only the connection's own JIRA user's worklog may be adopted; a connection that never learnt who it
+        # is (JIRA's myself failed at connect time) asks now
+        author = jira_username or (await jira.myself(target, on_call=on_call)).name
+        return await jira.find_worklog_by_anchor(target, issue, entry_id, author=author, on_call=on_call)
 
     async def _locked_row(self, session: AsyncSession, tenant_id: uuid.UUID, entry_id: str) -> EntryRow | None:
         return await repo.get_entry(session, tenant_id, entry_id, lock=True)

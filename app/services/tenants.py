@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ApiKey, Tenant
+from app.db.repositories.entries import add_audit
 from app.security.api_keys import display_prefix, hash_api_key, new_api_key, new_webhook_secret
 from app.security.secrets import SecretBox, binding
 
@@ -21,11 +22,13 @@ class NewTenant:
     webhook_secret: str
 
 
-async def create_tenant(session: AsyncSession, box: SecretBox, *, name: str, timezone: str = "UTC") -> NewTenant:
+async def create_tenant(session: AsyncSession, box: SecretBox, *, name: str, timezone: str = "UTC",
+                        allowed_origins: list[str] | None = None) -> NewTenant:
+    """A tenant with its first API key and webhook secret; `allowed_origins` already normalised."""
     tenant_id = uuid.uuid4()
     secret = new_webhook_secret()
     session.add(
-        Tenant(id=tenant_id, name=name, timezone=timezone,
+        Tenant(id=tenant_id, name=name, timezone=timezone, allowed_origins=list(allowed_origins or []),
                webhook_secret_enc=box.seal(secret, binding("tenants", "webhook_secret", tenant_id)))
     )
     await session.flush()
@@ -48,3 +51,14 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key: str) 
         .values(revoked_at=datetime.now(UTC))
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_allowed_origins(session: AsyncSession, tenant_id: uuid.UUID, origins: list[str]) -> Tenant:
+    """Replace the tenant's TimeTracker origins (already normalised); the caller commits."""
+    tenant = await session.get(Tenant, tenant_id, with_for_update=True)
+    assert tenant is not None  # the caller authenticated as this tenant
+    if tenant.allowed_origins != origins:
+        tenant.allowed_origins = origins
+        add_audit(session, tenant_id=tenant_id, action="tenant.allowed_origins", outcome="ok",
+                  detail=", ".join(origins) or "(none: any return_url)")
+    return tenant

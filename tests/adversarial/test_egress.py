@@ -159,3 +159,9 @@ def test_settings_parse_allowed_networks() -> None:
         ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
     with pytest.raises(ValueError, match="not a network"):
         parse_networks("10.0.0.0/33")
+
+
+async def test_a_name_that_does_not_resolve_is_a_connection_error() -> None:
+    async with jira_http_client(EgressPolicy(), timeout_seconds=5) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get("http://jira.example.invalid/rest/api/2/myself")

@@ -116,12 +116,15 @@ def jira_setup(api: httpx.AsyncClient, sim: SimServer, make_tenant: Any) -> Call
 
 async def oauth_dance(
     api: httpx.AsyncClient, setup: JiraSetup, user: str, *, return_url: str | None = None,
+    expected_jira_user: str | None = None,
 ) -> httpx.Response:
     """Start through the API, follow the simulator's authorize page (approve/deny per its mode) and call our
     callback with the parameters the simulator redirected to. Returns the callback's response."""
     body: dict[str, Any] = {"user": user}
     if return_url is not None:
         body["return_url"] = return_url
+    if expected_jira_user is not None:
+        body["expected_jira_user"] = expected_jira_user
     r = await api.post(f"/api/v1/jira-instances/{setup.instance_id}/oauth/start", json=body, headers=setup.headers)
     assert r.status_code == 200, r.text
     async with httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=10) as browser:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import respx
@@ -188,3 +190,27 @@ def test_2xx_is_no_error() -> None:
 def test_other_4xx_are_permanent() -> None:
     assert isinstance(error_from_response(409, {}, b"{}"), PermanentError)
     assert isinstance(error_from_response(413, {}, b""), PermanentError)
+
+
+@pytest.mark.parametrize("status, headers, body", [
+    (403, {"content-type": "text/plain"}, b"XSRF check failed at 10.0.0.5:8080 (internal-db)"),
+    (500, {"content-type": "text/html"}, b"<html><body>Tomcat at 10.0.0.5, db=prod</body></html>"),
+    (404, {"content-type": "application/json"}, b'{"something": "internal 10.0.0.5"}'),
+    (301, {"location": "http://10.0.0.5:8080/admin"}, b""),
+])
+def test_only_jiras_own_error_fields_reach_a_caller(status: int, headers: dict[str, str], body: bytes) -> None:
+    """CONTRACT 11: anything but errorMessages/errors/message is reported by its status alone."""
+    error = error_from_response(status, headers, body)
+    assert error is not None and "10.0.0.5" not in error.message
+    assert error.message.startswith(f"JIRA answered {status} ")
+
+
+def test_jiras_own_fields_are_quoted_up_to_500_characters() -> None:
+    long = "x" * 2000
+    error = error_from_response(400, {}, json.dumps({"errorMessages": [long], "errors": {"f": "bad"}}).encode())
+    assert error is not None and error.message.startswith("JIRA says: xxx") and len(error.message) <= 500
+
+
+async def test_a_connection_error_does_not_repeat_the_systems_text() -> None:
+    error, _ = await _myself_answering(httpx.ConnectError("[Errno 111] Connection refused to 10.0.0.5:5432"))
+    assert error.message == "cannot connect to JIRA"

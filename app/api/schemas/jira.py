@@ -140,7 +140,9 @@ class InstanceIn(BaseModel):
 
 
 class InstancePatch(BaseModel):
-    """Fields to change; absent fields stay. The key pair and webhook secret are not changed here."""
+    """Fields to change; absent fields stay. `private_key_pem` imports a new key pair (paste the answer's
+    `public_key_pem` into JIRA). A new base_url, consumer_key or key pair disconnects the instance's users: their
+    tokens belong to the old link. The webhook secret is not changed here."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate_limit_per_second": 5}]})
 
@@ -149,6 +151,8 @@ class InstancePatch(BaseModel):
     consumer_key: ConsumerKey | None = None
     rate_limit_per_second: RateLimit | None = None
     project_keys: ProjectKeys | None = None
+    private_key_pem: PrivateKeyPem = Field(
+        None, description="a new unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits (disconnects the users)")
 
 
 class InstanceOut(BaseModel):
@@ -178,11 +182,15 @@ class WebhookSecretOut(BaseModel):
 
 class OAuthStartIn(BaseModel):
     model_config = ConfigDict(extra="ignore", json_schema_extra={
-        "examples": [{"user": "jdoe", "return_url": "https://tt.example.com/"}]})
+        "examples": [{"user": "jdoe", "return_url": "https://tt.example.com/", "expected_jira_user": "jdoe"}]})
 
     user: UserName
     return_url: Annotated[str | None, Field(max_length=2000), AfterValidator(check_return_url)] = Field(
-        None, description="where the callback sends the browser (303); without it the callback answers JSON")
+        None, description="where the callback sends the browser (303); without it the callback answers JSON. "
+                          "When the tenant lists allowed_origins, it must be on one of them")
+    expected_jira_user: UserName | None = Field(
+        None, description="the JIRA username that is to approve; another account approving stores nothing "
+                          "(303 to return_url with error=wrong_jira_user, or 409)")
 
 
 class OAuthStartOut(BaseModel):

@@ -66,6 +66,8 @@ class OAuthRequestRow(Base):
     request_token_enc: Mapped[bytes] = mapped_column(LargeBinary)
     request_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     return_url: Mapped[str | None] = mapped_column(String(2000))
+    # the JIRA account that is to approve (CONTRACT 11); another one approving stores nothing
+    expected_jira_user: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = now_column()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

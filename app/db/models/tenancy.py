@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, LargeBinary, String
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.models.base import Base, now_column, uuid_pk
@@ -19,6 +20,8 @@ class Tenant(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     # HMAC secret of the TimeTracker webhook (CONTRACT 6), AES-256-GCM encrypted
     webhook_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    # TimeTracker's web origins (`https://tt.example.com`): where an OAuth return_url may point (CONTRACT 11)
+    allowed_origins: Mapped[list[str]] = mapped_column(ARRAY(String(300)), default=list, server_default="{}")
     created_at: Mapped[datetime] = now_column()
 
 

@@ -33,6 +33,15 @@ async def get_connection(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def instance_connections(session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID,
+                               ) -> list[ConnectionRow]:
+    """Every user's connection to one instance, locked, by user."""
+    stmt = (select(ConnectionRow)
+            .where(ConnectionRow.tenant_id == tenant_id, ConnectionRow.jira_instance_id == instance_id)
+            .order_by(ConnectionRow.user).with_for_update())
+    return list((await session.execute(stmt)).scalars())
+
+
 async def list_connections(session: AsyncSession, tenant_id: uuid.UUID, user: str) -> list[ConnectionRow]:
     stmt = select(ConnectionRow).where(ConnectionRow.tenant_id == tenant_id, ConnectionRow.user == user)
     return list((await session.execute(stmt)).scalars())

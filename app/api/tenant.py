@@ -1,0 +1,40 @@
+"""The calling tenant's own settings (CONTRACT 11): `GET|PATCH /api/v1/tenant`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import SessionDep, TenantDep, api_key_cache, tenant_by_id_cache
+from app.api.schemas.common import error_responses
+from app.api.schemas.tenant import TenantOut, TenantPatch
+from app.db.models import Tenant
+from app.services.tenants import set_allowed_origins
+
+router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+
+
+def _view(tenant: Tenant) -> dict[str, Any]:
+    return {"id": tenant.id, "name": tenant.name, "timezone": tenant.timezone,
+            "allowed_origins": list(tenant.allowed_origins or []), "created_at": tenant.created_at}
+
+
+@router.get("", response_model=TenantOut, summary="The calling tenant's settings", responses=error_responses(401))
+async def get_tenant(tenant: TenantDep) -> dict[str, Any]:
+    return _view(tenant)
+
+
+@router.patch("", response_model=TenantOut, summary="Change the calling tenant's settings",
+              responses=error_responses(401, 422))
+async def patch_tenant(body: TenantPatch, request: Request, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
+    """`allowed_origins` replaces the list of TimeTracker origins an OAuth `return_url` may point to (an empty list
+    allows any). Other API processes see a change within a few seconds (their tenant cache)."""
+    if body.allowed_origins is None:
+        return _view(tenant)
+    row = await set_allowed_origins(session, tenant.id, body.allowed_origins)
+    await session.commit()
+    # this process' cached copies of the tenant are stale now
+    api_key_cache(request).clear()
+    tenant_by_id_cache(request).clear()
+    return _view(row)

@@ -6,86 +6,26 @@ more than the limit. A `Content-Length` over the limit is refused without readin
 without one (chunked) is cut as soon as it passes the limit. Either way the answer is 413, and uvicorn closes
 the connection rather than read the rest.
 
-The limits bound one request; `LargeBodyBudget` bounds them all together. Anyone may send a body up to the
-batch limit before being authenticated, so a handful of connections could otherwise make the process hold
-handfuls of 8 MiB. Each request's first 64 KiB are free (nearly every request is far smaller); bytes beyond
-that are taken from a budget shared by the process, and a request that finds it exhausted stops being read
-(TCP pushes back on its sender) until the ones before it are done, or is answered 503 after 30 s.
+The limits bound one request; a `ByteBudget` (app.budget) bounds them all together. Anyone may send a body up
+to the batch limit before being authenticated, so a handful of connections could otherwise make the process hold
+handfuls of 8 MiB. A request finding the budget exhausted stops being read (TCP pushes back on its sender) until
+the ones before it are done, or is answered 503 after 30 s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.budget import BudgetExhausted, ByteBudget, Share
+
 BATCH_PATH = "/api/v1/entries/batch"
-FREE_BYTES = 64 * 1024  # per request, outside the shared budget
 BUDGET_WAIT_SECONDS = 30.0
 
 
 class BodyTooLarge(Exception):
     """The body passed the route's limit."""
-
-
-class BudgetExhausted(Exception):
-    """No room in the shared budget within `BUDGET_WAIT_SECONDS`."""
-
-
-class LargeBodyBudget:
-    """Bytes of request bodies beyond `FREE_BYTES` each that the process holds at once, all requests together.
-
-    The oldest request still being read may always go on (up to its limit), even past the budget: otherwise
-    several half-read bodies could each wait for the others' bytes forever. So the process holds at most the
-    budget plus one limit, and every reader's turn comes.
-    """
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.used = 0
-        self._readers: list[_Reading] = []  # in the order they started
-        self._changed = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[_Reading]:
-        reading = _Reading(self)
-        self._readers.append(reading)
-        try:
-            yield reading
-        finally:
-            self._readers.remove(reading)
-            async with self._changed:
-                self.used -= reading.taken
-                self._changed.notify_all()
-
-    async def take(self, reading: _Reading, size: int) -> None:
-        async with self._changed:
-            try:
-                async with asyncio.timeout(BUDGET_WAIT_SECONDS):
-                    await self._changed.wait_for(
-                        lambda: self.used + size <= self.total or self._readers[0] is reading)
-            except TimeoutError:
-                raise BudgetExhausted from None
-            self.used += size
-
-
-class _Reading:
-    """One request's share of the budget, given back when the request is done."""
-
-    def __init__(self, budget: LargeBodyBudget) -> None:
-        self.budget = budget
-        self.size = 0
-        self.taken = 0
-
-    async def add(self, size: int) -> None:
-        self.size += size
-        beyond = max(0, self.size - FREE_BYTES - self.taken)
-        if beyond:
-            await self.budget.take(self, beyond)
-            self.taken += beyond
 
 
 class BodyLimit:
@@ -96,7 +36,7 @@ class BodyLimit:
         self.default = default
         self.batch = batch
         # room for one largest body and a few ordinary ones at once
-        self.budget = LargeBodyBudget(max(batch, 4 * default))
+        self.budget = ByteBudget(max(batch, 4 * default))
 
     def limit_for(self, path: str) -> int:
         return self.batch if path.rstrip("/") == BATCH_PATH else self.default
@@ -113,7 +53,7 @@ class BodyLimit:
         if isinstance(declared, int) and declared > limit:
             await _answer(send, 413, f"request body is over {limit} bytes")
             return
-        async with self.budget.reading() as reading:
+        async with self.budget.share(wait_seconds=BUDGET_WAIT_SECONDS) as reading:
             try:
                 body = await _read_body(receive, limit, reading)
             except BodyTooLarge:
@@ -134,7 +74,7 @@ def _content_length(scope: Scope) -> int | str | None:
     return None
 
 
-async def _read_body(receive: Receive, limit: int, reading: _Reading) -> list[Message]:
+async def _read_body(receive: Receive, limit: int, reading: Share) -> list[Message]:
     """The request's body messages, up to `limit` bytes in all; a disconnect ends the list early."""
     messages: list[Message] = []
     while True:

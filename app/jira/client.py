@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import httpx
 
 from app import metrics
+from app.budget import ByteBudget
 from app.config import Settings
 from app.domain.worklog import WorklogBody
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
@@ -117,6 +118,8 @@ class JiraClient:
         self._gate = gate
         self._deadline = timeout_seconds
         self._max_response_bytes = max_response_bytes
+        # answers being read at once hold at most about two of the largest allowed answer (see app.budget)
+        self._answers = ByteBudget(max_response_bytes)
         self._slots = InstanceSlots(connections_per_instance)
         self._on_call = on_call
         self._max_rate_limit_retries = max_rate_limit_retries
@@ -194,7 +197,7 @@ class JiraClient:
                 left.add_done_callback(self._background.discard)
                 response = await self._http.send(request, stream=True)
                 try:
-                    content = await read_bounded(response, self._max_response_bytes)
+                    content = await read_bounded(response, self._max_response_bytes, self._answers)
                 finally:
                     await response.aclose()
         except TimeoutError:

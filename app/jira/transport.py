@@ -6,7 +6,8 @@
 * `jira_http_client`: the one pooled `httpx.AsyncClient` a process uses for JIRA, built on that backend, with
   no proxies from the environment and no redirects followed.
 * `read_bounded`: a whole answer, decompressed by us in bounded steps, abandoned past `JIRA_MAX_RESPONSE_BYTES`
-  (httpx's own decoder would inflate a 64 KiB network read of a gzip bomb to 64 MiB at once).
+  (httpx's own decoder would inflate a 64 KiB network read of a gzip bomb to 64 MiB at once); the bytes of all
+  answers being read at once share one budget per process (`app.budget`), so concurrent bombs cannot add up.
 * `InstanceSlots`: at most `JIRA_MAX_CONNECTIONS_PER_INSTANCE` requests of one instance in flight per process,
   so a slow instance cannot take the whole shared pool.
 
@@ -26,11 +27,13 @@ from collections.abc import AsyncIterator, Iterable
 import httpcore
 import httpx
 
+from app.budget import ByteBudget, Share
 from app.jira.egress import EgressPolicy, NameNotResolved
 from app.jira.errors import TransientError
 
 # what we ask for and can decode in bounded steps; a JIRA (or its proxy) that sends anything else is refused
 ACCEPT_ENCODING = "gzip, deflate"
+_STEP = 256 * 1024  # most decompressed bytes made at once
 
 
 class AnswerTooLarge(TransientError):
@@ -127,13 +130,18 @@ class _Decoder:
             raise AnswerTooLarge(self.status)
         self.parts.append(data)
 
-    def feed(self, data: bytes) -> None:
+    async def feed(self, data: bytes, share: Share) -> None:
+        """Take in one network read; decompressed output is produced in steps of at most `_STEP` bytes, each
+        accounted in the process' answer budget (which may make us wait) before the next is made."""
         if self._inflate is None:
+            await share.add(len(data))
             self._keep(data)
             return
         try:
             while data:
-                self._keep(self._inflate.decompress(data, self.limit - self.size + 1))
+                out = self._inflate.decompress(data, min(_STEP, self.limit - self.size + 1))
+                await share.add(len(out))
+                self._keep(out)
                 data = self._inflate.unconsumed_tail
         except zlib.error:
             raise TransientError("JIRA answered with a body that cannot be decompressed", maybe_applied=True,
@@ -146,16 +154,18 @@ class _Decoder:
         return b"".join(self.parts)
 
 
-async def read_bounded(response: httpx.Response, limit: int) -> bytes:
-    """The whole (decompressed) body of a streamed answer; `AnswerTooLarge` past `limit` bytes."""
+async def read_bounded(response: httpx.Response, limit: int, budget: ByteBudget | None = None) -> bytes:
+    """The whole (decompressed) body of a streamed answer; `AnswerTooLarge` past `limit` bytes. With `budget`,
+    the bytes held while reading count against the process' share for all answers being read at once."""
     encoding = response.headers.get("content-encoding", "")
     decoder = _Decoder(encoding, limit, response.status_code)
     declared = response.headers.get("content-length", "")
     if not decoder.compressed and declared.isdigit() and int(declared) > limit:
         raise AnswerTooLarge(response.status_code)  # not worth reading at all
-    async for chunk in response.aiter_raw():
-        decoder.feed(chunk)
-    return decoder.finish()
+    async with (budget or ByteBudget(limit)).share() as share:
+        async for chunk in response.aiter_raw():
+            await decoder.feed(chunk, share)
+        return decoder.finish()
 
 
 class InstanceSlots:

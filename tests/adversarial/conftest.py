@@ -145,6 +145,8 @@ async def under_attack(live: LiveApi, bystander: Tenant, attack: Callable[[], Aw
             done.set()
             await watcher
     report.peak = max([*watch.samples, baseline])
+    print(f"attack: RSS +{report.growth / MIB:.1f} MiB (baseline {baseline / MIB:.0f} MiB), "
+          f"{report.bystander_answers} bystander answers")  # shown with -s
     return report
 
 

@@ -23,8 +23,8 @@ import contextlib
 import json
 import threading
 import zlib
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Self
 
 LEAK_MARKER = "INTERNAL-SECRET-7f3a"
 
@@ -47,7 +47,7 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
-    def run(self, factory: Callable[[], Awaitable[Any]], timeout: float = 30) -> Any:
+    def run(self, factory: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(factory(), self.loop).result(timeout)
 
     def stop(self) -> None:
@@ -63,22 +63,21 @@ class _LoopThread:
         self._thread.join(timeout=5)
 
 
-class CountingListener:
-    """Accepts TCP connections on `host`, counts them and closes them; nothing else."""
+class _LoopServer:
+    """A TCP server on its own loop thread; subclasses answer connections in `_serve`."""
 
     def __init__(self, host: str, port: int = 0) -> None:
         self.host, self.port = host, port
-        self.connections = 0
         self._loop = _LoopThread()
         self._server: asyncio.Server | None = None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
-    def start(self) -> CountingListener:
+    def start(self, port: int | None = None) -> Self:
         async def go() -> None:
-            self._server = await asyncio.start_server(self._accept, self.host, self.port)
+            self._server = await asyncio.start_server(self._serve, self.host, self.port if port is None else port,
+                                                      limit=1024 * 1024)
             self.port = self._server.sockets[0].getsockname()[1]
         self._loop.run(go)
         return self
@@ -91,33 +90,28 @@ class CountingListener:
         self._loop.stop()
 
 
-class HostileJira:
+class CountingListener(_LoopServer):
+    """Accepts TCP connections on `host`, counts them and closes them; nothing else."""
+
+    def __init__(self, host: str, port: int = 0) -> None:
+        super().__init__(host, port)
+        self.connections = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+
+class HostileJira(_LoopServer):
     def __init__(self, host: str = "127.0.0.2", *, redirect_to: str = "http://127.0.0.3:9/") -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.redirect_to = redirect_to
         self.requests: list[str] = []
         self._bomb = _gzip_bomb()
-        self._loop = _LoopThread()
-        self._server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    def start(self, port: int = 0) -> HostileJira:
-        async def go() -> None:
-            self._server = await asyncio.start_server(self._serve, self.host, port, limit=1024 * 1024)
-            self.port = self._server.sockets[0].getsockname()[1]
-        self._loop.run(go)
-        return self
-
-    def stop(self) -> None:
-        async def go() -> None:
-            if self._server is not None:
-                self._server.close()
-        self._loop.run(go)
-        self._loop.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):

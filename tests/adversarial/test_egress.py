@@ -64,7 +64,7 @@ def rebinding_pair() -> Any:
     for _ in range(20):
         jira = HostileJira("127.0.0.2").start()
         try:
-            refused = CountingListener("127.0.0.3", jira.port).start()
+            refused = CountingListener("127.0.0.3").start(jira.port)
         except OSError:
             jira.stop()
             continue

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from app.db.models import EntryRow
@@ -72,28 +73,22 @@ async def _push_after_an_unknown_outcome(app: Any, api: httpx.AsyncClient, setti
     return dict((await api.get(f"/api/v1/entries/{entry_id}", headers=setup.headers)).json()["sync"])
 
 
-async def test_an_anchored_worklog_of_another_author_is_never_adopted(
+@pytest.mark.parametrize("author, adopted", [("bob", False), ("alice", True)])
+async def test_only_the_connections_own_anchored_worklog_is_adopted(
     app: Any, api: httpx.AsyncClient, settings: Any, jira_setup: Any, connect_user: Any, sim: SimServer,
+    author: str, adopted: bool,
 ) -> None:
+    """An anchored worklog by another author (anyone can type `#<id>:`) is never adopted: the entry gets its
+    own worklog, and the other one is left alone."""
     setup: JiraSetup = await jira_setup()
     assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
-    planted = sim.control.create_worklog_as(setup.sim_name, "PROJ-2", "bob", 60 * 60,
-                                            comment="#e-planted: Dev: not yours")
-    sync = await _push_after_an_unknown_outcome(app, api, settings, setup, "e-planted")
+    found = sim.control.create_worklog_as(setup.sim_name, "PROJ-2", author, 60 * 60, comment="#e-a: Dev: whose?")
+    sync = await _push_after_an_unknown_outcome(app, api, settings, setup, "e-a")
     assert sync["status"] == "synced"
-    assert sync["worklog_id"] != str(planted["id"])
+    assert (sync["worklog_id"] == str(found["id"])) is adopted
     worklogs = {str(w["id"]): w for w in sim.control.worklogs(setup.sim_name, "PROJ-2")}
-    assert worklogs[str(planted["id"])]["comment"] == "#e-planted: Dev: not yours"  # left alone
     assert worklogs[sync["worklog_id"]]["author"]["name"] == "alice"
-
-
-async def test_our_own_anchored_worklog_is_adopted(
-    app: Any, api: httpx.AsyncClient, settings: Any, jira_setup: Any, connect_user: Any, sim: SimServer,
-) -> None:
-    setup: JiraSetup = await jira_setup()
-    assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
-    ours = sim.control.create_worklog_as(setup.sim_name, "PROJ-2", "alice", 30 * 60,
-                                         comment="#e-ours: Dev: mine")
-    sync = await _push_after_an_unknown_outcome(app, api, settings, setup, "e-ours")
-    assert sync["status"] == "synced" and sync["worklog_id"] == str(ours["id"])
-    assert len([w for w in sim.control.worklogs(setup.sim_name, "PROJ-2") if "#e-ours:" in w["comment"]]) == 1
+    anchored = [w for w in worklogs.values() if w["comment"].startswith("#e-a:")]
+    assert len(anchored) == (1 if adopted else 2)
+    if not adopted:
+        assert worklogs[str(found["id"])]["comment"] == "#e-a: Dev: whose?"  # left alone

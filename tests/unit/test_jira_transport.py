@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from app.budget import BudgetExhausted, ByteBudget
 from app.jira.errors import TransientError
 from app.jira.transport import AnswerTooLarge, InstanceSlots, _Decoder, read_bounded
 from tests.unit.test_jira_support import API, make_client, make_target
@@ -24,18 +25,20 @@ LIMIT = 1024 * 1024
     ("", b"x" * 5000),
     ("identity", b"x" * 5000),
 ])
-def test_bodies_are_decoded_within_the_cap(encoding: str, packed: bytes) -> None:
+async def test_bodies_are_decoded_within_the_cap(encoding: str, packed: bytes) -> None:
     decoder = _Decoder(encoding, LIMIT, 200)
-    for i in range(0, len(packed), 7):
-        decoder.feed(packed[i:i + 7])
+    async with ByteBudget(LIMIT).share() as share:
+        for i in range(0, len(packed), 7):
+            await decoder.feed(packed[i:i + 7], share)
     assert decoder.finish() == b"x" * 5000
 
 
-def test_a_gzip_bomb_is_abandoned_at_the_cap_without_inflating_it() -> None:
+async def test_a_gzip_bomb_is_abandoned_at_the_cap_without_inflating_it() -> None:
     bomb = gzip.compress(bytes(64 * 1024 * 1024))  # 64 MiB of zeros in ~64 kB
     decoder = _Decoder("gzip", LIMIT, 200)
     with pytest.raises(AnswerTooLarge) as caught:
-        decoder.feed(bomb)
+        async with ByteBudget(LIMIT).share() as share:
+            await decoder.feed(bomb, share)
     assert caught.value.message == "JIRA answer too large" and caught.value.maybe_applied
     assert decoder.size <= LIMIT + 1  # never more than one byte past the cap was produced
 
@@ -45,9 +48,26 @@ def test_an_encoding_we_did_not_ask_for_is_refused() -> None:
         _Decoder("br", LIMIT, 200)
 
 
-def test_a_corrupt_body_is_a_transient_error() -> None:
+async def test_a_corrupt_body_is_a_transient_error() -> None:
     with pytest.raises(TransientError, match="cannot be decompressed"):
-        _Decoder("gzip", LIMIT, 200).feed(b"not gzip at all")
+        async with ByteBudget(LIMIT).share() as share:
+            await _Decoder("gzip", LIMIT, 200).feed(b"not gzip at all", share)
+
+
+async def test_readers_share_one_budget_and_the_oldest_always_goes_on() -> None:
+    budget = ByteBudget(100, free=10)
+    async with budget.share() as first, budget.share() as second:
+        await second.add(60)  # 50 beyond its free bytes: within the budget
+        waiting = asyncio.create_task(second.add(80))  # would pass the budget: waits for the older reader
+        await first.add(150)  # the oldest reader goes on even past the budget
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and budget.used == 50 + 140
+        third = budget.share(wait_seconds=0.05)
+        async with third as late:
+            with pytest.raises(BudgetExhausted):
+                await late.add(100)
+        waiting.cancel()
+    assert budget.used == 0
 
 
 async def test_a_declared_length_over_the_cap_is_not_read() -> None:

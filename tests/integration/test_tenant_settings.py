@@ -108,7 +108,7 @@ def _new_key() -> str:
                                     {"consumer_key": "another-link"}, {"private_key_pem": "new"}])
 async def test_a_changed_jira_link_disconnects_every_user(app: Any, api: httpx.AsyncClient, tenant: Any,
                                                           auth: dict[str, str], change: dict[str, str]) -> None:
-    instance_id = await add_instance(app, tenant.tenant_id)
+    instance_id = await add_instance(api, tenant)
     for user, status in (("ann", "connected"), ("ben", "connected"), ("cid", "denied")):
         await _connect(app, tenant.tenant_id, instance_id, user, status)
     before = (await api.get(f"/api/v1/jira-instances/{instance_id}", headers=auth)).json()

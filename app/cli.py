@@ -49,8 +49,8 @@ def cmd_create_tenant(args: argparse.Namespace, settings: Settings) -> None:
         return await create_tenant(session, box, name=args.name, timezone=args.timezone, allowed_origins=origins)
 
     t = asyncio.run(_with_session(settings, work))
-    print(json.dumps({"tenant_id": str(t.tenant_id), "api_key": t.api_key, "webhook_secret": t.webhook_secret,
-                      "allowed_origins": origins}))
+    # exactly CONTRACT 9's object; the origins are read back with GET /api/v1/tenant
+    print(json.dumps({"tenant_id": str(t.tenant_id), "api_key": t.api_key, "webhook_secret": t.webhook_secret}))
 
 
 def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> None:

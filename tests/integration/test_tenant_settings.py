@@ -65,14 +65,15 @@ async def test_return_url_must_be_on_an_allowed_origin(api: httpx.AsyncClient, a
     assert r.status_code == 502  # allowed: on to JIRA
 
 
-def test_cli_create_tenant_takes_origins(stack: Any) -> None:
+async def test_cli_create_tenant_takes_origins(api: httpx.AsyncClient, stack: Any) -> None:
     made = subprocess.run(
-        [sys.executable, "-m", "app.cli", "create-tenant", "--name", "Origins", "--origin", "https://a.example",
+        [sys.executable, "-m", "app.cli", "create-tenant", "--name", "Origins", "--origin", "https://A.example/",
          "--origin", "https://b.example:8443"],
         env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
-    printed = json.loads(made.stdout)
-    assert printed["allowed_origins"] == ["https://a.example", "https://b.example:8443"]
+    key = json.loads(made.stdout)["api_key"]
+    tenant = (await api.get("/api/v1/tenant", headers={"Authorization": f"Bearer {key}"})).json()
+    assert tenant["allowed_origins"] == ["https://a.example", "https://b.example:8443"]
     bad = subprocess.run([sys.executable, "-m", "app.cli", "create-tenant", "--name", "Bad", "--origin", "nope"],
                          env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "origin" in bad.stderr

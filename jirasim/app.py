@@ -9,12 +9,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import control_api, oauth_endpoints, rest
+from . import control_api, oauth2_endpoints, oauth_endpoints, rest
 from .config import SimConfig
-from .pipeline import DROP_FLAG, RouteSpec, run_route
+from .gates import DataCenterGate
+from .pipeline import DATACENTER, DROP_FLAG, RouteSpec, run_route, server_base
 from .simulator import Simulator
 
 Scope = MutableMapping[str, Any]
@@ -22,10 +23,22 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+_DC_GATE = DataCenterGate()
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not Found", status_code=404)
+
 
 def _instance_route(spec: RouteSpec) -> Route:
+    """A Data Center resource below an instance's context path (``/jira1/rest/api/2/...``)."""
+
     async def endpoint(request: Request) -> Response:
-        return await run_route(spec, request)
+        sim: Simulator = request.app.state.sim
+        inst = sim.get(str(request.path_params.get("ctx", "")))
+        if inst is None or inst.deployment != DATACENTER:
+            return _not_found()
+        return await run_route(spec, request, inst, _DC_GATE, server_base(request, inst.context_path))
 
     return Route("/{ctx}" + spec.path, endpoint, methods=[spec.method], name=None)
 
@@ -51,7 +64,8 @@ class JiraSimApp:
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         routes: list[BaseRoute] = list(control_api.ROUTES)
-        routes += [_instance_route(s) for s in rest.ROUTES + oauth_endpoints.ROUTES]
+        specs = rest.ROUTES + oauth_endpoints.ROUTES + oauth2_endpoints.ROUTES
+        routes += [_instance_route(s) for s in specs if DATACENTER in s.deployments]
         self.starlette = Starlette(routes=routes, lifespan=self._lifespan)
         self.starlette.state.sim = sim
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 AUTHORIZE_MODES = ("approve", "deny", "manual")
+DEPLOYMENTS = ("datacenter", "cloud")
 RESERVED_NAMES = ("_sim",)
 
 
@@ -71,6 +72,109 @@ class ConsumerConfig:
         if not pem or "PUBLIC KEY" not in pem:
             raise ConfigError(f"consumer {key!r} needs public_key_pem (PEM public key)")
         return cls(consumer_key=str(key), public_key_pem=str(pem), name=str(data.get("name", key)))
+
+
+OAUTH2_SCOPES = ("READ", "WRITE", "ADMIN", "SYSTEM_ADMIN")
+
+
+def check_oauth2_scopes(raw: str | list[str]) -> tuple[str, ...]:
+    """Data Center OAuth 2.0 scopes (space-separated or a list), each one of OAUTH2_SCOPES."""
+    names = raw.split() if isinstance(raw, str) else [str(s) for s in raw]
+    unknown = [n for n in names if n not in OAUTH2_SCOPES]
+    if unknown or not names:
+        raise ConfigError(f"OAuth 2.0 scopes must be among {OAUTH2_SCOPES}, got {raw!r}")
+    return tuple(names)
+
+
+@dataclass
+class OAuth2ClientConfig:
+    """An incoming "External application" link of a Data Center instance (JIRA as OAuth 2.0 provider)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    name: str = ""
+    scopes: tuple[str, ...] = ("WRITE",)  # what the link permits; requests may ask for these or less
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OAuth2ClientConfig:
+        client_id = str(_get(data, "client_id", "clientId", default="") or "")
+        secret = str(_get(data, "client_secret", "clientSecret", default="") or "")
+        redirect = str(_get(data, "redirect_uri", "redirectUri", "redirect_url", default="") or "")
+        if not client_id or not secret:
+            raise ConfigError("an OAuth 2.0 client needs client_id and client_secret")
+        parts = urlsplit(redirect)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"OAuth 2.0 client {client_id!r} needs an absolute redirect_uri, got {redirect!r}")
+        return cls(
+            client_id=client_id,
+            client_secret=secret,
+            redirect_uri=redirect,
+            name=str(data.get("name") or client_id),
+            scopes=check_oauth2_scopes(data.get("scopes", data.get("scope", ["WRITE"]))),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "redirect_uri": self.redirect_uri,
+            "scopes": list(self.scopes),
+        }
+
+
+@dataclass
+class OAuth2Settings:
+    """Lifetimes of the Data Center OAuth 2.0 provider (JIRA's atlassian.oauth2.provider.* system properties)."""
+
+    access_token_seconds: float = 3600.0
+    refresh_token_seconds: float = 7776000.0  # 90 days
+    code_seconds: float = 10.0  # atlassian.oauth2.provider.max.client.delay.seconds
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> OAuth2Settings:
+        data = data or {}
+        cfg = cls(
+            access_token_seconds=float(data.get("access_token_seconds", 3600.0)),
+            refresh_token_seconds=float(data.get("refresh_token_seconds", 7776000.0)),
+            code_seconds=float(data.get("code_seconds", 10.0)),
+        )
+        if min(cfg.access_token_seconds, cfg.refresh_token_seconds, cfg.code_seconds) <= 0:
+            raise ConfigError("OAuth 2.0 lifetimes must be > 0 seconds")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "access_token_seconds": self.access_token_seconds,
+            "refresh_token_seconds": self.refresh_token_seconds,
+            "code_seconds": self.code_seconds,
+        }
+
+
+@dataclass
+class PatConfig:
+    """A personal access token that exists from the start (``token`` fixed, e.g. for a demo)."""
+
+    user: str
+    token: str | None = None
+    name: str = ""
+    expiration_days: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PatConfig:
+        user = data.get("user")
+        if not user:
+            raise ConfigError("a personal access token needs user")
+        days = _get(data, "expiration_days", "expirationDays")
+        if days is not None and int(days) < 1:
+            raise ConfigError("expiration_days must be >= 1")
+        token = data.get("token")
+        return cls(
+            user=str(user),
+            token=str(token) if token else None,
+            name=str(data.get("name") or "token"),
+            expiration_days=int(days) if days is not None else None,
+        )
 
 
 @dataclass
@@ -180,6 +284,7 @@ class WebhookConfig:
 @dataclass
 class InstanceConfig:
     name: str
+    deployment: str = "datacenter"
     display_timezone: str = "UTC"
     feed_delay_seconds: float = 60.0
     authorize_mode: str = "approve"
@@ -190,6 +295,9 @@ class InstanceConfig:
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     faults: dict[str, Any] = field(default_factory=dict)
+    oauth2_clients: list[OAuth2ClientConfig] = field(default_factory=list)
+    oauth2: OAuth2Settings = field(default_factory=OAuth2Settings)
+    personal_access_tokens: list[PatConfig] = field(default_factory=list)
     timestamp_window_seconds: int = 300
     hours_per_day: int = 8
     days_per_week: int = 5
@@ -223,6 +331,9 @@ class InstanceConfig:
             rate_limit=RateLimitConfig.from_dict(_get(data, "rate_limit", "rateLimit")),
             webhook=WebhookConfig.from_dict(webhook_data),
             faults=dict(data.get("faults") or {}),
+            oauth2_clients=[OAuth2ClientConfig.from_dict(c) for c in _get(data, "oauth2_clients", default=[])],
+            oauth2=OAuth2Settings.from_dict(data.get("oauth2")),
+            personal_access_tokens=[PatConfig.from_dict(p) for p in _get(data, "personal_access_tokens", default=[])],
             timestamp_window_seconds=int(_get(data, "timestamp_window_seconds", "timestampWindowSeconds", default=300)),
             hours_per_day=int(_get(data, "hours_per_day", "hoursPerDay", default=8)),
             days_per_week=int(_get(data, "days_per_week", "daysPerWeek", default=5)),
@@ -230,6 +341,9 @@ class InstanceConfig:
         users = {u.name for u in cfg.users}
         if cfg.approve_as is not None and cfg.approve_as not in users:
             raise ConfigError(f"approve_as user {cfg.approve_as!r} is not a configured user")
+        for pat in cfg.personal_access_tokens:
+            if pat.user not in users:
+                raise ConfigError(f"personal access token of unknown user {pat.user!r}")
         keys = {i.key for i in cfg.issues}
         for issue in cfg.issues:
             if issue.parent is not None and issue.parent not in keys:

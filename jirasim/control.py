@@ -120,6 +120,49 @@ class Calls:
         return Call("POST", f"{_i(instance)}/tokens/revoke", body)
 
     @staticmethod
+    def create_pat(instance: str, user: str, name: str, expiration_days: int | None, token: str | None) -> Call:
+        body = _drop_none({"user": user, "name": name, "expiration_days": expiration_days, "token": token})
+        return Call("POST", f"{_i(instance)}/pats", body)
+
+    @staticmethod
+    def pats(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/pats")
+
+    @staticmethod
+    def revoke_pats(instance: str, user: str | None, pat_id: int | None) -> Call:
+        return Call("POST", f"{_i(instance)}/pats/revoke", _drop_none({"user": user, "id": pat_id}))
+
+    @staticmethod
+    def add_oauth2_client(instance: str, body: dict[str, Any]) -> Call:
+        return Call("POST", f"{_i(instance)}/oauth2/clients", _drop_none(body))
+
+    @staticmethod
+    def oauth2_clients(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/oauth2/clients")
+
+    @staticmethod
+    def remove_oauth2_client(instance: str, client_id: str) -> Call:
+        return Call("DELETE", f"{_i(instance)}/oauth2/clients/{client_id}")
+
+    @staticmethod
+    def oauth2_tokens(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/oauth2/tokens")
+
+    @staticmethod
+    def grant_oauth2_tokens(instance: str, client_id: str, user: str, scopes: list[str] | None) -> Call:
+        body = _drop_none({"client_id": client_id, "user": user, "scopes": scopes})
+        return Call("POST", f"{_i(instance)}/oauth2/tokens", body)
+
+    @staticmethod
+    def revoke_oauth2_tokens(instance: str, user: str | None, client_id: str | None) -> Call:
+        body = _drop_none({"user": user, "client_id": client_id})
+        return Call("POST", f"{_i(instance)}/oauth2/tokens/revoke", body)
+
+    @staticmethod
+    def expire_oauth2_tokens(instance: str, user: str | None) -> Call:
+        return Call("POST", f"{_i(instance)}/oauth2/tokens/expire", _drop_none({"user": user}))
+
+    @staticmethod
     def set_rate_limit(
         instance: str,
         rate: float | None,
@@ -342,6 +385,67 @@ class SimControl:
         consumer_key: str | None = None,
     ) -> int:
         return int(self._do(Calls.revoke(instance, user, token, consumer_key))["revoked"])
+
+    # -- Data Center personal access tokens and OAuth 2.0 provider --
+    def create_pat(
+        self,
+        instance: str,
+        user: str,
+        name: str = "token",
+        expiration_days: int | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """A personal access token of ``user``; the answer's ``token`` is the only place its value appears."""
+        return dict(self._do(Calls.create_pat(instance, user, name, expiration_days, token)))
+
+    def pats(self, instance: str) -> list[dict[str, Any]]:
+        return list(self._do(Calls.pats(instance)))
+
+    def revoke_pats(self, instance: str, user: str | None = None, pat_id: int | None = None) -> int:
+        return int(self._do(Calls.revoke_pats(instance, user, pat_id))["revoked"])
+
+    def add_oauth2_client(
+        self,
+        instance: str,
+        redirect_uri: str,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Register an incoming "External application" link; the answer carries ``client_id`` and
+        ``client_secret`` (generated when not given)."""
+        body = {
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "name": name,
+            "scopes": scopes,
+        }
+        return dict(self._do(Calls.add_oauth2_client(instance, body)))
+
+    def oauth2_clients(self, instance: str) -> list[dict[str, Any]]:
+        return list(self._do(Calls.oauth2_clients(instance)))
+
+    def remove_oauth2_client(self, instance: str, client_id: str) -> dict[str, Any]:
+        return dict(self._do(Calls.remove_oauth2_client(instance, client_id)))
+
+    def oauth2_tokens(self, instance: str) -> dict[str, Any]:
+        """``{"tokens": [...], "counts": {"code_exchanges", "refreshes", "refresh_reuse", "pkce_failures", ...}}``."""
+        return dict(self._do(Calls.oauth2_tokens(instance)))
+
+    def grant_oauth2_tokens(
+        self, instance: str, client_id: str, user: str, scopes: list[str] | None = None
+    ) -> dict[str, Any]:
+        """A token pair without the dance: the token endpoint's answer."""
+        return dict(self._do(Calls.grant_oauth2_tokens(instance, client_id, user, scopes)))
+
+    def revoke_oauth2_tokens(self, instance: str, user: str | None = None, client_id: str | None = None) -> int:
+        return int(self._do(Calls.revoke_oauth2_tokens(instance, user, client_id))["revoked"])
+
+    def expire_oauth2_tokens(self, instance: str, user: str | None = None) -> int:
+        return int(self._do(Calls.expire_oauth2_tokens(instance, user))["expired"])
 
     # -- settings and faults --
     def set_rate_limit(

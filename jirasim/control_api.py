@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,15 +12,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import oauth2
 from .config import (
     AUTHORIZE_MODES,
     ConfigError,
     ConsumerConfig,
     InstanceConfig,
     IssueConfig,
+    OAuth2ClientConfig,
     RateLimitConfig,
     UserConfig,
     WebhookConfig,
+    check_oauth2_scopes,
     check_timezone,
 )
 from .control import PREFIX
@@ -208,6 +212,90 @@ async def revoke_tokens(request: Request, sim: Simulator) -> Any:
     return {"revoked": count}
 
 
+# -- personal access tokens (Data Center) ---------------------------------------------
+async def list_pats(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    return [p.to_dict() for p in inst.state.pats.values()]
+
+
+async def create_pat(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    data = await _body(request)
+    days = data.get("expiration_days")
+    pat = inst.state.add_pat(
+        str(data.get("user") or ""),
+        str(data.get("name") or "token"),
+        int(days) if days is not None else None,
+        str(data["token"]) if data.get("token") else None,
+    )
+    return {**pat.to_dict(), "token": pat.token}
+
+
+async def revoke_pats(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    data = await _body(request)
+    if data.get("user") is None and data.get("id") is None:
+        raise ControlError(400, "give user and/or id")
+    pat_id = int(data["id"]) if data.get("id") is not None else None
+    return {"revoked": inst.state.revoke_pats(user=data.get("user"), pat_id=pat_id)}
+
+
+# -- OAuth 2.0 provider (Data Center) ---------------------------------------------------
+async def list_oauth2_clients(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    return [c.to_dict() for c in inst.state.oauth2_clients.values()]
+
+
+async def add_oauth2_client(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    data = await _body(request)
+    data.setdefault("client_id", secrets.token_hex(16))
+    data.setdefault("client_secret", secrets.token_hex(32))
+    client = OAuth2ClientConfig.from_dict(data)
+    if client.client_id in inst.state.oauth2_clients:
+        raise ControlError(409, f"OAuth 2.0 client {client.client_id!r} already exists")
+    inst.state.oauth2_clients[client.client_id] = client
+    return {**client.to_dict(), "client_secret": client.client_secret}
+
+
+async def remove_oauth2_client(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    client_id = request.path_params["client_id"]
+    if inst.state.oauth2_clients.pop(client_id, None) is None:
+        raise ControlError(404, f"no OAuth 2.0 client {client_id!r}")
+    return {"removed": client_id, "revoked_tokens": oauth2.revoke(inst.state, client_id=client_id)}
+
+
+async def list_oauth2_tokens(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    return {
+        "tokens": [g.to_dict() for g in inst.state.oauth2_access.values()],
+        "counts": dict(inst.state.oauth2_counts),
+    }
+
+
+async def grant_oauth2_tokens(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    data = await _body(request)
+    scopes = check_oauth2_scopes(data["scopes"]) if data.get("scopes") else None
+    grant = oauth2.grant_tokens(inst.state, str(data["client_id"]), str(data["user"]), scopes)
+    return oauth2.token_answer(grant)
+
+
+async def revoke_oauth2_tokens(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    data = await _body(request)
+    if not data.get("user") and not data.get("client_id"):
+        raise ControlError(400, "give user and/or client_id")
+    return {"revoked": oauth2.revoke(inst.state, user=data.get("user"), client_id=data.get("client_id"))}
+
+
+async def expire_oauth2_tokens(request: Request, sim: Simulator) -> Any:
+    inst = _inst(request, sim)
+    data = await _body(request)
+    return {"expired": oauth2.expire_access(inst.state, user=data.get("user"))}
+
+
 # -- settings ---------------------------------------------------------------------
 async def set_rate_limit(request: Request, sim: Simulator) -> Any:
     inst = _inst(request, sim)
@@ -393,6 +481,16 @@ ROUTES: list[Route] = [
     _route(INST + "/tokens", list_tokens, "GET"),
     _route(INST + "/tokens", grant_token, "POST"),
     _route(INST + "/tokens/revoke", revoke_tokens, "POST"),
+    _route(INST + "/pats", list_pats, "GET"),
+    _route(INST + "/pats", create_pat, "POST"),
+    _route(INST + "/pats/revoke", revoke_pats, "POST"),
+    _route(INST + "/oauth2/clients", list_oauth2_clients, "GET"),
+    _route(INST + "/oauth2/clients", add_oauth2_client, "POST"),
+    _route(INST + "/oauth2/clients/{client_id}", remove_oauth2_client, "DELETE"),
+    _route(INST + "/oauth2/tokens", list_oauth2_tokens, "GET"),
+    _route(INST + "/oauth2/tokens", grant_oauth2_tokens, "POST"),
+    _route(INST + "/oauth2/tokens/revoke", revoke_oauth2_tokens, "POST"),
+    _route(INST + "/oauth2/tokens/expire", expire_oauth2_tokens, "POST"),
     _route(INST + "/rate-limit", set_rate_limit, "PUT"),
     _route(INST + "/faults", get_faults, "GET"),
     _route(INST + "/faults", set_faults, "PUT"),

@@ -34,6 +34,10 @@ class SimInstance:
         return self.config.context_path
 
     @property
+    def deployment(self) -> str:
+        return self.config.deployment
+
+    @property
     def rate_limit(self) -> RateLimitConfig:
         return self.limiter.config
 

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from .consent import consent_page, error_page
 from .oauth import (
     authorize_request_token,
     callback_url,
@@ -14,7 +15,7 @@ from .oauth import (
     exchange_request_token,
     issue_request_token,
 )
-from .pipeline import Ctx, RouteSpec
+from .pipeline import DATACENTER, Ctx, RouteSpec
 from .state import RequestToken
 
 OAUTH = "/plugins/servlet/oauth"
@@ -44,11 +45,8 @@ async def access_token(ctx: Ctx) -> Response:
     return _form({"oauth_token": access.token, "oauth_token_secret": access.secret})
 
 
-def _error_page(message: str, status: int = 400) -> Response:
-    return HTMLResponse(
-        f"<html><body><h1>OAuth error</h1><p>{html.escape(message)}</p></body></html>",
-        status_code=status,
-    )
+def _error_page(message: str) -> Response:
+    return error_page("OAuth error", message)
 
 
 def _finish(ctx: Ctx, token: RequestToken, user: str | None, allow: bool) -> Response:
@@ -88,19 +86,13 @@ async def authorize(ctx: Ctx) -> Response:
         return _finish(ctx, token, None, allow=False)
     consumer = ctx.inst.state.consumers.get(token.consumer_key)
     consumer_name = consumer.name if consumer else token.consumer_key
-    default_user = ctx.inst.default_approver() or ""
-    page = f"""<!DOCTYPE html>
-<html><head><title>Welcome to JIRA ({html.escape(ctx.inst.name)})</title></head>
-<body>
-<h1>{html.escape(consumer_name)} would like to access your JIRA data</h1>
-<form method="post" action="{html.escape(ctx.base)}{OAUTH}/authorize">
-  <input type="hidden" name="oauth_token" value="{html.escape(token.token)}">
-  <label>User <input type="text" name="user" value="{html.escape(default_user)}"></label>
-  <button type="submit" name="action" value="allow" id="approve">Allow</button>
-  <button type="submit" name="action" value="deny" id="deny">Deny</button>
-</form>
-</body></html>"""
-    return HTMLResponse(page)
+    return consent_page(
+        title=f"Welcome to JIRA ({ctx.inst.name})",
+        heading=f"{consumer_name} would like to access your JIRA data",
+        action=f"{ctx.base}{OAUTH}/authorize",
+        hidden={"oauth_token": token.token},
+        user=ctx.inst.default_approver() or "",
+    )
 
 
 async def authorize_submit(ctx: Ctx) -> Response:
@@ -116,8 +108,8 @@ async def authorize_submit(ctx: Ctx) -> Response:
 
 
 ROUTES: list[RouteSpec] = [
-    RouteSpec("POST", f"{OAUTH}/request-token", request_token, auth="none"),
-    RouteSpec("GET", f"{OAUTH}/authorize", authorize, auth="none"),
-    RouteSpec("POST", f"{OAUTH}/authorize", authorize_submit, auth="none"),
-    RouteSpec("POST", f"{OAUTH}/access-token", access_token, auth="none"),
+    RouteSpec("POST", f"{OAUTH}/request-token", request_token, auth="none", deployments=(DATACENTER,)),
+    RouteSpec("GET", f"{OAUTH}/authorize", authorize, auth="none", deployments=(DATACENTER,)),
+    RouteSpec("POST", f"{OAUTH}/authorize", authorize_submit, auth="none", deployments=(DATACENTER,)),
+    RouteSpec("POST", f"{OAUTH}/access-token", access_token, auth="none", deployments=(DATACENTER,)),
 ]

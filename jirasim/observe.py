@@ -27,6 +27,10 @@ class RequestRecord:
     oauth_problem: str | None = None
     fault: str | None = None
     retry_after: int | None = None  # the Retry-After a 429 carried: tests check the client honoured it
+    auth: str | None = None  # oauth1 | pat | oauth2 | 3lo | client (token endpoint) | None (anonymous)
+    client: str | None = None  # consumer key, OAuth 2.0 client id, PAT id
+    points: int | None = None  # Cloud: points charged against the app's quota
+    limit_reason: str | None = None  # Cloud: RateLimit-Reason of a 429
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +47,7 @@ class InstanceCounters:
     statuses: Counter[int] = field(default_factory=Counter)
     oauth_problems: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    auth_kinds: Counter[str] = field(default_factory=Counter)
     in_flight_writes: Counter[str] = field(default_factory=Counter)
     max_concurrent_writes: dict[str, int] = field(default_factory=dict)
     webhooks_sent: int = 0
@@ -91,12 +96,15 @@ class Observer:
             self.log.append(rec)
             c = self._c(rec.instance)
             c.statuses[rec.status] += 1
+            c.auth_kinds[rec.auth or "anonymous"] += 1
             if rec.oauth_problem:
                 c.oauth_problems[rec.oauth_problem] += 1
             if rec.fault:
                 c.faults[rec.fault] += 1
 
     def write_started(self, instance: str, issue_key: str | None) -> None:
+        if not issue_key:
+            return  # not a write to an issue (an OAuth 2.0 token request)
         with self._lock:
             c = self._c(instance)
             c.writes += 1
@@ -160,6 +168,7 @@ class Observer:
                 "oauth_problems": dict(c.oauth_problems),
                 "invalid_signatures": c.oauth_problems.get("signature_invalid", 0),
                 "faults": dict(c.faults),
+                "auth_kinds": dict(c.auth_kinds),
                 "in_flight_writes": dict(c.in_flight_writes),
                 "max_concurrent_writes": dict(c.max_concurrent_writes),
                 "webhooks_sent": c.webhooks_sent,

@@ -1,7 +1,11 @@
-"""Per-request processing shared by REST and OAuth endpoints.
+"""Per-request processing shared by every simulated endpoint (DC instances, Cloud sites, Atlassian's auth server).
 
-Order: instance lookup -> rate limit -> fault injection (latency, hang, drop, 5xx)
--> OAuth verification -> handler -> after-write faults -> headers + request log.
+Order: admission (rate limits) -> fault injection (latency, hang, drop, 5xx) -> authentication -> handler
+-> after-write faults -> settlement (Cloud points) -> headers + request log.
+
+What differs between a Data Center instance, a Cloud site and the authorization server (how a caller
+authenticates, which limits apply, which identity header answers carry) lives in a `Gate` (see gates.py);
+the order above is the same for all of them.
 """
 
 from __future__ import annotations
@@ -10,26 +14,30 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from .faults import FaultInjector
 from .instance import SimInstance
-from .oauth import OAuthProblem, Verified, collect_oauth_params, problem_headers_and_body, verify_request
+from .oauth import OAuthProblem, Verified, problem_headers_and_body, verify_request
 from .observe import RequestRecord
-from .ratelimit import rate_limit_headers
 from .render import error_body
-from .simulator import Simulator
 from .state import User
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
 
 DROP_FLAG = "jirasim.drop"
 NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perform this operation."
+DATACENTER = "datacenter"
+CLOUD = "cloud"
 
 
 class ApiError(Exception):
-    """A JIRA-style error response (``{"errorMessages": [...], "errors": {...}}``)."""
+    """A JIRA-style error response (``{"errorMessages": [...], "errors": {...}}``) or any other JSON body."""
 
     def __init__(
         self,
@@ -37,28 +45,49 @@ class ApiError(Exception):
         messages: list[str] | None = None,
         errors: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        body: Any = None,
     ) -> None:
-        super().__init__(f"{status}: {messages or errors}")
+        super().__init__(f"{status}: {messages or errors or body}")
         self.status = status
-        self.body = error_body(messages, errors)
+        self.body = body if body is not None else error_body(messages, errors)
         self.headers = headers or {}
 
     def response(self) -> Response:
         return JSONResponse(self.body, status_code=self.status, headers=self.headers)
 
 
+class Target(Protocol):
+    """What a request is addressed to: a simulated instance/site, or Atlassian's authorization server."""
+
+    name: str
+    faults: FaultInjector
+
+
 @dataclass
 class Ctx:
-    """What a handler gets: the request, its instance and the authenticated user."""
+    """What a handler gets: the request, its target and (once authenticated) the caller."""
 
     request: Request
     sim: Simulator
-    inst: SimInstance
+    target: Target
     base: str
     url: str
-    body: bytes
+    body: bytes = b""
+    issue_key: str | None = None
     user: User | None = None
     verified: Verified | None = None
+    auth: str | None = None  # how the caller authenticated: oauth1 | pat | oauth2 | 3lo | client
+    client: str | None = None  # consumer key, OAuth 2.0 client id or PAT id
+    problem: str | None = None  # why authentication failed (request log)
+    objects: int | None = None  # objects a read returned (Cloud points); None: 1 on success, 0 otherwise
+    points: int | None = None  # Cloud points charged for this request
+    limit_reason: str | None = None  # which limit refused it (Cloud RateLimit-Reason)
+
+    @property
+    def inst(self) -> SimInstance:
+        if not isinstance(self.target, SimInstance):
+            raise TypeError(f"{self.target.name} is not a JIRA instance")
+        return self.target
 
     @property
     def path_params(self) -> dict[str, Any]:
@@ -107,6 +136,35 @@ class RouteSpec:
     write: bool = False
     issue_param: str | None = None
     json_body: bool = False  # JSON request body expected (415 otherwise, like Jersey)
+    deployments: tuple[str, ...] = (DATACENTER, CLOUD)  # where this resource exists
+    scope: str | None = None  # Cloud OAuth scope; default read:jira-work, or write:jira-work for writes
+
+    @property
+    def cloud_scope(self) -> str:
+        if self.scope is not None:
+            return self.scope
+        return "write:jira-work" if self.write else "read:jira-work"
+
+
+@dataclass
+class Admission:
+    """A gate's answer before anything else runs: let the request through, or refuse it (a 429)."""
+
+    allowed: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    refusal: Response | None = None
+
+
+class Gate(Protocol):
+    """How one kind of target admits, authenticates, charges and labels requests."""
+
+    def admit(self, ctx: Ctx, spec: RouteSpec) -> Admission: ...
+
+    async def authenticate(self, ctx: Ctx, spec: RouteSpec) -> None: ...
+
+    def settle(self, ctx: Ctx, spec: RouteSpec, response: Response, dropped: bool) -> None: ...
+
+    def identity_headers(self, ctx: Ctx) -> dict[str, str]: ...
 
 
 def client_url(request: Request) -> str:
@@ -123,10 +181,11 @@ def client_url(request: Request) -> str:
     return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
 
 
-def instance_base(request: Request, context_path: str) -> str:
+def server_base(request: Request, path: str) -> str:
+    """``scheme://host`` as the client addressed this server, followed by ``path``."""
     scheme = request.scope.get("scheme", "http")
     host = request.headers.get("host") or "127.0.0.1"
-    return f"{scheme}://{host}{context_path}"
+    return f"{scheme}://{host}{path}"
 
 
 def request_drop(request: Request) -> Response:
@@ -152,75 +211,49 @@ def oauth_problem_response(problem: OAuthProblem, base: str) -> Response:
     return PlainTextResponse(body, status_code=401, headers=headers, media_type="application/x-www-form-urlencoded")
 
 
-async def authenticate(ctx: Ctx, spec: RouteSpec) -> None:
-    if spec.auth == "none":
-        return
-    request = ctx.request
-    authorization = request.headers.get("authorization")
-    content_type = request.headers.get("content-type")
-    params = collect_oauth_params(ctx.url, authorization, content_type, ctx.body)
-    if params is None:
-        if spec.auth == "required":
-            raise ApiError(
-                401,
-                [NOT_AUTHENTICATED],
-                headers={"WWW-Authenticate": f'OAuth realm="{ctx.base}"'},
-            )
-        return
-    verified = ctx.verify("access", params)
-    assert verified.access_token is not None
-    user = ctx.inst.state.users.get(verified.access_token.user)
-    if user is None or not user.active:
-        raise OAuthProblem("token_rejected", "user of the access token is not active")
-    ctx.verified = verified
-    ctx.user = user
-
-
 def _is_json(content_type: str | None) -> bool:
     return content_type is not None and content_type.split(";")[0].strip().lower() == "application/json"
 
 
-def _issue_key(inst: SimInstance, spec: RouteSpec, request: Request) -> str | None:
-    if spec.issue_param is None:
+def _issue_key(target: Target, spec: RouteSpec, request: Request) -> str | None:
+    if spec.issue_param is None or not isinstance(target, SimInstance):
         return None
     raw = str(request.path_params.get(spec.issue_param, ""))
-    issue = inst.state.find_issue(raw)
+    issue = target.state.find_issue(raw)
     return issue.key if issue is not None else raw or None
 
 
-async def run_route(spec: RouteSpec, request: Request) -> Response:
+async def run_route(spec: RouteSpec, request: Request, target: Target, gate: Gate, base: str) -> Response:
     sim: Simulator = request.app.state.sim
-    inst = sim.get(str(request.path_params.get("ctx", "")))
-    if inst is None:
-        return PlainTextResponse("Not Found", status_code=404)
     wall = time.time()
     start = time.monotonic()
-    decision = inst.limiter.take()
-    sim.observer.arrival(inst.name, start, decision.allowed)
-    issue_key = _issue_key(inst, spec, request)
-    base = instance_base(request, inst.context_path)
-    ctx = Ctx(request=request, sim=sim, inst=inst, base=base, url=client_url(request), body=b"")
+    ctx = Ctx(request=request, sim=sim, target=target, base=base, url=client_url(request))
+    ctx.issue_key = _issue_key(target, spec, request)
+    admission = gate.admit(ctx, spec)
+    sim.observer.arrival(target.name, start, admission.allowed)
     problem: str | None = None
     fault: str | None = None
     dropped = False
 
-    if not decision.allowed:
-        response: Response = JSONResponse(error_body(["Rate limit exceeded."]), status_code=429)
+    if not admission.allowed:
+        assert admission.refusal is not None
+        response: Response = admission.refusal
     else:
         if spec.write:
-            sim.observer.write_started(inst.name, issue_key)
+            sim.observer.write_started(target.name, ctx.issue_key)
         try:
-            response, problem, fault, dropped = await _process(ctx, spec)
+            response, problem, fault, dropped = await _process(ctx, spec, gate)
         finally:
             if spec.write:
-                sim.observer.write_finished(inst.name, issue_key)
+                sim.observer.write_finished(target.name, ctx.issue_key)
+        gate.settle(ctx, spec, response, dropped)
 
-    response.headers.update(rate_limit_headers(decision, inst.rate_limit.retry_after))
-    response.headers["X-AUSERNAME"] = ctx.user.name if ctx.user else "anonymous"
+    response.headers.update(admission.headers)
+    response.headers.update(gate.identity_headers(ctx))
     sim.observer.record(
         RequestRecord(
             time=wall,
-            instance=inst.name,
+            instance=target.name,
             method=request.method,
             path=request.url.path,
             query=request.url.query,
@@ -228,21 +261,25 @@ async def run_route(spec: RouteSpec, request: Request) -> Response:
             user=ctx.user.name if ctx.user else None,
             duration_ms=round((time.monotonic() - start) * 1000.0, 3),
             write=spec.write,
-            issue_key=issue_key,
-            oauth_problem=problem,
+            issue_key=ctx.issue_key,
+            oauth_problem=problem or ctx.problem,
             fault=fault,
             retry_after=int(response.headers["Retry-After"]) if "Retry-After" in response.headers else None,
+            auth=ctx.auth,
+            client=ctx.client,
+            points=ctx.points,
+            limit_reason=ctx.limit_reason,
         )
     )
     return response
 
 
-async def _process(ctx: Ctx, spec: RouteSpec) -> tuple[Response, str | None, str | None, bool]:
+async def _process(ctx: Ctx, spec: RouteSpec, gate: Gate) -> tuple[Response, str | None, str | None, bool]:
     """Returns (response, oauth problem, injected fault, dropped)."""
     request = ctx.request
-    inst = ctx.inst
+    target = ctx.target
     path = request.url.path
-    action = inst.faults.before(request.method, path, spec.write)
+    action = target.faults.before(request.method, path, spec.write)
     if action.latency_s > 0:
         await asyncio.sleep(action.latency_s)
     if action.hang_s is not None:
@@ -256,7 +293,7 @@ async def _process(ctx: Ctx, spec: RouteSpec) -> tuple[Response, str | None, str
     fault = "latency" if action.kind == "latency" else None
     ctx.body = await request.body()
     try:
-        await authenticate(ctx, spec)
+        await gate.authenticate(ctx, spec)
         if spec.json_body and not _is_json(request.headers.get("content-type")):
             raise ApiError(415, ["Unsupported Media Type: send the body as application/json."])
         response = await spec.handler(ctx)
@@ -266,7 +303,7 @@ async def _process(ctx: Ctx, spec: RouteSpec) -> tuple[Response, str | None, str
         return exc.response(), None, fault, False
 
     if spec.write and 200 <= response.status_code < 300:
-        post = inst.faults.after_write(request.method, path)
+        post = target.faults.after_write(request.method, path)
         if post is not None:
             if post.mode == "502":
                 return fault_response(502), None, "fail_after_write_502", False

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ConsumerConfig, InstanceConfig, IssueConfig, UserConfig
+from .config import ConsumerConfig, InstanceConfig, IssueConfig, OAuth2ClientConfig, UserConfig
 from .timefmt import now_ms
 
 FIRST_ISSUE_ID = 10000
@@ -92,6 +94,75 @@ class AccessToken:
         }
 
 
+@dataclass
+class PersonalAccessToken:
+    """A Data Center personal access token: sent as ``Authorization: Bearer``, acts as its user."""
+
+    id: int
+    name: str
+    user: str
+    token: str
+    created: float
+    expires_at: float | None = None
+    revoked: bool = False
+    last_used: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the control API shows it: never the token itself."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "user": self.user,
+            "created": self.created,
+            "expires_at": self.expires_at,
+            "revoked": self.revoked,
+            "last_used": self.last_used,
+        }
+
+
+@dataclass
+class OAuth2Code:
+    """An authorization code of the Data Center OAuth 2.0 provider (single use, short-lived)."""
+
+    code: str
+    client_id: str
+    user: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    expires_at: float
+    challenge: str | None = None
+    challenge_method: str | None = None
+    used: bool = False
+
+
+@dataclass
+class OAuth2Grant:
+    """One access/refresh token pair of the Data Center OAuth 2.0 provider."""
+
+    access_token: str
+    refresh_token: str
+    client_id: str
+    user: str
+    scopes: tuple[str, ...]
+    created: float
+    access_expires_at: float
+    refresh_expires_at: float
+    revoked: bool = False
+    replaced: bool = False  # refreshed: both tokens of this pair are spent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "user": self.user,
+            "scopes": list(self.scopes),
+            "created": self.created,
+            "access_expires_at": self.access_expires_at,
+            "refresh_expires_at": self.refresh_expires_at,
+            "revoked": self.revoked,
+            "replaced": self.replaced,
+        }
+
+
 class NotFound(LookupError):
     """An issue, worklog or user does not exist."""
 
@@ -110,6 +181,13 @@ class InstanceState:
         self.request_tokens: dict[str, RequestToken] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         self.nonces: dict[tuple[str, str], float] = {}
+        self.pats: dict[str, PersonalAccessToken] = {}  # by token
+        self.oauth2_clients: dict[str, OAuth2ClientConfig] = {}
+        self.oauth2_codes: dict[str, OAuth2Code] = {}
+        self.oauth2_access: dict[str, OAuth2Grant] = {}  # by access token
+        self.oauth2_refresh: dict[str, OAuth2Grant] = {}  # by refresh token
+        self.oauth2_counts: Counter[str] = Counter()  # code exchanges, refreshes, reuse, PKCE failures, ...
+        self._next_pat_id = 1
         self._next_issue_id = FIRST_ISSUE_ID
         self._next_worklog_id = FIRST_WORKLOG_ID
         self._next_user_id = FIRST_USER_ID
@@ -127,6 +205,13 @@ class InstanceState:
         self.request_tokens.clear()
         self.access_tokens.clear()
         self.nonces.clear()
+        self.pats.clear()
+        self.oauth2_clients = {c.client_id: c for c in self.config.oauth2_clients}
+        self.oauth2_codes.clear()
+        self.oauth2_access.clear()
+        self.oauth2_refresh.clear()
+        self.oauth2_counts.clear()
+        self._next_pat_id = 1
         self._next_issue_id = FIRST_ISSUE_ID
         self._next_worklog_id = FIRST_WORKLOG_ID
         self._next_user_id = FIRST_USER_ID
@@ -136,6 +221,8 @@ class InstanceState:
             self.add_user(u)
         for i in self.config.issues:
             self.add_issue(i)
+        for p in self.config.personal_access_tokens:
+            self.add_pat(p.user, p.name, p.expiration_days, p.token)
 
     def add_consumer(self, c: ConsumerConfig) -> Consumer:
         consumer = Consumer(key=c.consumer_key, public_key_pem=c.public_key_pem, name=c.name)
@@ -173,6 +260,27 @@ class InstanceState:
         self.issues_by_key[issue.key] = issue
         self.issues_by_id[issue.id] = issue
         return issue
+
+    def add_pat(
+        self, user: str, name: str, expiration_days: int | None, token: str | None = None
+    ) -> PersonalAccessToken:
+        """A new personal access token of ``user`` (``token`` given: that value, else a random one)."""
+        if user not in self.users:
+            raise NotFound(f"unknown user {user!r}")
+        if token is not None and token in self.pats:
+            raise ValueError("that personal access token already exists")
+        now = time.time()
+        pat = PersonalAccessToken(
+            id=self._next_pat_id,
+            name=name,
+            user=user,
+            token=token or secrets.token_urlsafe(33),
+            created=now,
+            expires_at=now + expiration_days * 86400 if expiration_days else None,
+        )
+        self._next_pat_id += 1
+        self.pats[pat.token] = pat
+        return pat
 
     # -- lookups -------------------------------------------------------------
     def find_issue(self, id_or_key: str) -> Issue | None:
@@ -300,5 +408,14 @@ class InstanceState:
             if consumer_key is not None and t.consumer_key != consumer_key:
                 continue
             t.revoked = True
+            count += 1
+        return count
+
+    def revoke_pats(self, user: str | None = None, pat_id: int | None = None) -> int:
+        count = 0
+        for pat in self.pats.values():
+            if pat.revoked or (user is not None and pat.user != user) or (pat_id is not None and pat.id != pat_id):
+                continue
+            pat.revoked = True
             count += 1
         return count

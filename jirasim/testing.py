@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 import socket
 import threading
 import time
@@ -30,6 +31,7 @@ from oauthlib.oauth1 import (
 from .app import JiraSimApp, create_app
 from .config import SimConfig
 from .control import SimControl, shared_ssl_context
+from .oauth2 import pkce_challenge
 from .simulator import Simulator
 
 
@@ -164,6 +166,12 @@ def oauth_dance(
         r.raise_for_status()
         access = dict(parse_qsl(r.text))
         return access["oauth_token"], access["oauth_token_secret"]
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE ``(code_verifier, S256 code_challenge)`` pair (RFC 7636)."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, pkce_challenge(verifier)
 
 
 def _free_socket(host: str, port: int) -> socket.socket:

@@ -28,6 +28,7 @@ def test_request_log(sim: SimServer, alice: Jira) -> None:
     assert entry["query"] == "startAt=0"
     assert entry["user"] == "alice" and entry["issue_key"] == "PROJ-2"
     assert entry["instance"] == "jira1" and entry["duration_ms"] >= 0
+    assert (entry["auth"], entry["client"]) == ("oauth1", CONSUMER)
     assert sim.control.log(limit=1)[0]["method"] == "GET"
     assert sim.control.counters("jira1")["worklogs_per_issue"]["PROJ-2"] == 1
 

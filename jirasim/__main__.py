@@ -34,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jirasim: bad config: {exc}", file=sys.stderr)
         return 2
     app = create_app(config)
-    for inst in config.instances:
-        print(f"jirasim: instance {inst.name} at http://{args.host}:{args.port}{inst.context_path}")
+    root = f"http://{args.host}:{args.port}"
+    for inst in app.sim.instances.values():
+        kind = "Cloud site" if inst.deployment == "cloud" else "instance"
+        print(f"jirasim: {kind} {inst.name} at {root}{inst.url_path}")
+    if app.sim.cloud_sites() or config.atlassian.apps:
+        platform = config.atlassian
+        print(f"jirasim: ATLASSIAN_AUTH_URL={root}{platform.auth_path} ATLASSIAN_API_URL={root}{platform.api_path}")
     config_ = uvicorn.Config(
         app,
         host=args.host,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 AUTHORIZE_MODES = ("approve", "deny", "manual")
 DEPLOYMENTS = ("datacenter", "cloud")
-RESERVED_NAMES = ("_sim",)
+AUTH_SERVER_NAME = "atlassian"  # the authorization server's name in the request log and counters
+RESERVED_NAMES = ("_sim", AUTH_SERVER_NAME)
+DAY = 86400.0
 
 
 class ConfigError(ValueError):
@@ -177,6 +181,11 @@ class PatConfig:
         )
 
 
+def default_account_id(name: str) -> str:
+    """A stable Atlassian-style account id (24 hex digits) for a user name: the same person on every site."""
+    return "5b10" + hashlib.sha256(f"jirasim:{name}".encode()).hexdigest()[:20]
+
+
 @dataclass
 class UserConfig:
     name: str
@@ -185,6 +194,7 @@ class UserConfig:
     key: str = ""
     email: str = ""
     active: bool = True
+    account_id: str = ""  # Cloud: the Atlassian account id (default derived from the name)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserConfig:
@@ -198,6 +208,7 @@ class UserConfig:
             key=str(data.get("key") or ""),
             email=str(_get(data, "email", "emailAddress", default="") or ""),
             active=bool(data.get("active", True)),
+            account_id=str(_get(data, "account_id", "accountId", default="") or ""),
         )
 
 
@@ -282,9 +293,182 @@ class WebhookConfig:
 
 
 @dataclass
+class CloudLimitsConfig:
+    """A Cloud site's per-second burst limit (per endpoint and method) and per-issue write limits.
+
+    Atlassian publishes the per-issue limits (20 writes per 2 s and 100 per 30 s); the burst limit is not
+    published, so the default is generous and tests set it low.
+    """
+
+    burst_rate: float = 100.0
+    burst_capacity: int = 100
+    per_issue_writes: tuple[tuple[int, float], ...] = ((20, 2.0), (100, 30.0))
+    tenant_points_per_hour: int | None = None  # this site's own pool (jira-quota-tenant-based), per app
+    enabled: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> CloudLimitsConfig:
+        data = data or {}
+        raw_issue = data.get("per_issue_writes", [[20, 2.0], [100, 30.0]])
+        tenant = data.get("tenant_points_per_hour")
+        cfg = cls(
+            burst_rate=float(data.get("burst_rate", 100.0)),
+            burst_capacity=int(data.get("burst_capacity", 100)),
+            per_issue_writes=tuple((int(n), float(w)) for n, w in raw_issue),
+            tenant_points_per_hour=int(tenant) if tenant is not None else None,
+            enabled=bool(data.get("enabled", True)),
+        )
+        if cfg.burst_rate <= 0 or cfg.burst_capacity < 1:
+            raise ConfigError("cloud_limits needs burst_rate > 0 and burst_capacity >= 1")
+        if any(n < 1 or w <= 0 for n, w in cfg.per_issue_writes):
+            raise ConfigError("per_issue_writes are [count >= 1, seconds > 0] pairs")
+        if cfg.tenant_points_per_hour is not None and cfg.tenant_points_per_hour < 1:
+            raise ConfigError("tenant_points_per_hour must be >= 1 (or null: no tenant pool)")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "burst_rate": self.burst_rate,
+            "burst_capacity": self.burst_capacity,
+            "per_issue_writes": [list(p) for p in self.per_issue_writes],
+            "tenant_points_per_hour": self.tenant_points_per_hour,
+            "enabled": self.enabled,
+        }
+
+
+@dataclass
+class AtlassianAppConfig:
+    """A distributable OAuth 2.0 (3LO) app as registered in Atlassian's developer console."""
+
+    client_id: str
+    client_secret: str
+    name: str = ""
+    callback_urls: tuple[str, ...] = ()  # empty: any redirect_uri is accepted
+    points_per_hour: int | None = 65000  # the app's global pool across all sites (jira-quota-global-based)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AtlassianAppConfig:
+        client_id = str(_get(data, "client_id", "clientId", default="") or "")
+        secret = str(_get(data, "client_secret", "clientSecret", default="") or "")
+        if not client_id or not secret:
+            raise ConfigError("an Atlassian app needs client_id and client_secret")
+        urls = _get(data, "callback_urls", "callbackUrls", default=[]) or []
+        for url in urls:
+            parts = urlsplit(str(url))
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"callback URL {url!r} of app {client_id!r} is not an absolute URL")
+        points = data.get("points_per_hour", 65000)
+        if points is not None and int(points) < 1:
+            raise ConfigError("points_per_hour must be >= 1 (or null: no global pool)")
+        return cls(
+            client_id=client_id,
+            client_secret=secret,
+            name=str(data.get("name") or client_id),
+            callback_urls=tuple(str(u) for u in urls),
+            points_per_hour=int(points) if points is not None else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "callback_urls": list(self.callback_urls),
+            "points_per_hour": self.points_per_hour,
+        }
+
+
+def _path_prefix(value: Any, default: str) -> str:
+    path = "/" + str(value or default).strip("/")
+    if path == "/" or any(not seg for seg in path[1:].split("/")):
+        raise ConfigError(f"invalid path prefix {value!r}")
+    return path
+
+
+@dataclass
+class AtlassianConfig:
+    """The simulated Atlassian platform around Cloud sites: authorization server and API gateway."""
+
+    auth_path: str = "/auth.atlassian.com"  # ATLASSIAN_AUTH_URL = http://<sim><auth_path>
+    api_path: str = "/api.atlassian.com"  # ATLASSIAN_API_URL = http://<sim><api_path>
+    apps: list[AtlassianAppConfig] = field(default_factory=list)
+    authorize_mode: str = "approve"
+    approve_as: str | None = None  # account (user name) who approves; default: the first Cloud user
+    approve_sites: tuple[str, ...] | None = None  # site names the consent covers; default: all of the account's
+    access_token_seconds: float = 3600.0
+    code_seconds: float = 600.0
+    refresh_reuse_interval_seconds: float = 600.0  # Atlassian's "leeway interval" of 10 minutes
+    refresh_inactivity_seconds: float = 90 * DAY
+    refresh_absolute_seconds: float = 365 * DAY
+    quota_window_seconds: float = 3600.0  # the points quota's window (clock hours); tests shorten it
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> AtlassianConfig:
+        data = data or {}
+        mode = str(data.get("authorize_mode", "approve"))
+        if mode not in AUTHORIZE_MODES:
+            raise ConfigError(f"authorize_mode must be one of {AUTHORIZE_MODES}")
+        sites = data.get("approve_sites")
+        cfg = cls(
+            auth_path=_path_prefix(data.get("auth_path"), "/auth.atlassian.com"),
+            api_path=_path_prefix(data.get("api_path"), "/api.atlassian.com"),
+            apps=[AtlassianAppConfig.from_dict(a) for a in data.get("apps", [])],
+            authorize_mode=mode,
+            approve_as=data.get("approve_as"),
+            approve_sites=tuple(str(s) for s in sites) if sites is not None else None,
+            access_token_seconds=float(data.get("access_token_seconds", 3600.0)),
+            code_seconds=float(data.get("code_seconds", 600.0)),
+            refresh_reuse_interval_seconds=float(data.get("refresh_reuse_interval_seconds", 600.0)),
+            refresh_inactivity_seconds=float(data.get("refresh_inactivity_seconds", 90 * DAY)),
+            refresh_absolute_seconds=float(data.get("refresh_absolute_seconds", 365 * DAY)),
+            quota_window_seconds=float(data.get("quota_window_seconds", 3600.0)),
+        )
+        cfg.check()
+        if cfg.auth_path.split("/")[1] == cfg.api_path.split("/")[1]:
+            raise ConfigError("auth_path and api_path must start with different segments")
+        ids = [a.client_id for a in cfg.apps]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("Atlassian app client ids must be unique")
+        return cfg
+
+    def check(self) -> None:
+        lifetimes = (
+            self.access_token_seconds,
+            self.code_seconds,
+            self.refresh_inactivity_seconds,
+            self.refresh_absolute_seconds,
+            self.quota_window_seconds,
+        )
+        if min(lifetimes) <= 0 or self.refresh_reuse_interval_seconds < 0:
+            raise ConfigError("Atlassian lifetimes and windows must be > 0 seconds")
+
+    @property
+    def reserved_names(self) -> set[str]:
+        """First path segments an instance may not be named after (they route to the platform)."""
+        return {self.auth_path.split("/")[1], self.api_path.split("/")[1]}
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "auth_path": self.auth_path,
+            "api_path": self.api_path,
+            "authorize_mode": self.authorize_mode,
+            "approve_as": self.approve_as,
+            "approve_sites": list(self.approve_sites) if self.approve_sites is not None else None,
+            "access_token_seconds": self.access_token_seconds,
+            "code_seconds": self.code_seconds,
+            "refresh_reuse_interval_seconds": self.refresh_reuse_interval_seconds,
+            "refresh_inactivity_seconds": self.refresh_inactivity_seconds,
+            "refresh_absolute_seconds": self.refresh_absolute_seconds,
+            "quota_window_seconds": self.quota_window_seconds,
+        }
+
+
+@dataclass
 class InstanceConfig:
     name: str
-    deployment: str = "datacenter"
+    deployment: str = "datacenter"  # or "cloud": a Jira Cloud site behind the simulated Atlassian gateway
+    cloud_id: str = ""  # Cloud: the site's id in accessible-resources and gateway URLs
+    site_url: str = ""  # Cloud: https://<name>.atlassian.net unless given (never contacted)
+    cloud_limits: CloudLimitsConfig = field(default_factory=CloudLimitsConfig)
     display_timezone: str = "UTC"
     feed_delay_seconds: float = 60.0
     authorize_mode: str = "approve"
@@ -314,11 +498,22 @@ class InstanceConfig:
         mode = str(_get(data, "authorize_mode", "authorizeMode", default="approve"))
         if mode not in AUTHORIZE_MODES:
             raise ConfigError(f"authorize_mode must be one of {AUTHORIZE_MODES}")
+        deployment = str(data.get("deployment") or "datacenter")
+        if deployment not in DEPLOYMENTS:
+            raise ConfigError(f"deployment must be one of {DEPLOYMENTS}")
+        site_url = str(_get(data, "site_url", "siteUrl", default="") or f"https://{name}.atlassian.net").rstrip("/")
+        cloud_id = str(_get(data, "cloud_id", "cloudId", default="") or uuid.uuid5(uuid.NAMESPACE_URL, site_url))
+        if deployment == "cloud" and (data.get("consumers") or data.get("oauth2_clients")):
+            raise ConfigError(f"Cloud site {name!r} takes no OAuth 1.0a consumers or OAuth 2.0 clients")
         webhook_data = data.get("webhook")
         if webhook_data is None and (data.get("webhook_url") or data.get("webhook_secret")):
             webhook_data = {"url": data.get("webhook_url"), "secret": data.get("webhook_secret", "")}
         cfg = cls(
             name=name,
+            deployment=deployment,
+            cloud_id=cloud_id,
+            site_url=site_url,
+            cloud_limits=CloudLimitsConfig.from_dict(_get(data, "cloud_limits", "cloudLimits")),
             display_timezone=check_timezone(
                 str(_get(data, "display_timezone", "displayTimezone", "timezone", default="UTC"))
             ),
@@ -354,14 +549,22 @@ class InstanceConfig:
 @dataclass
 class SimConfig:
     instances: list[InstanceConfig] = field(default_factory=list)
+    atlassian: AtlassianConfig = field(default_factory=AtlassianConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> SimConfig:
         instances = [InstanceConfig.from_dict(i, base_dir) for i in data.get("instances", [])]
+        atlassian = AtlassianConfig.from_dict(data.get("atlassian"))
         names = [i.name for i in instances]
         if len(set(names)) != len(names):
             raise ConfigError("instance names must be unique")
-        return cls(instances=instances)
+        cloud_ids = [i.cloud_id for i in instances if i.deployment == "cloud"]
+        if len(set(cloud_ids)) != len(cloud_ids):
+            raise ConfigError("Cloud sites need distinct cloud_id and site_url")
+        for name in names:
+            if name in atlassian.reserved_names:
+                raise ConfigError(f"instance name {name!r} is the path of the Atlassian platform")
+        return cls(instances=instances, atlassian=atlassian)
 
     @classmethod
     def load(cls, path: str | Path) -> SimConfig:

@@ -8,16 +8,32 @@ buttons posting ``action=allow|deny`` back. Tests drive it by posting those fiel
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse
+
+from .oauth import callback_url
 
 
 def consent_page(
-    *, title: str, heading: str, action: str, hidden: dict[str, str], user: str, details: str = ""
+    *,
+    title: str,
+    heading: str,
+    action: str,
+    hidden: dict[str, str],
+    user: str,
+    details: str = "",
+    inputs: dict[str, str] | None = None,
 ) -> HTMLResponse:
+    """``inputs``: further visible text fields (name -> default value) beside ``user``."""
     fields = "".join(
         f'\n  <input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
         for name, value in hidden.items()
+    )
+    fields += "".join(
+        f'\n  <label>{html.escape(name)} <input type="text" name="{html.escape(name)}" value="{html.escape(value)}">'
+        "</label>"
+        for name, value in (inputs or {}).items()
     )
     body = f"<p>{html.escape(details)}</p>\n" if details else ""
     return HTMLResponse(f"""<!DOCTYPE html>
@@ -37,3 +53,8 @@ def error_page(title: str, message: str, status: int = 400) -> HTMLResponse:
         f"<html><body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>",
         status_code=status,
     )
+
+
+def redirect_back(uri: str, params: Mapping[str, str | None]) -> RedirectResponse:
+    """``302`` to the client's redirect URI with ``params`` (those that are not None) added to its query."""
+    return RedirectResponse(callback_url(uri, {k: v for k, v in params.items() if v is not None}), status_code=302)

@@ -277,6 +277,23 @@ class Calls:
     def log(instance: str | None, since: float | None, limit: int | None) -> Call:
         return Call("GET", f"{PREFIX}/log", params=_drop_none({"instance": instance, "since": since, "limit": limit}))
 
+    # -- the Atlassian platform and Cloud sites --
+    @staticmethod
+    def atlassian(method: str, path: str, body: dict[str, Any] | None = None) -> Call:
+        return Call(method, f"{PREFIX}/atlassian{path}", _drop_none(body) if body is not None else None)
+
+    @staticmethod
+    def set_cloud_limits(instance: str, limits: dict[str, Any]) -> Call:
+        return Call("PUT", f"{_i(instance)}/cloud-limits", _drop_none(limits))
+
+    @staticmethod
+    def cloud_usage(instance: str) -> Call:
+        return Call("GET", f"{_i(instance)}/cloud-usage")
+
+    @staticmethod
+    def max_writes(instance: str, window: float, issue: str | None) -> Call:
+        return Call("GET", f"{_i(instance)}/max-writes", params=_drop_none({"window": window, "issue": issue}))
+
 
 def _settings(
     feed_delay_seconds: float | None,
@@ -551,3 +568,115 @@ class SimControl:
         self, instance: str | None = None, since: float | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         return list(self._do(Calls.log(instance, since, limit)))
+
+    # -- the Atlassian platform (Cloud): see docs/jirasim.md "Jira Cloud" --
+    def atlassian(self) -> dict[str, Any]:
+        """Settings, apps, accounts (user name -> accountId), sites and the clock offset."""
+        return dict(self._do(Calls.atlassian("GET", "")))
+
+    def reset_atlassian(self, *, state: bool = True, counters: bool = True) -> None:
+        self._do(Calls.atlassian("POST", "/reset", {"state": state, "counters": counters}))
+
+    def set_atlassian(self, **settings: Any) -> dict[str, Any]:
+        """``authorize_mode``, ``approve_as``, ``approve_sites``, ``access_token_seconds``, ``code_seconds``,
+        ``refresh_reuse_interval_seconds``, ``refresh_inactivity_seconds``, ``refresh_absolute_seconds``,
+        ``quota_window_seconds`` (``approve_sites=None`` clears the site choice)."""
+        return dict(self._do(Call("PUT", f"{PREFIX}/atlassian/settings", settings)))
+
+    def add_atlassian_app(
+        self,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        name: str | None = None,
+        callback_urls: list[str] | None = None,
+        points_per_hour: int | None = 65000,
+    ) -> dict[str, Any]:
+        """Register a 3LO app; the answer carries ``client_id`` and ``client_secret`` (generated when not given).
+        ``points_per_hour=None``: no global points pool."""
+        given = {"client_id": client_id, "client_secret": client_secret, "name": name, "callback_urls": callback_urls}
+        body: dict[str, Any] = {**_drop_none(given), "points_per_hour": points_per_hour}
+        return dict(self._do(Call("POST", f"{PREFIX}/atlassian/apps", body)))
+
+    def set_app_quota(self, client_id: str, points_per_hour: int | None) -> dict[str, Any]:
+        call = Call("PUT", f"{PREFIX}/atlassian/apps/{client_id}/quota", {"points_per_hour": points_per_hour})
+        return dict(self._do(call))
+
+    def atlassian_grants(self) -> list[dict[str, Any]]:
+        return list(self._do(Calls.atlassian("GET", "/grants")))
+
+    def grant_atlassian(
+        self, client_id: str, user: str, *, sites: list[str] | None = None, scopes: list[str] | None = None
+    ) -> dict[str, Any]:
+        """A consent and its token answer without the browser (default scopes: Jira work + user + offline)."""
+        body = {"client_id": client_id, "user": user, "sites": sites, "scopes": scopes}
+        return dict(self._do(Calls.atlassian("POST", "/grants", body)))
+
+    def revoke_atlassian(self, *, user: str | None = None, client_id: str | None = None) -> int:
+        call = Calls.atlassian("POST", "/grants/revoke", {"user": user, "client_id": client_id})
+        return int(self._do(call)["revoked"])
+
+    def expire_atlassian_tokens(self, user: str | None = None) -> int:
+        return int(self._do(Calls.atlassian("POST", "/tokens/expire", {"user": user}))["expired"])
+
+    def advance_atlassian_clock(self, seconds: float) -> float:
+        """Move the authorization server's clock forward (refresh-token lifetimes); returns the offset."""
+        return float(self._do(Calls.atlassian("POST", "/clock/advance", {"seconds": seconds}))["offset_seconds"])
+
+    def atlassian_counters(self) -> dict[str, Any]:
+        """Request counters of the auth server plus ``oauth`` (consents, code_exchanges, refreshes,
+        reuse_within_interval, reuse_detected, invalid_grant, invalid_client, expired_refresh, revoked_grants,
+        denials) and ``oauth_by_user``."""
+        return dict(self._do(Calls.atlassian("GET", "/counters")))
+
+    def atlassian_usage(self) -> dict[str, Any]:
+        """Each app's global points pool: limit, used and remaining this window, points per window."""
+        return dict(self._do(Calls.atlassian("GET", "/usage")))
+
+    def lose_token_answers(self, count: int = 1) -> dict[str, Any]:
+        """The next ``count`` token requests are applied (codes spent, tokens rotated) but answered by a
+        dropped connection."""
+        return dict(self._do(Calls.atlassian("POST", "/lose-token-answers", {"count": count})))
+
+    def set_atlassian_faults(self, **settings: Any) -> dict[str, Any]:
+        return dict(self._do(Call("PUT", f"{PREFIX}/atlassian/faults", settings)))
+
+    def add_atlassian_fault_rule(self, kind: str, count: int = 1, **options: Any) -> dict[str, Any]:
+        return dict(self._do(Call("POST", f"{PREFIX}/atlassian/faults/rules", _rule(kind, count, options))))
+
+    def clear_atlassian_faults(self) -> dict[str, Any]:
+        return dict(self._do(Calls.atlassian("DELETE", "/faults")))
+
+    def set_cloud_limits(
+        self,
+        instance: str,
+        *,
+        burst_rate: float | None = None,
+        burst_capacity: int | None = None,
+        per_issue_writes: list[tuple[int, float]] | None = None,
+        tenant_points_per_hour: int | None = None,
+        no_tenant_pool: bool = False,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        """Merge into a Cloud site's limits (resets its buckets and tenant pools); ``no_tenant_pool`` removes
+        the site's own points pool."""
+        limits = {
+            "burst_rate": burst_rate,
+            "burst_capacity": burst_capacity,
+            "enabled": enabled,
+            "per_issue_writes": [list(p) for p in per_issue_writes] if per_issue_writes else None,
+            "tenant_points_per_hour": tenant_points_per_hour,
+        }
+        call = Calls.set_cloud_limits(instance, limits)
+        if no_tenant_pool:
+            call = Call(call.method, call.path, {**(call.json or {}), "tenant_points_per_hour": None})
+        return dict(self._do(call))
+
+    def cloud_usage(self, instance: str) -> dict[str, Any]:
+        """What a Cloud site's limits saw: points per window, refusals by reason, writes per issue and the most
+        in any per-issue window (``max_writes_per_issue``), near-limit answers, tenant pools."""
+        return dict(self._do(Calls.cloud_usage(instance)))
+
+    def max_writes(self, instance: str, window: float = 2.0, issue: str | None = None) -> int:
+        """Most writes a Cloud site admitted to one issue (or to ``issue``) within any ``window`` seconds."""
+        return int(self._do(Calls.max_writes(instance, window, issue))["max"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +17,8 @@ from starlette.routing import Route
 from . import oauth2
 from .config import (
     AUTHORIZE_MODES,
+    AtlassianAppConfig,
+    CloudLimitsConfig,
     ConfigError,
     ConsumerConfig,
     InstanceConfig,
@@ -27,8 +31,8 @@ from .config import (
     check_timezone,
 )
 from .control import PREFIX
-from .faults import FaultConfigError, FaultRule, FaultSettings
-from .instance import SimInstance
+from .faults import FaultConfigError, FaultInjector, FaultRule, FaultSettings
+from .instance import CloudSite, SimInstance
 from .oauth import grant_access_token
 from .simulator import Simulator
 from .state import NotFound, Worklog
@@ -97,9 +101,21 @@ def _inst(request: Request, sim: Simulator) -> SimInstance:
     return inst
 
 
+def _site(request: Request, sim: Simulator) -> CloudSite:
+    inst = _inst(request, sim)
+    if not isinstance(inst, CloudSite):
+        raise ControlError(400, f"{inst.name!r} is not a Cloud site")
+    return inst
+
+
+def _faults(request: Request, sim: Simulator) -> FaultInjector:
+    """The fault injector of ``/instances/{name}/faults`` or of ``/atlassian/faults`` (the auth server)."""
+    return _inst(request, sim).faults if "name" in request.path_params else sim.atlassian.faults
+
+
 def _base(request: Request, inst: SimInstance) -> str:
     host = request.headers.get("host") or "127.0.0.1"
-    return f"{request.url.scheme}://{host}{inst.context_path}"
+    return f"{request.url.scheme}://{host}{inst.url_path}"
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -132,7 +148,14 @@ async def health(request: Request, sim: Simulator) -> Any:
 async def list_instances(request: Request, sim: Simulator) -> Any:
     base = f"{request.url.scheme}://{request.headers.get('host', '127.0.0.1')}"
     return [
-        {"name": i.name, "url": base + i.context_path, "context_path": i.context_path} for i in sim.instances.values()
+        {
+            "name": i.name,
+            "deployment": i.deployment,
+            "url": base + i.url_path,
+            "context_path": i.context_path,
+            **({"cloud_id": i.cloud_id, "site_url": i.site_url} if isinstance(i, CloudSite) else {}),
+        }
+        for i in sim.instances.values()
     ]
 
 
@@ -140,7 +163,10 @@ async def add_instance(request: Request, sim: Simulator) -> Any:
     config = InstanceConfig.from_dict(await _body(request))
     if config.name in sim.instances:
         raise ControlError(409, f"instance {config.name!r} already exists")
-    return sim.add_instance(config).describe()
+    try:
+        return sim.add_instance(config).describe()
+    except ValueError as exc:
+        raise ControlError(409, str(exc)) from exc
 
 
 async def describe(request: Request, sim: Simulator) -> Any:
@@ -179,7 +205,13 @@ async def remove_consumer(request: Request, sim: Simulator) -> Any:
 async def add_user(request: Request, sim: Simulator) -> Any:
     inst = _inst(request, sim)
     user = inst.state.add_user(UserConfig.from_dict(await _body(request)))
-    return {"name": user.name, "key": user.key, "displayName": user.display_name, "timeZone": user.timezone}
+    return {
+        "name": user.name,
+        "key": user.key,
+        "accountId": user.account_id,
+        "displayName": user.display_name,
+        "timeZone": user.timezone,
+    }
 
 
 async def add_issue(request: Request, sim: Simulator) -> Any:
@@ -307,25 +339,25 @@ async def set_rate_limit(request: Request, sim: Simulator) -> Any:
 
 
 async def set_faults(request: Request, sim: Simulator) -> Any:
-    inst = _inst(request, sim)
-    inst.faults.configure(FaultSettings.from_dict(await _body(request)))
-    return inst.faults.to_dict()
+    faults = _faults(request, sim)
+    faults.configure(FaultSettings.from_dict(await _body(request)))
+    return faults.to_dict()
 
 
 async def clear_faults(request: Request, sim: Simulator) -> Any:
-    inst = _inst(request, sim)
-    inst.faults.clear()
-    return inst.faults.to_dict()
+    faults = _faults(request, sim)
+    faults.clear()
+    return faults.to_dict()
 
 
 async def add_fault_rule(request: Request, sim: Simulator) -> Any:
-    inst = _inst(request, sim)
-    inst.faults.add_rule(FaultRule.from_dict(await _body(request)))
-    return inst.faults.to_dict()
+    faults = _faults(request, sim)
+    faults.add_rule(FaultRule.from_dict(await _body(request)))
+    return faults.to_dict()
 
 
 async def get_faults(request: Request, sim: Simulator) -> Any:
-    return _inst(request, sim).faults.to_dict()
+    return _faults(request, sim).to_dict()
 
 
 async def set_settings(request: Request, sim: Simulator) -> Any:
@@ -460,6 +492,159 @@ async def request_log(request: Request, sim: Simulator) -> Any:
     return [r.to_dict() for r in sim.observer.records(q.get("instance"), since, limit)]
 
 
+# -- the Atlassian platform (Cloud): apps, consent, tokens, clock, quotas --------------------------
+_ATLASSIAN_FLOATS = (
+    "access_token_seconds",
+    "code_seconds",
+    "refresh_reuse_interval_seconds",
+    "refresh_inactivity_seconds",
+    "refresh_absolute_seconds",
+    "quota_window_seconds",
+)
+
+
+def _account_id(sim: Simulator, ref: Any) -> str | None:
+    if ref is None:
+        return None
+    account = sim.atlassian.account(str(ref))
+    if account is None:
+        raise ControlError(400, f"unknown Atlassian account {ref!r}")
+    return account.account_id
+
+
+async def atlassian_describe(request: Request, sim: Simulator) -> Any:
+    return sim.atlassian.describe()
+
+
+async def atlassian_reset(request: Request, sim: Simulator) -> Any:
+    data = await _body(request)
+    counters = bool(data.get("counters", True))
+    sim.atlassian.reset(state=bool(data.get("state", True)), counters=counters)
+    if counters:
+        sim.observer.reset(sim.atlassian.name)
+    return {"reset": sim.atlassian.name}
+
+
+async def atlassian_settings(request: Request, sim: Simulator) -> Any:
+    auth = sim.atlassian
+    data = await _body(request)
+    settings = dataclasses.replace(auth.settings)
+    if "authorize_mode" in data:
+        if data["authorize_mode"] not in AUTHORIZE_MODES:
+            raise ControlError(400, f"authorize_mode must be one of {AUTHORIZE_MODES}")
+        settings.authorize_mode = str(data["authorize_mode"])
+    if "approve_as" in data:
+        _account_id(sim, data["approve_as"])
+        settings.approve_as = data["approve_as"]
+    if "approve_sites" in data:
+        sites = data["approve_sites"]
+        settings.approve_sites = tuple(str(x) for x in sites) if sites is not None else None
+    for name in _ATLASSIAN_FLOATS:
+        if name in data:
+            setattr(settings, name, float(data[name]))
+    settings.check()
+    auth.settings = settings
+    return auth.describe()
+
+
+async def atlassian_add_app(request: Request, sim: Simulator) -> Any:
+    data = await _body(request)
+    data.setdefault("client_id", secrets.token_urlsafe(24))
+    data.setdefault("client_secret", secrets.token_urlsafe(48))
+    app = AtlassianAppConfig.from_dict(data)
+    if app.client_id in sim.atlassian.apps:
+        raise ControlError(409, f"app {app.client_id!r} already exists")
+    sim.atlassian.add_app(app)
+    return {**app.to_dict(), "client_secret": app.client_secret}
+
+
+async def atlassian_app_quota(request: Request, sim: Simulator) -> Any:
+    client_id = request.path_params["client_id"]
+    app = sim.atlassian.apps.get(client_id)
+    if app is None:
+        raise ControlError(404, f"no app {client_id!r}")
+    data = await _body(request)
+    updated = AtlassianAppConfig.from_dict({**app.to_dict(), "client_secret": app.client_secret, **data})
+    sim.atlassian.add_app(updated)
+    return updated.to_dict()
+
+
+async def atlassian_grants(request: Request, sim: Simulator) -> Any:
+    return sim.atlassian.grants()
+
+
+async def atlassian_grant(request: Request, sim: Simulator) -> Any:
+    data = await _body(request)
+    scopes = data.get("scopes") or ["read:jira-work", "write:jira-work", "read:jira-user", "offline_access"]
+    sites = data.get("sites")
+    return sim.atlassian.grant(str(data["client_id"]), str(data["user"]), sites, [str(x) for x in scopes])
+
+
+async def atlassian_revoke(request: Request, sim: Simulator) -> Any:
+    data = await _body(request)
+    if not data.get("user") and not data.get("client_id"):
+        raise ControlError(400, "give user and/or client_id")
+    account_id = _account_id(sim, data.get("user"))
+    return {"revoked": sim.atlassian.revoke(account_id=account_id, client_id=data.get("client_id"))}
+
+
+async def atlassian_expire(request: Request, sim: Simulator) -> Any:
+    data = await _body(request)
+    return {"expired": sim.atlassian.expire_access(_account_id(sim, data.get("user")))}
+
+
+async def atlassian_clock(request: Request, sim: Simulator) -> Any:
+    auth = sim.atlassian
+    if request.method == "PUT":
+        auth.clock_offset = float((await _body(request)).get("offset_seconds", 0.0))
+    elif request.method == "POST":
+        auth.clock_offset += float((await _body(request))["seconds"])
+    return {"offset_seconds": auth.clock_offset, "now": auth.now()}
+
+
+async def atlassian_counters(request: Request, sim: Simulator) -> Any:
+    auth = sim.atlassian
+    data = sim.observer.snapshot(auth.name)
+    data["oauth"] = dict(auth.counts)
+    data["oauth_by_user"] = {name: dict(c) for name, c in auth.counts_by_account.items()}
+    return data
+
+
+async def atlassian_lose_token_answers(request: Request, sim: Simulator) -> Any:
+    count = int((await _body(request)).get("count", 1))
+    rule = FaultRule.from_dict(
+        {"kind": "fail_after_write", "mode": "drop", "count": count, "method": "POST", "path_contains": "/oauth/token"}
+    )
+    sim.atlassian.faults.add_rule(rule)
+    return sim.atlassian.faults.to_dict()
+
+
+async def atlassian_usage(request: Request, sim: Simulator) -> Any:
+    auth = sim.atlassian
+    now = time.time()
+    pools = {client_id: auth.pool(client_id) for client_id in auth.apps}
+    return {"apps": {c: p.describe(now) if p is not None else None for c, p in pools.items()}}
+
+
+# -- Cloud sites: limits and what they saw ------------------------------------------------------
+async def set_cloud_limits(request: Request, sim: Simulator) -> Any:
+    site = _site(request, sim)
+    merged = {**site.limits.config.to_dict(), **await _body(request)}
+    site.limits.configure(CloudLimitsConfig.from_dict(merged))
+    return site.limits.config.to_dict()
+
+
+async def cloud_usage(request: Request, sim: Simulator) -> Any:
+    return _site(request, sim).limits.observations()
+
+
+async def max_writes(request: Request, sim: Simulator) -> Any:
+    site = _site(request, sim)
+    window = float(request.query_params.get("window", "2.0"))
+    issue = request.query_params.get("issue") or None
+    return {"site": site.name, "window": window, "issue": issue, "max": site.limits.max_writes(window, issue)}
+
+
 def _route(path: str, handler: ControlHandler, method: str) -> Route:
     return Route(PREFIX + path, _endpoint(handler), methods=[method])
 
@@ -472,6 +657,25 @@ ROUTES: list[Route] = [
     _route("/instances", add_instance, "POST"),
     _route("/reset", reset_all, "POST"),
     _route("/log", request_log, "GET"),
+    _route("/atlassian", atlassian_describe, "GET"),
+    _route("/atlassian/reset", atlassian_reset, "POST"),
+    _route("/atlassian/settings", atlassian_settings, "PUT"),
+    _route("/atlassian/apps", atlassian_add_app, "POST"),
+    _route("/atlassian/apps/{client_id}/quota", atlassian_app_quota, "PUT"),
+    _route("/atlassian/grants", atlassian_grants, "GET"),
+    _route("/atlassian/grants", atlassian_grant, "POST"),
+    _route("/atlassian/grants/revoke", atlassian_revoke, "POST"),
+    _route("/atlassian/tokens/expire", atlassian_expire, "POST"),
+    _route("/atlassian/clock", atlassian_clock, "GET"),
+    _route("/atlassian/clock", atlassian_clock, "PUT"),
+    _route("/atlassian/clock/advance", atlassian_clock, "POST"),
+    _route("/atlassian/counters", atlassian_counters, "GET"),
+    _route("/atlassian/usage", atlassian_usage, "GET"),
+    _route("/atlassian/faults", get_faults, "GET"),
+    _route("/atlassian/faults", set_faults, "PUT"),
+    _route("/atlassian/faults", clear_faults, "DELETE"),
+    _route("/atlassian/faults/rules", add_fault_rule, "POST"),
+    _route("/atlassian/lose-token-answers", atlassian_lose_token_answers, "POST"),
     _route(INST, describe, "GET"),
     _route(INST + "/reset", reset_instance, "POST"),
     _route(INST + "/consumers", add_consumer, "POST"),
@@ -506,5 +710,8 @@ ROUTES: list[Route] = [
     _route(INST + "/worklogs/{id}", remote_edit, "PATCH"),
     _route(INST + "/worklogs/{id}", remote_delete, "DELETE"),
     _route(INST + "/counters", counters, "GET"),
+    _route(INST + "/cloud-limits", set_cloud_limits, "PUT"),
+    _route(INST + "/cloud-usage", cloud_usage, "GET"),
+    _route(INST + "/max-writes", max_writes, "GET"),
     _route(INST + "/window-max", window_max, "GET"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .cloud_limits import CloudLimits
 from .config import InstanceConfig, RateLimitConfig, WebhookConfig
 from .faults import FaultInjector, FaultSettings
 from .observe import Observer
@@ -38,6 +39,11 @@ class SimInstance:
         return self.config.deployment
 
     @property
+    def url_path(self) -> str:
+        """Where clients reach this instance's REST API, below the simulator's root URL."""
+        return self.context_path
+
+    @property
     def rate_limit(self) -> RateLimitConfig:
         return self.limiter.config
 
@@ -65,8 +71,8 @@ class SimInstance:
         return next(iter(self.state.users), None)
 
     # -- worklog operations (these fire webhooks, like JIRA does for every change) --
-    def render_worklog(self, worklog: Worklog, base: str) -> dict[str, Any]:
-        return worklog_json(self.state, worklog, base, self.display_timezone)
+    def render_worklog(self, worklog: Worklog, base: str, *, properties: bool = False) -> dict[str, Any]:
+        return worklog_json(self.state, worklog, base, self.display_timezone, properties=properties)
 
     def create_worklog(
         self,
@@ -77,8 +83,11 @@ class SimInstance:
         comment: str,
         base: str,
         visibility: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> Worklog:
-        worklog = self.state.create_worklog(issue, author, started_ms, time_spent_seconds, comment, visibility)
+        worklog = self.state.create_worklog(
+            issue, author, started_ms, time_spent_seconds, comment, visibility, properties
+        )
         self._emit("worklog_created", worklog, base)
         return worklog
 
@@ -93,6 +102,7 @@ class SimInstance:
         comment: str | None = None,
         visibility: dict[str, Any] | None = None,
         updated_ms: int | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> Worklog:
         self.state.update_worklog(
             worklog,
@@ -102,6 +112,7 @@ class SimInstance:
             comment=comment,
             visibility=visibility,
             updated_ms=updated_ms,
+            properties=properties,
         )
         self._emit("worklog_updated", worklog, base)
         return worklog
@@ -116,6 +127,7 @@ class SimInstance:
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "deployment": self.deployment,
             "context_path": self.context_path,
             "display_timezone": self.display_timezone,
             "feed_delay_seconds": self.feed_delay_seconds,
@@ -128,3 +140,54 @@ class SimInstance:
             "users": sorted(self.state.users),
             "issues": sorted(self.state.issues_by_key),
         }
+
+
+class CloudSite(SimInstance):
+    """A Jira Cloud site: reached through the simulated Atlassian gateway at ``<api_path>/ex/jira/<cloud_id>``,
+    its people are accountIds, its worklogs carry properties, and the three Cloud limits apply."""
+
+    def __init__(
+        self, config: InstanceConfig, observer: Observer, dispatcher: WebhookDispatcher, api_path: str
+    ) -> None:
+        super().__init__(config, observer, dispatcher)
+        self.api_path = api_path
+        self.limits = CloudLimits(copy.copy(config.cloud_limits))
+
+    @property
+    def cloud_id(self) -> str:
+        return self.config.cloud_id
+
+    @property
+    def site_url(self) -> str:
+        return self.config.site_url
+
+    @property
+    def url_path(self) -> str:
+        return f"{self.api_path}/ex/jira/{self.cloud_id}"
+
+    def reset(self, state: bool = True, counters: bool = True) -> None:
+        super().reset(state=state, counters=counters)
+        if state:
+            self.limits.configure(copy.copy(self.config.cloud_limits))
+        if counters:
+            self.limits.clear_observations()
+
+    def _emit(self, event: str, worklog: Worklog, base: str) -> None:
+        # an admin webhook names the site itself, whatever URL the change came through
+        payload = self.render_worklog(worklog, self.site_url)
+        self.dispatcher.emit(self.name, self.webhook, event, payload)
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        data.update(
+            {
+                "cloud_id": self.cloud_id,
+                "site_url": self.site_url,
+                "gateway_path": self.url_path,
+                "cloud_limits": self.limits.config.to_dict(),
+                "accounts": {u.name: u.account_id for u in self.state.users.values()},
+            }
+        )
+        data.pop("consumers")
+        data.pop("rate_limit")
+        return data

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 
-from .consent import consent_page, error_page
-from .oauth import callback_url
+from .consent import consent_page, error_page, redirect_back
 from .oauth2 import (
     AuthorizationRequest,
     OAuth2Error,
@@ -42,20 +41,16 @@ def _error_page(message: str) -> Response:
     return error_page("OAuth 2.0 error", message)
 
 
-def _redirect(uri: str, params: dict[str, str | None]) -> Response:
-    return RedirectResponse(callback_url(uri, {k: v for k, v in params.items() if v is not None}), status_code=302)
-
-
 def _finish(ctx: Ctx, request: AuthorizationRequest, user: str | None, allow: bool) -> Response:
     if not allow:
-        return _redirect(
+        return redirect_back(
             request.redirect_uri,
             {"error": "access_denied", "error_description": "The user denied access.", "state": request.state},
         )
     if user is None or user not in ctx.inst.state.users:
         return _error_page(f"Unknown user {user!r}")
     code = issue_code(ctx.inst.state, request, user, ctx.inst.config.oauth2.code_seconds)
-    return _redirect(request.redirect_uri, {"code": code.code, "state": request.state})
+    return redirect_back(request.redirect_uri, {"code": code.code, "state": request.state})
 
 
 def _checked(ctx: Ctx, params: dict[str, str]) -> AuthorizationRequest | Response:
@@ -65,7 +60,7 @@ def _checked(ctx: Ctx, params: dict[str, str]) -> AuthorizationRequest | Respons
         return _error_page(str(exc))
     except RedirectableError as exc:
         answer = {"error": exc.error, "error_description": exc.description, "state": exc.state}
-        return _redirect(exc.redirect_uri, answer)
+        return redirect_back(exc.redirect_uri, answer)
 
 
 async def authorize(ctx: Ctx) -> Response:

@@ -10,6 +10,8 @@ from .timefmt import format_duration, format_jira_datetime
 
 SERVER_VERSION = "10.3.0"
 BUILD_NUMBER = 10030000
+CLOUD_VERSION = "1001.0.0-SNAPSHOT"
+CLOUD_BUILD_NUMBER = 100280
 
 
 def error_body(messages: list[str] | None = None, errors: dict[str, str] | None = None) -> dict[str, Any]:
@@ -35,8 +37,32 @@ def user_json(user: User, base: str) -> dict[str, Any]:
     }
 
 
-def myself_json(user: User, base: str) -> dict[str, Any]:
-    data = user_json(user, base)
+def cloud_user_json(user: User, base: str) -> dict[str, Any]:
+    """A user as Jira Cloud shows one: an accountId, no name or key (GDPR)."""
+    avatar = f"https://avatar-management.example.invalid/{quote(user.account_id)}"
+    return {
+        "self": f"{base}/rest/api/2/user?accountId={quote(user.account_id)}",
+        "accountId": user.account_id,
+        "emailAddress": user.email,
+        "avatarUrls": {dim: f"{avatar}/{dim.split('x')[0]}" for dim in ("48x48", "24x24", "16x16", "32x32")},
+        "displayName": user.display_name,
+        "active": user.active,
+        "timeZone": user.timezone,
+        "accountType": "atlassian",
+    }
+
+
+def is_cloud(state: InstanceState) -> bool:
+    return state.config.deployment == "cloud"
+
+
+def person_json(state: InstanceState, user: User, base: str) -> dict[str, Any]:
+    """A user in the shape of the instance's deployment."""
+    return cloud_user_json(user, base) if is_cloud(state) else user_json(user, base)
+
+
+def myself_json(state: InstanceState, user: User, base: str) -> dict[str, Any]:
+    data = person_json(state, user, base)
     data.update(
         {
             "deleted": False,
@@ -52,11 +78,18 @@ def myself_json(user: User, base: str) -> dict[str, Any]:
 def _user_or_unknown(state: InstanceState, name: str, base: str) -> dict[str, Any]:
     user = state.users.get(name)
     if user is None:
-        user = User(name=name, display_name=name, timezone="UTC", key=name, email="", active=False)
-    return user_json(user, base)
+        user = User(name=name, display_name=name, timezone="UTC", key=name, email="", active=False, account_id=name)
+    return person_json(state, user, base)
 
 
-def worklog_json(state: InstanceState, worklog: Worklog, base: str, tz: str) -> dict[str, Any]:
+def properties_json(worklog: Worklog) -> list[dict[str, Any]]:
+    return [{"key": key, "value": value} for key, value in sorted(worklog.properties.items())]
+
+
+def worklog_json(
+    state: InstanceState, worklog: Worklog, base: str, tz: str, *, properties: bool = False
+) -> dict[str, Any]:
+    """A worklog as the deployment renders it; Cloud adds ``properties`` when asked (``expand=properties``)."""
     cfg = state.config
     data: dict[str, Any] = {
         "self": f"{base}/rest/api/2/issue/{worklog.issue_id}/worklog/{worklog.id}",
@@ -77,6 +110,8 @@ def worklog_json(state: InstanceState, worklog: Worklog, base: str, tz: str) -> 
             "issueId": str(worklog.issue_id),
         }
     )
+    if properties and is_cloud(state):
+        data["properties"] = properties_json(worklog)
     return data
 
 
@@ -149,13 +184,14 @@ def issue_json(
     }
 
 
-def server_info_json(base: str, server_time: str, title: str) -> dict[str, Any]:
+def server_info_json(base: str, server_time: str, title: str, *, cloud: bool = False) -> dict[str, Any]:
+    version = CLOUD_VERSION if cloud else SERVER_VERSION
     return {
         "baseUrl": base,
-        "version": SERVER_VERSION,
-        "versionNumbers": [int(p) for p in SERVER_VERSION.split(".")],
-        "deploymentType": "Server",
-        "buildNumber": BUILD_NUMBER,
+        "version": version,
+        "versionNumbers": [int(p) for p in version.split("-")[0].split(".")],
+        "deploymentType": "Cloud" if cloud else "Server",
+        "buildNumber": CLOUD_BUILD_NUMBER if cloud else BUILD_NUMBER,
         "buildDate": "2024-12-03T00:00:00.000+0000",
         "serverTime": server_time,
         "scmInfo": "jirasim",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.responses import JSONResponse, Response
 
-from .pipeline import ApiError, Ctx, RouteSpec
-from .render import issue_json, myself_json, server_info_json
+from .cloud_spec import problems
+from .pipeline import CLOUD, ApiError, Ctx, RouteSpec
+from .render import is_cloud, issue_json, myself_json, properties_json, server_info_json
 from .state import Issue, Worklog
 from .timefmt import JIRA_DATETIME_PATTERN, format_jira_datetime, now_ms, parse_duration, parse_jira_datetime
 
@@ -28,6 +31,8 @@ NO_DELETE_PERMISSION = "You do not have the permission to delete this worklog."
 PROPERTIES_UNSUPPORTED = (
     'Unrecognized field "properties" (Class com.atlassian.jira.rest.api.issue.WorklogJsonBean), not marked as ignorable'
 )
+PROPERTY_KEY_MAX = 255
+PROPERTY_VALUE_MAX = 32768  # characters of the JSON value (Atlassian's entity property limit)
 
 
 def ok(data: Any, status: int = 200) -> Response:
@@ -60,6 +65,24 @@ def _worklog(ctx: Ctx, issue: Issue, worklog_id: str) -> Worklog:
     return worklog
 
 
+def _cloud(ctx: Ctx) -> bool:
+    return is_cloud(ctx.inst.state)
+
+
+def _expand_properties(ctx: Ctx) -> bool:
+    """Cloud's ``expand=properties`` on worklog reads."""
+    values = ctx.request.query_params.getlist("expand")
+    return _cloud(ctx) and "properties" in {v.strip() for raw in values for v in raw.split(",")}
+
+
+def _check_cloud_body(ctx: Ctx, schema: str, data: Any) -> None:
+    """On Cloud paths, a body must match the Cloud spec's schema (REST v2 flavour), like Jackson would insist."""
+    if _cloud(ctx):
+        found = problems(schema, data)
+        if found:
+            raise ApiError(400, [f"Request body does not match {schema}: {p}" for p in found])
+
+
 def _fields_param(ctx: Ctx) -> list[str] | None:
     values = ctx.request.query_params.getlist("fields")
     fields = [f.strip() for v in values for f in v.split(",") if f.strip()]
@@ -69,11 +92,11 @@ def _fields_param(ctx: Ctx) -> list[str] | None:
 # -- server info / myself / issue ------------------------------------------------
 async def server_info(ctx: Ctx) -> Response:
     now = format_jira_datetime(now_ms(), ctx.inst.display_timezone)
-    return ok(server_info_json(ctx.base, now, f"Jira ({ctx.inst.name})"))
+    return ok(server_info_json(ctx.base, now, f"Jira ({ctx.inst.name})", cloud=_cloud(ctx)))
 
 
 async def myself(ctx: Ctx) -> Response:
-    return ok(myself_json(ctx.require_user(), ctx.base))
+    return ok(myself_json(ctx.inst.state, ctx.require_user(), ctx.base))
 
 
 async def get_issue(ctx: Ctx) -> Response:
@@ -132,6 +155,7 @@ def _search_response(ctx: Ctx, jql: str, start_at: int, max_results: int, fields
     max_results = max(0, min(max_results, SEARCH_MAX_RESULTS))
     issues = _search_issues(ctx, jql)
     page = issues[start_at : start_at + max_results]
+    ctx.objects = len(page)
     fields = fields or ["summary", "issuetype", "parent", "project", "status", "subtasks"]
     return ok(
         {
@@ -158,6 +182,7 @@ async def search_post(ctx: Ctx) -> Response:
     data = ctx.json() or {}
     if not isinstance(data, dict):
         raise ApiError(400, ["Request body must be a JSON object."])
+    _check_cloud_body(ctx, "SearchRequestBean", data)
     fields = data.get("fields")
     max_results = data.get("maxResults")
     try:
@@ -181,6 +206,34 @@ class WorklogInput:
     time_spent_seconds: int | None = None
     comment: str | None = None
     visibility: dict[str, Any] | None = None
+    properties: dict[str, Any] | None = None
+
+
+def _property_key_problem(key: Any) -> str | None:
+    if not isinstance(key, str) or not key.strip():
+        return "The property key must be a non-empty string."
+    if len(key) > PROPERTY_KEY_MAX:
+        return f"The property key cannot be longer than {PROPERTY_KEY_MAX} characters."
+    return None
+
+
+def _property_value_problem(value: Any) -> str | None:
+    if value is None:
+        return "The property value must be a non-empty JSON value."
+    if len(json.dumps(value, separators=(",", ":"))) > PROPERTY_VALUE_MAX:
+        return f"The property value cannot be longer than {PROPERTY_VALUE_MAX} characters."
+    return None
+
+
+def _parse_properties(raw: list[dict[str, Any]], errors: dict[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for item in raw:
+        problem = _property_key_problem(item.get("key")) or _property_value_problem(item.get("value"))
+        if problem:
+            errors["properties"] = problem
+            return {}
+        found[item["key"]] = item["value"]
+    return found
 
 
 def parse_worklog_input(ctx: Ctx, data: Any, *, create: bool) -> WorklogInput:
@@ -188,7 +241,8 @@ def parse_worklog_input(ctx: Ctx, data: Any, *, create: bool) -> WorklogInput:
         data = {}
     if not isinstance(data, dict):
         raise ApiError(400, ["Can not deserialize instance of WorklogJsonBean out of non-object token"])
-    if "properties" in data:
+    _check_cloud_body(ctx, "Worklog", data)
+    if "properties" in data and not _cloud(ctx):
         raise ApiError(400, [PROPERTIES_UNSUPPORTED])
     cfg = ctx.inst.config
     errors: dict[str, str] = {}
@@ -236,6 +290,8 @@ def parse_worklog_input(ctx: Ctx, data: Any, *, create: bool) -> WorklogInput:
             errors["visibility"] = "Visibility type must be 'group' or 'role'."
         else:
             result.visibility = {"type": visibility["type"], "value": str(visibility.get("value", ""))}
+    if data.get("properties"):
+        result.properties = _parse_properties(data["properties"], errors)
     if errors:
         raise ApiError(400, [], errors)
     return result
@@ -249,12 +305,14 @@ async def list_worklogs(ctx: Ctx) -> Response:
     if start_at < 0 or max_results < 0:
         raise ApiError(400, ["startAt and maxResults must be >= 0"])
     page = worklogs[start_at : start_at + max_results]
+    ctx.objects = len(page)
+    expand = _expand_properties(ctx)
     return ok(
         {
             "startAt": start_at,
             "maxResults": max_results,
             "total": len(worklogs),
-            "worklogs": [ctx.inst.render_worklog(w, ctx.base) for w in page],
+            "worklogs": [ctx.inst.render_worklog(w, ctx.base, properties=expand) for w in page],
         }
     )
 
@@ -272,14 +330,15 @@ async def add_worklog(ctx: Ctx) -> Response:
         data.comment or "",
         ctx.base,
         data.visibility,
+        data.properties,
     )
-    return ok(ctx.inst.render_worklog(worklog, ctx.base), status=201)
+    return ok(ctx.inst.render_worklog(worklog, ctx.base, properties=_expand_properties(ctx)), status=201)
 
 
 async def get_worklog(ctx: Ctx) -> Response:
     issue = _issue(ctx, ctx.path_params["issue"])
     worklog = _worklog(ctx, issue, ctx.path_params["id"])
-    return ok(ctx.inst.render_worklog(worklog, ctx.base))
+    return ok(ctx.inst.render_worklog(worklog, ctx.base, properties=_expand_properties(ctx)))
 
 
 async def update_worklog(ctx: Ctx) -> Response:
@@ -297,8 +356,9 @@ async def update_worklog(ctx: Ctx) -> Response:
         time_spent_seconds=data.time_spent_seconds,
         comment=data.comment,
         visibility=data.visibility,
+        properties=data.properties,
     )
-    return ok(ctx.inst.render_worklog(worklog, ctx.base))
+    return ok(ctx.inst.render_worklog(worklog, ctx.base, properties=_expand_properties(ctx)))
 
 
 async def delete_worklog(ctx: Ctx) -> Response:
@@ -322,8 +382,15 @@ def _feed(ctx: Ctx, kind: str) -> Response:
     until = items[-1][1] if items else since
     last_page = len(items) < FEED_PAGE_SIZE
     url = f"{ctx.base}{API}/worklog/{kind}"
+    ctx.objects = len(items)
+    expand = kind == "updated" and _expand_properties(ctx)
+
+    def properties(worklog_id: int) -> list[dict[str, Any]]:
+        worklog = state.worklogs.get(worklog_id)
+        return properties_json(worklog) if expand and worklog is not None else []
+
     data: dict[str, Any] = {
-        "values": [{"worklogId": wid, "updatedTime": ts, "properties": []} for wid, ts in items],
+        "values": [{"worklogId": wid, "updatedTime": ts, "properties": properties(wid)} for wid, ts in items],
         "since": since,
         "until": until,
         "self": f"{url}?since={since}",
@@ -345,6 +412,7 @@ async def worklogs_deleted(ctx: Ctx) -> Response:
 
 async def worklogs_list(ctx: Ctx) -> Response:
     data = ctx.json()
+    _check_cloud_body(ctx, "WorklogIdsRequestBean", data)
     ids = data.get("ids") if isinstance(data, dict) else None
     if not isinstance(ids, list):
         raise ApiError(400, ["The request must contain a list of worklog ids ('ids')."])
@@ -357,12 +425,63 @@ async def worklogs_list(ctx: Ctx) -> Response:
         wanted.add(int(raw))
     state = ctx.inst.state
     found = sorted((state.worklogs[i] for i in wanted if i in state.worklogs), key=lambda w: w.id)
-    return ok([ctx.inst.render_worklog(w, ctx.base) for w in found])
+    ctx.objects = len(found)
+    expand = _expand_properties(ctx)
+    return ok([ctx.inst.render_worklog(w, ctx.base, properties=expand) for w in found])
+
+
+# -- worklog properties (Cloud) -----------------------------------------------------------
+def _own_worklog(ctx: Ctx, message: str) -> Worklog:
+    user = ctx.require_user()
+    worklog = _worklog(ctx, _issue(ctx, ctx.path_params["issue"]), ctx.path_params["id"])
+    if worklog.author != user.name:
+        raise ApiError(403, [message])
+    return worklog
+
+
+def _property_missing(key: str) -> ApiError:
+    return ApiError(404, [f"The property with key '{key}' does not exist."])
+
+
+async def worklog_property_keys(ctx: Ctx) -> Response:
+    worklog = _worklog(ctx, _issue(ctx, ctx.path_params["issue"]), ctx.path_params["id"])
+    url = f"{ctx.base}{API}/issue/{worklog.issue_id}/worklog/{worklog.id}/properties"
+    keys = [{"self": f"{url}/{quote(k, safe='')}", "key": k} for k in sorted(worklog.properties)]
+    ctx.objects = len(keys)
+    return ok({"keys": keys})
+
+
+async def get_worklog_property(ctx: Ctx) -> Response:
+    worklog = _worklog(ctx, _issue(ctx, ctx.path_params["issue"]), ctx.path_params["id"])
+    key = ctx.path_params["key"]
+    if key not in worklog.properties:
+        raise _property_missing(key)
+    return ok({"key": key, "value": worklog.properties[key]})
+
+
+async def put_worklog_property(ctx: Ctx) -> Response:
+    worklog = _own_worklog(ctx, NO_EDIT_PERMISSION)
+    key = ctx.path_params["key"]
+    value = ctx.json()
+    problem = _property_key_problem(key) or _property_value_problem(value)
+    if problem:
+        raise ApiError(400, [problem])
+    created = key not in worklog.properties
+    worklog.properties[key] = value
+    return Response(status_code=201 if created else 200)
+
+
+async def delete_worklog_property(ctx: Ctx) -> Response:
+    worklog = _own_worklog(ctx, NO_EDIT_PERMISSION)
+    key = ctx.path_params["key"]
+    if worklog.properties.pop(key, None) is None:
+        raise _property_missing(key)
+    return Response(status_code=204)
 
 
 ROUTES: list[RouteSpec] = [
     RouteSpec("GET", f"{API}/serverInfo", server_info, auth="optional"),
-    RouteSpec("GET", f"{API}/myself", myself),
+    RouteSpec("GET", f"{API}/myself", myself, scope="read:jira-user"),
     RouteSpec("GET", f"{API}/issue/{{issue}}", get_issue, issue_param="issue"),
     RouteSpec("GET", f"{API}/search", search),
     RouteSpec("POST", f"{API}/search", search_post, json_body=True),
@@ -382,4 +501,20 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("GET", f"{API}/worklog/updated", worklogs_updated),
     RouteSpec("GET", f"{API}/worklog/deleted", worklogs_deleted),
     RouteSpec("POST", f"{API}/worklog/list", worklogs_list, json_body=True),
+    RouteSpec(
+        "GET", f"{API}/issue/{{issue}}/worklog/{{id}}/properties", worklog_property_keys, issue_param="issue",
+        deployments=(CLOUD,),
+    ),
+    RouteSpec(
+        "GET", f"{API}/issue/{{issue}}/worklog/{{id}}/properties/{{key}}", get_worklog_property,
+        issue_param="issue", deployments=(CLOUD,),
+    ),
+    RouteSpec(
+        "PUT", f"{API}/issue/{{issue}}/worklog/{{id}}/properties/{{key}}", put_worklog_property,
+        write=True, issue_param="issue", json_body=True, deployments=(CLOUD,),
+    ),
+    RouteSpec(
+        "DELETE", f"{API}/issue/{{issue}}/worklog/{{id}}/properties/{{key}}", delete_worklog_property,
+        write=True, issue_param="issue", deployments=(CLOUD,),
+    ),
 ]

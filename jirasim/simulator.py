@@ -1,12 +1,14 @@
-"""The set of simulated instances plus shared observation and webhook delivery."""
+"""The set of simulated instances and Cloud sites, the Atlassian platform around the sites, plus shared
+observation and webhook delivery."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
+from .atlassian import AtlassianAuth
 from .config import InstanceConfig, SimConfig
-from .instance import SimInstance
+from .instance import CloudSite, SimInstance
 from .observe import Observer
 from .webhooks import WebhookDispatcher
 
@@ -17,6 +19,7 @@ class Simulator:
         self.observer = Observer()
         self.dispatcher = WebhookDispatcher(on_result=self.observer.webhook_result)
         self.instances: dict[str, SimInstance] = {}
+        self.atlassian = AtlassianAuth(self.config.atlassian, self.cloud_sites)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         for inst in self.config.instances:
@@ -25,16 +28,31 @@ class Simulator:
     def add_instance(self, config: InstanceConfig) -> SimInstance:
         if config.name in self.instances:
             raise ValueError(f"instance {config.name!r} already exists")
-        instance = SimInstance(config, self.observer, self.dispatcher)
+        if config.name in self.config.atlassian.reserved_names:
+            raise ValueError(f"instance name {config.name!r} is the path of the Atlassian platform")
+        instance: SimInstance
+        if config.deployment == "cloud":
+            if self.site_by_cloud_id(config.cloud_id) is not None:
+                raise ValueError(f"a Cloud site with cloud id {config.cloud_id} already exists")
+            instance = CloudSite(config, self.observer, self.dispatcher, self.config.atlassian.api_path)
+        else:
+            instance = SimInstance(config, self.observer, self.dispatcher)
         self.instances[config.name] = instance
         return instance
 
     def get(self, name: str) -> SimInstance | None:
         return self.instances.get(name)
 
+    def cloud_sites(self) -> list[CloudSite]:
+        return [i for i in self.instances.values() if isinstance(i, CloudSite)]
+
+    def site_by_cloud_id(self, cloud_id: str) -> CloudSite | None:
+        return next((s for s in self.cloud_sites() if s.cloud_id == cloud_id), None)
+
     def reset(self, state: bool = True, counters: bool = True) -> None:
         for instance in self.instances.values():
             instance.reset(state=state, counters=counters)
+        self.atlassian.reset(state=state, counters=counters)
         if counters:
             self.observer.reset()
 

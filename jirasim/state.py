@@ -8,7 +8,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ConsumerConfig, InstanceConfig, IssueConfig, OAuth2ClientConfig, UserConfig
+from .config import (
+    ConsumerConfig,
+    InstanceConfig,
+    IssueConfig,
+    OAuth2ClientConfig,
+    UserConfig,
+    default_account_id,
+)
 from .timefmt import now_ms
 
 FIRST_ISSUE_ID = 10000
@@ -24,6 +31,7 @@ class User:
     key: str
     email: str
     active: bool = True
+    account_id: str = ""  # Cloud: the Atlassian account id
 
 
 @dataclass
@@ -54,6 +62,7 @@ class Worklog:
     created_ms: int
     updated_ms: int
     visibility: dict[str, Any] | None = None
+    properties: dict[str, Any] = field(default_factory=dict)  # Cloud: entity properties by key
 
 
 @dataclass
@@ -241,6 +250,7 @@ class InstanceState:
             key=key,
             email=u.email or f"{u.name}@example.com",
             active=u.active,
+            account_id=u.account_id or default_account_id(u.name),
         )
         self.users[u.name] = user
         return user
@@ -283,6 +293,9 @@ class InstanceState:
         return pat
 
     # -- lookups -------------------------------------------------------------
+    def user_by_account(self, account_id: str) -> User | None:
+        return next((u for u in self.users.values() if u.account_id == account_id), None)
+
     def find_issue(self, id_or_key: str) -> Issue | None:
         if id_or_key.isdigit():
             return self.issues_by_id.get(int(id_or_key))
@@ -319,6 +332,7 @@ class InstanceState:
         time_spent_seconds: int,
         comment: str = "",
         visibility: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> Worklog:
         now = now_ms()
         worklog = Worklog(
@@ -332,6 +346,7 @@ class InstanceState:
             created_ms=now,
             updated_ms=now,
             visibility=visibility,
+            properties=dict(properties or {}),
         )
         self._next_worklog_id += 1
         self.worklogs[worklog.id] = worklog
@@ -347,6 +362,7 @@ class InstanceState:
         comment: str | None = None,
         visibility: dict[str, Any] | None = None,
         updated_ms: int | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> Worklog:
         """`updated_ms` stamps the change at an earlier instant than now: a change JIRA's feeds show late
         (the reason they leave out the last minute, and pollers overlap their windows)."""
@@ -358,6 +374,8 @@ class InstanceState:
             worklog.comment = comment
         if visibility is not None:
             worklog.visibility = visibility
+        if properties:
+            worklog.properties.update(properties)
         worklog.update_author = update_author
         worklog.updated_ms = updated_ms if updated_ms is not None else max(now_ms(), worklog.updated_ms)
         return worklog

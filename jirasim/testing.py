@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import html
+import re
 import secrets
 import socket
 import threading
@@ -31,6 +33,7 @@ from oauthlib.oauth1 import (
 from .app import JiraSimApp, create_app
 from .config import SimConfig
 from .control import SimControl, shared_ssl_context
+from .instance import CloudSite
 from .oauth2 import pkce_challenge
 from .simulator import Simulator
 
@@ -168,6 +171,48 @@ def oauth_dance(
         return access["oauth_token"], access["oauth_token_secret"]
 
 
+_HIDDEN_INPUT = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
+
+
+def consent(
+    authorize_url: str,
+    *,
+    user: str | None = None,
+    allow: bool = True,
+    sites: list[str] | None = None,
+    client: httpx.Client | None = None,
+) -> str:
+    """Play the person at any of the simulator's authorize pages (OAuth 1.0a, Data Center OAuth 2.0, Atlassian)
+    and return the ``Location`` it redirects to.
+
+    In ``approve``/``deny`` mode the page redirects at once (``user``/``sites`` are then the configured
+    ``approve_as``/``approve_sites``); in ``manual`` mode the form is posted back with ``user`` (a user name, or
+    an accountId on Atlassian's page), ``sites`` (Atlassian: site names, URLs or cloud ids) and Allow or Deny.
+    """
+    http = client or httpx.Client(trust_env=False, verify=shared_ssl_context())
+    try:
+        page = http.get(authorize_url, follow_redirects=False)
+        if page.status_code in (302, 303):
+            return str(page.headers["location"])
+        if page.status_code != 200 or 'name="action"' not in page.text:
+            raise RuntimeError(f"authorize answered {page.status_code}: {page.text[:300]}")
+        form = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN_INPUT.findall(page.text)}
+        action = re.search(r'<form method="post" action="([^"]*)"', page.text)
+        assert action is not None
+        form["action"] = "allow" if allow else "deny"
+        if user is not None:
+            form["user"] = user
+        if sites is not None:
+            form["sites"] = ",".join(sites)
+        answer = http.post(html.unescape(action.group(1)), data=form, follow_redirects=False)
+        if answer.status_code not in (302, 303):
+            raise RuntimeError(f"consent answered {answer.status_code}: {answer.text[:300]}")
+        return str(answer.headers["location"])
+    finally:
+        if client is None:
+            http.close()
+
+
 def pkce_pair() -> tuple[str, str]:
     """A PKCE ``(code_verifier, S256 code_challenge)`` pair (RFC 7636)."""
     verifier = secrets.token_urlsafe(48)
@@ -221,6 +266,25 @@ class SimServer:
 
     def instance_url(self, name: str) -> str:
         return f"{self.url}/{name}"
+
+    @property
+    def atlassian_auth_url(self) -> str:
+        """What the service takes as ``ATLASSIAN_AUTH_URL``."""
+        return self.url + self.sim.config.atlassian.auth_path
+
+    @property
+    def atlassian_api_url(self) -> str:
+        """What the service takes as ``ATLASSIAN_API_URL``."""
+        return self.url + self.sim.config.atlassian.api_path
+
+    def cloud_id(self, site: str) -> str:
+        inst = self.sim.instances[site]
+        assert isinstance(inst, CloudSite), f"{site} is not a Cloud site"
+        return inst.cloud_id
+
+    def cloud_api_url(self, site: str) -> str:
+        """The gateway base of a Cloud site's REST API: ``<api>/ex/jira/<cloudId>`` (append ``/rest/api/2/...``)."""
+        return f"{self.atlassian_api_url}/ex/jira/{self.cloud_id(site)}"
 
     @property
     def control(self) -> SimControl:

@@ -63,12 +63,12 @@ def test_revoked_expired_and_unknown_pats_get_401(sim: SimServer) -> None:
 
 def test_configured_pat_survives_reset(server: SimServer) -> None:
     config = {"name": "jirapat", "users": [{"name": "dave"}],
-              "personal_access_tokens": [{"user": "dave", "token": "fixed-demo-token", "name": "demo"}]}  # fmt: skip
+              "personal_access_tokens": [{"user": "dave", "token": "fixed-demo-token", "name": "demo"}]}
     if "jirapat" not in {i["name"] for i in server.control.instances()}:
         server.control.add_instance(config)
     server.control.reset("jirapat")
     r = http.get(f"{server.instance_url('jirapat')}/rest/api/2/myself",
-                 headers={"Authorization": "Bearer fixed-demo-token"})  # fmt: skip
+                 headers={"Authorization": "Bearer fixed-demo-token"})
     assert r.status_code == 200 and r.json()["name"] == "dave"
 
 
@@ -80,7 +80,7 @@ def client(sim: SimServer) -> dict[str, Any]:
 
 def _authorize(sim: SimServer, client: dict[str, Any], challenge: str | None, **extra: str) -> httpx.Response:
     params = {"client_id": client["client_id"], "redirect_uri": REDIRECT, "response_type": "code",
-              "scope": "WRITE", "state": "st-1"}  # fmt: skip
+              "scope": "WRITE", "state": "st-1"}
     if challenge is not None:
         params.update(code_challenge=challenge, code_challenge_method="S256")
     params.update(extra)
@@ -100,7 +100,7 @@ def _token(sim: SimServer, **params: str) -> httpx.Response:
 
 def _exchange(sim: SimServer, client: dict[str, Any], code: str, verifier: str | None, **extra: str) -> httpx.Response:
     params = {"grant_type": "authorization_code", "client_id": client["client_id"],
-              "client_secret": client["client_secret"], "code": code, "redirect_uri": REDIRECT, **extra}  # fmt: skip
+              "client_secret": client["client_secret"], "code": code, "redirect_uri": REDIRECT, **extra}
     if verifier is not None:
         params["code_verifier"] = verifier
     return _token(sim, **params)
@@ -177,7 +177,7 @@ def test_wrong_secret_redirect_and_expired_code(sim: SimServer, client: dict[str
 
 def test_authorize_errors(sim: SimServer, client: dict[str, Any]) -> None:
     unknown = http.get(f"{sim.instance_url('jira1')}/rest/oauth2/latest/authorize",
-                       params={"client_id": "nope", "redirect_uri": REDIRECT, "response_type": "code"})  # fmt: skip
+                       params={"client_id": "nope", "redirect_uri": REDIRECT, "response_type": "code"})
     assert unknown.status_code == 400 and "Unknown client_id" in unknown.text
     elsewhere = _authorize(sim, client, None, redirect_uri="http://127.0.0.1:9/evil")
     assert elsewhere.status_code == 400 and "redirect_uri" in elsewhere.text  # never redirected there
@@ -198,7 +198,7 @@ def test_manual_consent_page_chooses_the_user(sim: SimServer, client: dict[str, 
     assert f'name="code_challenge" value="{challenge}"' in page.text
     form = {"client_id": client["client_id"], "redirect_uri": REDIRECT, "response_type": "code", "scope": "WRITE",
             "state": "st-2", "code_challenge": challenge, "code_challenge_method": "S256",
-            "user": "bob", "action": "allow"}  # fmt: skip
+            "user": "bob", "action": "allow"}
     redirect = _redirected(http.post(f"{sim.instance_url('jira1')}/rest/oauth2/latest/authorize", data=form))
     assert redirect["state"] == "st-2"
     tokens = _exchange(sim, client, redirect["code"], verifier).json()
@@ -217,7 +217,7 @@ def test_refresh_rotates_and_ends_the_old_pair(sim: SimServer, client: dict[str,
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
     assert _bearer(sim, new["access_token"]).status_code == 200  # reuse of an old token ends nothing else
     no_redirect = _token(sim, grant_type="refresh_token", client_id=client["client_id"],
-                         client_secret=client["client_secret"], refresh_token=new["refresh_token"])  # fmt: skip
+                         client_secret=client["client_secret"], refresh_token=new["refresh_token"])
     assert no_redirect.status_code == 400  # JIRA checks the redirect URI on the refresh grant too
     counts = sim.control.oauth2_tokens("jira1")["counts"]
     assert counts["refreshes"] == 1 and counts["refresh_reuse"] == 1
@@ -241,7 +241,7 @@ def test_read_scope_cannot_write_and_query_string_parameters_work(sim: SimServer
     client = sim.control.add_oauth2_client("jira1", REDIRECT, scopes=["READ", "WRITE"])
     code = _redirected(_authorize(sim, client, None, scope="READ"))["code"]
     params = {"grant_type": "authorization_code", "client_id": client["client_id"],
-              "client_secret": client["client_secret"], "code": code, "redirect_uri": REDIRECT}  # fmt: skip
+              "client_secret": client["client_secret"], "code": code, "redirect_uri": REDIRECT}
     answer = http.post(f"{sim.instance_url('jira1')}/rest/oauth2/latest/token", params=params)  # as Atlassian's docs
     assert answer.status_code == 200, answer.text
     token = answer.json()["access_token"]

@@ -473,7 +473,8 @@ async def counters(request: Request, sim: Simulator) -> Any:
     inst = _inst(request, sim)
     data = sim.observer.snapshot(inst.name)
     data["worklogs_per_issue"] = inst.state.worklog_counts()
-    data["rate_limit_remaining"] = inst.limiter.peek_remaining()
+    if not isinstance(inst, CloudSite):  # a Cloud site's limits: cloud-usage
+        data["rate_limit_remaining"] = inst.limiter.peek_remaining()
     return data
 
 

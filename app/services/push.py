@@ -114,6 +114,8 @@ async def _notify_once(
     instance_id: uuid.UUID | None, per_entry: bool,
 ) -> None:
     """One unread notification per (user, instance, kind) — or per entry — instead of one per push."""
+    await repo.lock_notification_key(session, tenant_id=tenant_id, user=user, kind=kind,
+                                     jira_instance_id=instance_id, entry_id=entry_id if per_entry else None)
     stmt = select(NotificationRow.id).where(
         NotificationRow.tenant_id == tenant_id, NotificationRow.user == user, NotificationRow.kind == kind,
         NotificationRow.jira_instance_id == instance_id, NotificationRow.read_at.is_(None),

@@ -138,6 +138,37 @@ async def test_notifications_filter_and_mark_read(app, api, tenant, make_tenant)
     assert len((await api.get("/api/v1/notifications", headers=bearer(tenant))).json()) == 1
 
 
+async def test_pushes_parking_at_once_leave_one_notification(app, api, tenant):  # type: ignore[no-untyped-def]
+    """Two pushes that find the connection rejected at the same moment: the second waits for the first to commit
+    and then sees its unread notification (before, both saw none and both added one)."""
+    from sqlalchemy import text
+
+    from app.services.push import _notify_once
+
+    async def notify(session: Any) -> None:
+        await _notify_once(session, tenant_id=tenant.tenant_id, user="jdoe", kind="auth_required", message="reconnect",
+                           entry_id=None, instance_id=None, per_entry=False)
+
+    async def second() -> None:
+        async with app.state.sessionmaker() as session:
+            await notify(session)
+            await session.commit()
+
+    waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    async with app.state.sessionmaker() as first, app.state.sessionmaker() as observer:
+        await notify(first)  # holds the key until it commits
+        task = asyncio.create_task(second())
+        for _ in range(500):  # until the second push waits for the key
+            if (await observer.execute(waiting)).scalar_one() >= 1 or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        await first.commit()
+    await task
+    notes = (await api.get("/api/v1/notifications?user=jdoe&unread=true", headers=bearer(tenant))).json()
+    assert [n["kind"] for n in notes] == ["auth_required"]
+
+
 # -- changes feed ----------------------------------------------------------------------------------------------
 
 async def _read_feed(api: Any, tenant: Any, *, page: int) -> list[dict[str, Any]]:

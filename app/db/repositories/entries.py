@@ -112,6 +112,19 @@ def add_audit(
     )
 
 
+async def lock_notification_key(
+    session: AsyncSession, *, tenant_id: uuid.UUID, user: str, kind: str, jira_instance_id: uuid.UUID | None,
+    entry_id: str | None,
+) -> None:
+    """Serialise "is there an unread one already?" for one notification key until commit.
+
+    Without it two pushes parking entries at once (one meeting the 401, one finding the connection already
+    rejected) both see no unread notification and both add one.
+    """
+    key = f"notify:{tenant_id}:{user}:{kind}:{jira_instance_id}:{entry_id or ''}"
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
 def add_notification(
     session: AsyncSession, *, tenant_id: uuid.UUID, user: str, kind: str, message: str,
     entry_id: str | None = None, jira_instance_id: uuid.UUID | None = None,

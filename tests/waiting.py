@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,14 +11,16 @@ from typing import Any
 
 async def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.25,
                      tick: Callable[[], Any] | None = None) -> Any:
-    """Poll an async `check` until it returns something truthy; fail with its last value on timeout.
+    """Poll `check` (plain or async) until it returns something truthy; fail with its last value on timeout.
 
     The timeout only bounds a test that would otherwise hang: it is never what the test asserts.
     """
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         if tick is not None:

@@ -268,10 +268,7 @@ async def test_one_instances_backlog_does_not_starve_another_instance(app, api, 
         return sorted(r["time"] for r in sim.control.log(slow.sim_name)
                       if r["method"] == "POST" and r["status"] == 201)
 
-    async def backlog_draining():
-        return len(slow_writes()) >= 2
-
-    await wait_until(backlog_draining, timeout=30)
+    await wait_until(lambda: len(slow_writes()) >= 2, timeout=30)  # its backlog is draining
     others = [{**entry(ticket="OPS-1", duration=30 + i), "id": f"f{i}"} for i in range(4)]
     await api.post("/api/v1/entries/batch", json={"entries": others}, headers=fast.headers)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 
 from app.jira.circuit import CircuitBreaker
 from app.metrics import CIRCUIT_OPEN
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -19,6 +21,15 @@ def breaker(redis) -> CircuitBreaker:
 async def open_circuit(breaker: CircuitBreaker, instance: uuid.UUID, failures: int = 3) -> None:
     for _ in range(failures):
         await breaker.record_failure(instance)
+
+
+async def half_open(breaker: CircuitBreaker, instance: uuid.UUID) -> None:
+    """Wait (on Redis' clock, as the breaker does) until the open period is over."""
+
+    async def over() -> bool:
+        return (await breaker.describe(instance))[0] == "half_open"
+
+    await wait_until(over, timeout=30, interval=0.02)
 
 
 async def test_circuit_opens_after_threshold_consecutive_failures(breaker):
@@ -43,10 +54,11 @@ async def test_a_success_resets_the_consecutive_failure_count(breaker):
 async def test_open_circuit_denies_with_time_until_half_open(redis):
     breaker = CircuitBreaker(redis, failure_threshold=3, reset_seconds=2.0)
     inst = uuid.uuid4()
+    t0 = time.monotonic()
     await open_circuit(breaker, inst)
     decision = await breaker.allow(inst)
     assert not decision.allowed and not decision.trial
-    assert 1.0 < decision.retry_in <= 2.0
+    assert 2.0 - (time.monotonic() - t0) <= decision.retry_in <= 2.0
 
 
 async def test_another_process_sees_the_same_state(breaker, redis):
@@ -60,8 +72,7 @@ async def test_another_process_sees_the_same_state(breaker, redis):
 async def test_half_open_allows_exactly_one_concurrent_trial(breaker, redis):
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
-    await asyncio.sleep(0.32)
-    assert (await breaker.describe(inst))[0] == "half_open"
+    await half_open(breaker, inst)
     breakers = [CircuitBreaker(redis, failure_threshold=3, reset_seconds=0.3, trial_ttl_seconds=5) for _ in range(5)]
     decisions = await asyncio.gather(*(breakers[i % 5].allow(inst) for i in range(50)))
     trials = [d for d in decisions if d.allowed]
@@ -72,7 +83,7 @@ async def test_half_open_allows_exactly_one_concurrent_trial(breaker, redis):
 async def test_trial_success_closes_the_circuit(breaker):
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
-    await asyncio.sleep(0.32)
+    await half_open(breaker, inst)
     assert (await breaker.allow(inst)).trial
     await breaker.record_success(inst)
     assert (await breaker.describe(inst))[0] == "closed"
@@ -80,32 +91,43 @@ async def test_trial_success_closes_the_circuit(breaker):
     assert CIRCUIT_OPEN.labels(instance=str(inst))._value.get() == 0
 
 
-async def test_trial_failure_reopens_for_another_reset_period(breaker):
+async def test_trial_failure_reopens_for_another_reset_period(redis):
+    breaker = CircuitBreaker(redis, failure_threshold=3, reset_seconds=1.0, trial_ttl_seconds=30)
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
-    await asyncio.sleep(0.32)
+    await half_open(breaker, inst)
     assert (await breaker.allow(inst)).trial
+    t0 = time.monotonic()
     assert await breaker.record_failure(inst) == "open"
     denied = await breaker.allow(inst)
-    assert not denied.allowed and denied.retry_in > 0.1  # a new reset period (0.3 s), not what was left
-    await asyncio.sleep(0.32)
-    assert (await breaker.allow(inst)).trial  # the failed trial's permit is gone with it
+    # a whole new reset period from the failure, not what was left of the old one (nothing was)
+    assert not denied.allowed and 1.0 - (time.monotonic() - t0) <= denied.retry_in <= 1.0
+    await half_open(breaker, inst)
+    assert (await breaker.allow(inst)).trial  # the failed trial's permit went with it (30 s TTL otherwise)
 
 
-async def test_a_crashed_trial_holders_permit_expires(breaker):
+async def test_a_crashed_trial_holders_permit_expires(redis):
+    breaker = CircuitBreaker(redis, failure_threshold=3, reset_seconds=0.3, trial_ttl_seconds=1.0)
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
-    await asyncio.sleep(0.32)
+    await half_open(breaker, inst)
+    t0 = time.monotonic()
     assert (await breaker.allow(inst)).trial  # ...and the holder never reports back
-    assert not (await breaker.allow(inst)).allowed
-    await asyncio.sleep(0.55)
-    assert (await breaker.allow(inst)).trial
+    second = await breaker.allow(inst)
+    assert not second.allowed or time.monotonic() - t0 >= 1.0  # nobody else while the permit lives
+
+    async def next_trial() -> bool:
+        return (await breaker.allow(inst)).trial
+
+    await wait_until(next_trial, timeout=30, interval=0.05)
+    assert time.monotonic() - t0 >= 1.0 - 0.01  # not before the permit's TTL ran out
 
 
-async def test_an_unused_trial_permit_can_be_given_back(breaker):
+async def test_an_unused_trial_permit_can_be_given_back(redis):
+    breaker = CircuitBreaker(redis, failure_threshold=3, reset_seconds=0.3, trial_ttl_seconds=30)
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
-    await asyncio.sleep(0.32)
+    await half_open(breaker, inst)
     first = await breaker.allow(inst)
     assert first.trial
     assert not await breaker.release_trial(inst, await breaker.allow(inst))  # a denied decision holds nothing
@@ -116,13 +138,15 @@ async def test_an_unused_trial_permit_can_be_given_back(breaker):
     assert not (await breaker.allow(inst)).allowed
 
 
-async def test_late_failures_while_open_do_not_extend_it(breaker):
+async def test_late_failures_while_open_do_not_extend_it(redis):
+    breaker = CircuitBreaker(redis, failure_threshold=3, reset_seconds=5.0)
     inst = uuid.uuid4()
     await open_circuit(breaker, inst)
-    await asyncio.sleep(0.15)
-    await open_circuit(breaker, inst, 5)
-    await asyncio.sleep(0.17)
-    assert (await breaker.describe(inst))[0] == "half_open"
+    state, _, left_before = await breaker.describe(inst)
+    assert state == "open"
+    await open_circuit(breaker, inst, 5)  # answers to requests sent before it opened
+    state, _, left_after = await breaker.describe(inst)
+    assert state == "open" and left_after <= left_before  # still counting down to the same instant
 
 
 def test_settings_configure_the_breaker(redis, settings):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.waiting import wait_until
+
 ENTRY = {
     "user": "jdoe", "ticket": "PROJ-123", "date": "2026-11-25", "start": "09:00", "duration": 90,
     "timezone": "Europe/Berlin", "description": "Fix login", "activity": "Development",
@@ -234,5 +236,8 @@ async def test_a_revoked_key_stops_working(api, app, tenant, auth):
                          "--key", "-"], input=tenant.api_key + "\n", capture_output=True, text=True,
         env=dict(os.environ), timeout=60)
     assert out.returncode == 0, out.stderr
-    await asyncio.sleep(5.2)  # the per-process key cache forgets within TENANT_CACHE_SECONDS
-    assert (await api.get("/api/v1/entries", headers=auth)).status_code == 401
+
+    async def refused() -> bool:  # the per-process key cache forgets within TENANT_CACHE_SECONDS
+        return (await api.get("/api/v1/entries", headers=auth)).status_code == 401
+
+    await wait_until(refused, timeout=30, interval=0.2)

@@ -11,11 +11,9 @@ Reuse them from any e2e test (and from other test packages with
   Options: `project_keys`, `users` (simulator users, default `SIM_USERS`), `issues` (default `SIM_ISSUES`),
   `authorize_mode` ("approve" | "deny" | "manual"), `approve_as`, `sim_rate` (the simulator's own rate
   limit, default high), `rate_limit_per_second` (ours), `private_key_pem`, `name`, `tenant`.
-* `connect_user` (factory): `await connect_user(setup, user="jdoe", jira_user="alice", via="dance") -> str`
-  connects TimeTracker user `user` as JIRA user `jira_user` and returns the connection status.
-  `via="dance"`: the whole OAuth dance through the API (start → the simulator's authorize page in
-  auto-approve mode → our callback). `via="grant"`: a token minted with the simulator's `grant_token`,
-  stored (sealed) straight into `jira_connections` — fast, for tests that only need a connected user.
+* `connect_user` (factory): `await connect_user(setup, user="jdoe", jira_user="alice") -> str` connects
+  TimeTracker user `user` as JIRA user `jira_user` through the whole OAuth dance (start through the API → the
+  simulator's authorize page in auto-approve mode → our callback) and returns the connection status.
 * `workers` (factory): `workers(n, **settings)` runs n real `python -m workers` processes on the test stack.
 * `SIM_USERS`, `SIM_ISSUES`: the default simulator data (alice, bob, carol; PROJ-1 with sub-tasks PROJ-2
   and PROJ-3, PROJ-4, OPS-1).
@@ -27,8 +25,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -167,32 +164,11 @@ async def workers(stack: Any, app: Any, redis: Any) -> AsyncIterator[Callable[..
 
 
 @pytest.fixture
-def connect_user(api: httpx.AsyncClient, app: Any, sim: SimServer) -> Callable[..., Awaitable[str]]:
-    async def connect(
-        setup: JiraSetup, user: str = "jdoe", *, jira_user: str = "alice",
-        via: Literal["dance", "grant"] = "dance",
-    ) -> str:
-        if via == "dance":
-            sim.control.set_settings(setup.sim_name, authorize_mode="approve", approve_as=jira_user)
-            r = await oauth_dance(api, setup, user)
-            assert r.status_code == 200, r.text
-            return str(r.json()["status"])
-        from app.db.models import ConnectionRow
-        from app.db.repositories import jira as jira_repo
-        from app.security.secrets import binding
-
-        token, secret = sim.control.grant_token(setup.sim_name, setup.consumer_key, jira_user)
-        box = app.state.secret_box
-        tenant_id, instance_id = setup.tenant.tenant_id, uuid.UUID(setup.instance_id)
-        async with app.state.sessionmaker() as session:
-            row = await jira_repo.get_connection(session, tenant_id, instance_id, user)
-            if row is None:
-                row = ConnectionRow(id=uuid.uuid4(), tenant_id=tenant_id, jira_instance_id=instance_id, user=user)
-                session.add(row)
-            row.status, row.jira_username, row.connected_at = "connected", jira_user, datetime.now(UTC)
-            row.access_token_enc = box.seal(token, binding("jira_connections", "access_token", row.id))
-            row.token_secret_enc = box.seal(secret, binding("jira_connections", "token_secret", row.id))
-            await session.commit()
-        return "connected"
+def connect_user(api: httpx.AsyncClient, sim: SimServer) -> Callable[..., Awaitable[str]]:
+    async def connect(setup: JiraSetup, user: str = "jdoe", *, jira_user: str = "alice") -> str:
+        sim.control.set_settings(setup.sim_name, authorize_mode="approve", approve_as=jira_user)
+        r = await oauth_dance(api, setup, user)
+        assert r.status_code == 200, r.text
+        return str(r.json()["status"])
 
     return connect

@@ -16,12 +16,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow
-from app.security.api_keys import new_webhook_secret
-from app.security.secrets import binding
+from app.db.models import EntryRow
 from app.services.tenants import NewTenant, create_tenant
 from jirasim.control import SimControl
-from jirasim.testing import generate_rsa_keypair
 from tests.waiting import wait_until as wait_until  # re-exported for the e2e tests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,60 +42,43 @@ class World:
     instance_id: uuid.UUID
     consumer_key: str
     headers: dict[str, str] = field(default_factory=dict)
+    webhook_secret: str = ""
 
 
 async def build_world(app: Any, control: SimControl, instance_url: str, *, sim_instance: str = "jira1",
                       users: Iterable[str] = ("jdoe",), rate: int = 10) -> World:
-    """Tenant + JIRA instance (its key registered as a consumer in the simulator) + connected users."""
-    box = app.state.secret_box
-    private_pem, public_pem = generate_rsa_keypair()
-    consumer_key = f"tt-{uuid.uuid4().hex[:8]}"
-    control.add_consumer(sim_instance, consumer_key, public_pem)
-    async with app.state.sessionmaker() as session:
-        tenant = await create_tenant(session, box, name="E2E", timezone="Europe/Berlin")
-        instance_id = uuid.uuid4()
-        session.add(JiraInstanceRow(
-            id=instance_id, tenant_id=tenant.tenant_id, name="Main JIRA", base_url=instance_url,
-            consumer_key=consumer_key, rate_limit_per_second=rate, project_keys=["PROJ"],
-            private_key_enc=box.seal(private_pem, binding("jira_instances", "private_key", instance_id)),
-            public_key_pem=public_pem,
-            webhook_secret_enc=box.seal(new_webhook_secret(), binding("jira_instances", "webhook_secret", instance_id)),
-        ))
-        await session.flush()
-        for user in users:
-            token, secret = control.grant_token(sim_instance, consumer_key, user)
-            await add_connection(session, box, tenant.tenant_id, instance_id, user, token, secret)
-        await session.commit()
-        # one signed call warms the simulator up (its first OAuth verification is slow and would bunch
-        # the arrival times of the requests queued behind it)
-        await warm_up(instance_url, consumer_key, private_pem, token, secret)
-    return World(control, sim_instance, tenant, instance_id, consumer_key,
-                 {"Authorization": f"Bearer {tenant.api_key}"})
-
-
-async def warm_up(instance_url: str, consumer_key: str, private_pem: str, token: str, secret: str) -> None:
+    """A tenant (as `create-tenant` makes it), its JIRA instance through the instances API (the generated public
+    key registered as a consumer in the simulator), and each user connected through the OAuth dance as the
+    JIRA user of the same name."""
     import httpx
 
-    from app.jira.client import JiraClient, JiraTarget
-    from app.jira.gate import InstanceRef, NoGate
+    from tests.e2e.conftest import JiraSetup, oauth_dance
 
-    async with httpx.AsyncClient(trust_env=False) as http:
-        target = JiraTarget(InstanceRef(uuid.uuid4(), 10), instance_url, consumer_key, private_pem, token, secret)
-        for _ in range(3):
-            await JiraClient(http, gate=NoGate()).myself(target)
-
-
-async def add_connection(session: Any, box: Any, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str,
-                         token: str, secret: str) -> None:
-    from datetime import datetime, timezone
-
-    cid = uuid.uuid4()
-    session.add(ConnectionRow(
-        id=cid, tenant_id=tenant_id, jira_instance_id=instance_id, user=user, jira_username=user,
-        status="connected", connected_at=datetime.now(timezone.utc),
-        access_token_enc=box.seal(token, binding("jira_connections", "access_token", cid)),
-        token_secret_enc=box.seal(secret, binding("jira_connections", "token_secret", cid)),
-    ))
+    async with app.state.sessionmaker() as session:
+        tenant = await create_tenant(session, app.state.secret_box, name="E2E", timezone="Europe/Berlin")
+        await session.commit()
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    consumer_key = f"tt-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
+        r = await api.post("/api/v1/jira-instances", headers=headers, json={
+            "name": "Main JIRA", "base_url": instance_url, "consumer_key": consumer_key,
+            "rate_limit_per_second": rate, "project_keys": ["PROJ"]})
+        assert r.status_code == 201, r.text
+        instance = r.json()
+        control.add_consumer(sim_instance, consumer_key, instance["public_key_pem"])
+        setup = JiraSetup(tenant, headers, instance, sim_instance, instance_url)
+        for user in users:
+            control.set_settings(sim_instance, authorize_mode="approve", approve_as=user)
+            done = await oauth_dance(api, setup, user)
+            assert done.status_code == 200 and done.json()["status"] == "connected", done.text
+        # a few signed REST calls (ticket look-ups) warm the simulator's OAuth verification up: a cold first one
+        # is slow and would bunch the arrival times of the requests queued behind it
+        for key in ("PROJ-1", "PROJ-2", "PROJ-3"):
+            r = await api.get(f"/api/v1/jira-instances/{instance['id']}/tickets/{key}",
+                              params={"user": next(iter(users))}, headers=headers)
+            assert r.status_code == 200, r.text
+    return World(control, sim_instance, tenant, uuid.UUID(instance["id"]), consumer_key, headers,
+                 instance["webhook_secret"])
 
 
 def entry(ticket: str = "PROJ-1", **kw: Any) -> dict[str, Any]:

@@ -258,7 +258,7 @@ async def test_one_instances_backlog_does_not_starve_another_instance(app, api, 
     slow = await jira_setup(rate_limit_per_second=2, project_keys=["PROJ"])
     fast = await jira_setup(rate_limit_per_second=10, project_keys=["OPS"])
     for setup in (slow, fast):
-        await connect_user(setup, "jdoe", jira_user="alice", via="grant")
+        await connect_user(setup, "jdoe", jira_user="alice")
     backlog = [{**entry(ticket=f"PROJ-{1 + i % 4}", duration=10 + i), "id": f"s{i}"} for i in range(40)]
     r = await api.post("/api/v1/entries/batch", json={"entries": backlog}, headers=slow.headers)
     assert r.json()["accepted"] == 40
@@ -289,9 +289,10 @@ async def test_one_instances_backlog_does_not_starve_another_instance(app, api, 
 
 async def test_a_429_is_waited_out_for_its_retry_after_without_spending_attempts(app, api, sim, jira_setup,
                                                                                  connect_user, workers):
+    setup = await jira_setup(rate_limit_per_second=10)
+    await connect_user(setup, "jdoe")
     # JIRA allows one request every 2 s, we were told 10/s: JIRA answers 429 with Retry-After 1 or 2
-    setup = await jira_setup(sim_rate=0.5, rate_limit_per_second=10)
-    await connect_user(setup, "jdoe", via="grant")
+    sim.control.set_rate_limit(setup.sim_name, rate=0.5, burst=1)
     workers(1, SYNC_MAX_ATTEMPTS=2)
     tickets = {"r1": "PROJ-1", "r2": "PROJ-4", "r3": "OPS-1"}
     for entry_id, ticket in tickets.items():

@@ -20,7 +20,7 @@ async def status_of(api, setup, entry_id, wanted):
 async def test_sigterm_lets_the_push_in_flight_finish_and_leaves_the_rest_queued(
         api, sim, jira_setup, connect_user, workers):
     setup = await jira_setup()
-    await connect_user(setup, "jdoe", via="grant")
+    await connect_user(setup, "jdoe")
     sim.control.set_faults(setup.sim_name, latency_ms=4000, writes_only=True)
     w = workers(1, WORKER_CONCURRENCY=1)
     await api.put("/api/v1/entries/g1", json=entry(ticket="PROJ-1"), headers=setup.headers)
@@ -54,18 +54,31 @@ def cli(stack, *args):
 
 async def test_sync_pending_counts_queues_and_follows_the_backlog(api, stack, jira_setup, connect_user, workers):
     setup = await jira_setup()
-    await connect_user(setup, "jdoe", via="grant")
+    await connect_user(setup, "jdoe")
     tenant = str(setup.tenant.tenant_id)
     batch = [{**entry(ticket="PROJ-1", duration=10 + i), "id": f"p{i}"} for i in range(5)]
-    await api.post("/api/v1/entries/batch", json={"entries": batch}, headers=setup.headers)
+    r = await api.post("/api/v1/entries/batch", json={"entries": batch}, headers=setup.headers)
+    assert r.status_code == 202 and r.json()["accepted"] == 5, r.text
     summary, _ = await asyncio.to_thread(cli, stack, "sync-pending", "--tenant", tenant, "--dry-run")
     assert summary["pending_found"] == 5 and summary["dry_run"] is True
     assert summary["statuses_now"] == {"pending": 5}
+    # sync-pending follows the backlog: it is already watching (its bar shows 0/5) when the worker starts
+    following = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "sync-pending", "--tenant", tenant, "--wait", "120",
+        env={**os.environ, **stack.env}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert following.stderr is not None
+    progress = b""
+    while b"0/5" not in progress:
+        chunk = await asyncio.wait_for(following.stderr.read(256), 60)
+        assert chunk, progress
+        progress += chunk
     workers(1)
-    summary, progress = await asyncio.to_thread(cli, stack, "sync-pending", "--tenant", tenant, "--wait", "60")
+    out, err = await asyncio.wait_for(following.communicate(), 150)
+    assert following.returncode == 0, err.decode()
+    summary = json.loads(out.decode().strip().splitlines()[-1])
     assert summary["pending_found"] == 5 and summary["timed_out"] is False
     assert summary["statuses_now"] == {"synced": 5}
-    assert "5/5" in progress  # the progress bar reached the end
+    assert "5/5" in (progress + err).decode()  # the progress bar reached the end
 
 
 async def queued_pushes(redis, tenant):
@@ -82,10 +95,11 @@ async def test_sync_pending_queues_entries_whose_jobs_were_lost_and_counts_them(
     from arq.constants import default_queue_name, job_key_prefix
 
     setup = await jira_setup()
-    await connect_user(setup, "jdoe", via="grant")
+    await connect_user(setup, "jdoe")
     tenant = str(setup.tenant.tenant_id)
     batch = [{**entry(ticket="PROJ-1", duration=10 + i), "id": f"q{i}"} for i in range(5)]
-    await api.post("/api/v1/entries/batch", json={"entries": batch}, headers=setup.headers)
+    r = await api.post("/api/v1/entries/batch", json={"entries": batch}, headers=setup.headers)
+    assert r.status_code == 202 and r.json()["accepted"] == 5, r.text
     assert await queued_pushes(redis, tenant) == {f"q{i}" for i in range(5)}
     # Redis lost the jobs (no worker runs, so no sweeper would queue them again)
     for i in range(5):
@@ -102,5 +116,9 @@ async def test_sync_pending_queues_entries_whose_jobs_were_lost_and_counts_them(
     assert again["pending_found"] == 5 and again["newly_queued"] == 0  # already queued: nothing twice
 
     workers(1, SWEEP_INTERVAL_SECONDS=3600)
-    done, _ = await asyncio.to_thread(cli, stack, "sync-pending", "--tenant", tenant, "--wait", "60")
-    assert done["timed_out"] is False and done["statuses_now"] == {"synced": 5}
+
+    async def all_synced():
+        items = (await api.get("/api/v1/entries", params={"status": "synced"}, headers=setup.headers)).json()
+        return {e["id"] for e in items["items"]} == {f"q{i}" for i in range(5)}
+
+    await wait_until(all_synced, timeout=60)

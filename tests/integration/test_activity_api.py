@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from app.db.models import EntryRow
 from app.services.entries import flush_feed, set_status
-from tests.integration.test_jira_webhook import (
-    deliver,
-    entry_row,
-    make_instance,
-    payload,
-    synced_entry,
-)
+from tests.integration.jira_world import Jira, entry_row, outcome, synced_entry
 from tests.waiting import wait_until
 
 
@@ -23,21 +18,27 @@ def bearer(t: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {t.api_key}"}
 
 
-async def conflicted(app: Any, api: Any, tenant: Any, *, deleted: bool = False, **remote: Any) -> dict[str, Any]:
-    inst = await make_instance(app, tenant.tenant_id)
-    await synced_entry(app, api, tenant, inst)
-    body = payload("worklog_deleted", timestamp=6_000) if deleted else payload(updated_ms=5_000, **remote)
-    assert (await deliver(api, inst, body)).json()["outcome"] == "jira_wins"
-    r = await api.get("/api/v1/conflicts?status=open", headers=bearer(tenant))
-    assert r.status_code == 200 and len(r.json()) == 1
-    conflict: dict[str, Any] = r.json()[0]
-    return conflict
+@pytest.fixture
+def conflicted(api: Any, api_without_window: Any, pusher: Any, jira: Jira) -> Any:
+    """Entry 4711, pushed to JIRA, then edited (or deleted) there by a person long after its last local change."""
+
+    async def make(*, deleted: bool = False, **edit: Any) -> dict[str, Any]:
+        worklog = await synced_entry(api, pusher, jira)
+        body = jira.remote_delete(worklog["id"]) if deleted else jira.remote_edit(worklog["id"], **edit)
+        assert await outcome(api_without_window, jira, body) == "jira_wins"
+        r = await api.get("/api/v1/conflicts?status=open", headers=jira.headers)
+        assert r.status_code == 200 and len(r.json()) == 1
+        conflict: dict[str, Any] = r.json()[0]
+        conflict["worklog_id"] = worklog["id"]
+        return conflict
+
+    return make
 
 
 # -- conflicts -------------------------------------------------------------------------------------------------
 
-async def test_conflicts_are_listed_by_status_and_tenant(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, seconds=7200)
+async def test_conflicts_are_listed_by_status_and_tenant(app, api, tenant, make_tenant, conflicted):  # type: ignore[no-untyped-def]
+    c = await conflicted(time_spent_seconds=7200)
     assert c["entry_id"] == "4711" and c["status"] == "open" and c["detected_at"]
     assert c["local"]["duration"] == 90 and c["remote"]["time_spent_seconds"] == 7200
     assert (await api.get("/api/v1/conflicts?status=resolved", headers=bearer(tenant))).json() == []
@@ -50,8 +51,8 @@ async def test_conflicts_are_listed_by_status_and_tenant(app, api, tenant, make_
     assert (await api.get("/api/v1/conflicts?status=maybe", headers=bearer(tenant))).status_code == 422
 
 
-async def test_resolving_for_jira_adopts_its_values_and_ends_synced(app, api, tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, seconds=7200, started="2026-11-25T09:30:00.000+0000",
+async def test_resolving_for_jira_adopts_its_values_and_ends_synced(app, api, tenant, pusher, conflicted):  # type: ignore[no-untyped-def]
+    c = await conflicted(time_spent_seconds=7200, started="2026-11-25T09:30:00.000+0000",
                          comment="#4711: Development: Fix login and logout")
     r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
     assert r.status_code == 200, r.text
@@ -72,44 +73,55 @@ async def test_resolving_for_jira_adopts_its_values_and_ends_synced(app, api, te
     assert again.status_code == 409
 
 
-async def test_resolving_for_jira_with_a_foreign_comment_writes_the_anchor_back(app, api, tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, seconds=3600, comment="reviewed the login fix")
+async def test_resolving_for_jira_with_a_foreign_comment_writes_the_anchor_back(app, api, tenant, pusher, jira,  # type: ignore[no-untyped-def]
+                                                                               conflicted):
+    c = await conflicted(time_spent_seconds=3600, comment="reviewed the login fix")
     r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
     assert r.status_code == 200
     row = await entry_row(app, tenant.tenant_id)
     assert row.description == "reviewed the login fix" and row.duration == 60 and row.activity == "Development"
     # JIRA's comment lost the #4711: anchor: the adopted state is written back so JIRA equals the entry
     assert row.sync_status == "pending" and row.due_at is not None
+    await pusher(tenant.tenant_id, "4711")
+    assert (await entry_row(app, tenant.tenant_id)).sync_status == "synced"
+    worklog = jira.worklog("PROJ-123", c["worklog_id"])  # written back in place, anchor and all
+    assert worklog["comment"] == "#4711: Development: reviewed the login fix" and worklog["timeSpentSeconds"] == 3600
 
 
-async def test_resolving_for_timetracker_pushes_the_entry_again(app, api, tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, seconds=7200)
+async def test_resolving_for_timetracker_pushes_the_entry_again(app, api, tenant, pusher, jira, conflicted):  # type: ignore[no-untyped-def]
+    c = await conflicted(time_spent_seconds=7200)
     r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "timetracker"}, headers=bearer(tenant))
     assert r.status_code == 200 and r.json()["entry"]["sync"]["status"] == "pending"
     row = await entry_row(app, tenant.tenant_id)
-    assert row.duration == 90 and row.base is None and row.due_at is not None and row.worklog_id == "10042"
+    assert row.duration == 90 and row.base is None and row.due_at is not None and row.worklog_id == c["worklog_id"]
     assert (await api.get("/api/v1/conflicts?status=open", headers=bearer(tenant))).json() == []
+    await pusher(tenant.tenant_id, "4711")
+    assert (await entry_row(app, tenant.tenant_id)).sync_status == "synced"
+    assert jira.worklog("PROJ-123", c["worklog_id"])["timeSpentSeconds"] == 5400  # TimeTracker's 90 minutes
 
 
-async def test_resolving_a_deletion(app, api, tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, deleted=True)
+async def test_resolving_a_deletion(app, api, tenant, pusher, conflicted):  # type: ignore[no-untyped-def]
+    c = await conflicted(deleted=True)
     assert c["remote"] is None
     r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "timetracker"}, headers=bearer(tenant))
     assert r.status_code == 200
     row = await entry_row(app, tenant.tenant_id)
     assert row.worklog_id is None and row.due_at is not None and row.sync_status == "pending"  # created again
+    await pusher(tenant.tenant_id, "4711")
+    row = await entry_row(app, tenant.tenant_id)
+    assert row.sync_status == "synced" and row.worklog_id not in (None, c["worklog_id"])
 
 
-async def test_resolving_a_deletion_for_jira_deletes_the_entry(app, api, tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, deleted=True)
+async def test_resolving_a_deletion_for_jira_deletes_the_entry(app, api, tenant, pusher, conflicted):  # type: ignore[no-untyped-def]
+    c = await conflicted(deleted=True)
     r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
     assert r.status_code == 200
     entry = (await api.get("/api/v1/entries/4711", headers=bearer(tenant))).json()
     assert entry["deleted"] is True and entry["sync"]["status"] == "deleted"
 
 
-async def test_resolve_validates_the_winner(app, api, tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, seconds=7200)
+async def test_resolve_validates_the_winner(app, api, tenant, pusher, conflicted):  # type: ignore[no-untyped-def]
+    c = await conflicted(time_spent_seconds=7200)
     r = await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "both"}, headers=bearer(tenant))
     assert r.status_code == 422
     assert (await api.post("/api/v1/conflicts/nope/resolve", json={"winner": "jira"},
@@ -118,8 +130,8 @@ async def test_resolve_validates_the_winner(app, api, tenant):  # type: ignore[n
 
 # -- notifications -------------------------------------------------------------------------------------------
 
-async def test_notifications_filter_and_mark_read(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
-    await conflicted(app, api, tenant, seconds=7200)
+async def test_notifications_filter_and_mark_read(app, api, tenant, make_tenant, conflicted):  # type: ignore[no-untyped-def]
+    await conflicted(time_spent_seconds=7200)
     r = await api.get("/api/v1/notifications?user=jdoe&unread=true", headers=bearer(tenant))
     assert r.status_code == 200
     [note] = r.json()
@@ -187,8 +199,7 @@ async def _read_feed(api: Any, tenant: Any, *, page: int) -> list[dict[str, Any]
         after = data["next"]
 
 
-async def test_changes_feed_rebuilds_every_entry(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
-    inst = await make_instance(app, tenant.tenant_id)
+async def test_changes_feed_rebuilds_every_entry(app, api, api_without_window, tenant, make_tenant, pusher, jira):  # type: ignore[no-untyped-def]
     base = {"user": "jdoe", "ticket": "PROJ-1", "date": "2026-11-25", "start": "09:00", "duration": 30,
             "timezone": "UTC"}
     await api.put("/api/v1/entries/1", json={**base, "updated_at": "2026-11-25T10:00:00Z"}, headers=bearer(tenant))
@@ -197,17 +208,11 @@ async def test_changes_feed_rebuilds_every_entry(app, api, tenant, make_tenant):
     await api.put("/api/v1/entries/3", json={**base, "duration": 0, "updated_at": "2026-11-25T10:00:00Z"},
                   headers=bearer(tenant))
     await api.delete("/api/v1/entries/3", headers=bearer(tenant))
-    # what the push engine does: status changes through set_status + flush_feed
-    async with app.state.sessionmaker() as session:
-        row = (await session.execute(select(EntryRow).where(
-            EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == "1"))).scalar_one()
-        row.due_at, row.worklog_id, row.synced_version = None, "555", row.version
-        set_status(session, row, "synced")  # type: ignore[arg-type]
-        await flush_feed(session)
-        await session.commit()
+    await pusher(tenant.tenant_id, "1")  # the push engine writes entry 1's worklog
     # a JIRA-side change adopted through a resolved conflict
-    await synced_entry(app, api, tenant, inst, entry_id="4711")
-    assert (await deliver(api, inst, payload(seconds=7200, updated_ms=9_000))).json()["outcome"] == "jira_wins"
+    worklog = await synced_entry(api, pusher, jira)
+    assert await outcome(api_without_window, jira, jira.remote_edit(worklog["id"], time_spent_seconds=7200)) == \
+        "jira_wins"
     [c] = (await api.get("/api/v1/conflicts", headers=bearer(tenant))).json()
     await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "jira"}, headers=bearer(tenant))
     other = await make_tenant(name="Other")
@@ -264,8 +269,8 @@ async def _waits_for_the_feed_lock(app: Any, task: asyncio.Task[Any]) -> bool:
 
 # -- audit ---------------------------------------------------------------------------------------------------
 
-async def test_audit_is_per_tenant_and_filtered_by_entry(app, api, tenant, make_tenant):  # type: ignore[no-untyped-def]
-    c = await conflicted(app, api, tenant, seconds=7200)
+async def test_audit_is_per_tenant_and_filtered_by_entry(app, api, tenant, make_tenant, conflicted):  # type: ignore[no-untyped-def]
+    c = await conflicted(time_spent_seconds=7200)
     await api.post(f"/api/v1/conflicts/{c['id']}/resolve", json={"winner": "timetracker"}, headers=bearer(tenant))
     rows = (await api.get("/api/v1/audit?entry_id=4711&limit=10", headers=bearer(tenant))).json()
     assert [r["action"] for r in rows][:2] == ["conflict.resolve", "remote.worklog_changed"]  # newest first

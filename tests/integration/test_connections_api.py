@@ -1,8 +1,5 @@
 """Connections (CONTRACT section 4) and ticket look-ups (section 9) against the JIRA simulator."""
 
-# the simulator fixtures are imported from tests/e2e/conftest.py, so test arguments shadow them
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import uuid
@@ -13,7 +10,7 @@ import httpx
 from sqlalchemy import select, update
 
 from jirasim.testing import SimServer
-from tests.e2e.conftest import JiraSetup, connect_user, jira_setup, oauth_dance, sim  # noqa: F401
+from tests.e2e.conftest import JiraSetup, oauth_dance
 
 
 async def _start(api: httpx.AsyncClient, setup: JiraSetup, user: str = "jdoe") -> str:
@@ -127,8 +124,8 @@ async def test_list_and_forget_connections(api: httpx.AsyncClient, app: Any, jir
                                            connect_user: Any, make_tenant: Any) -> None:
     setup: JiraSetup = await jira_setup()
     second: JiraSetup = await jira_setup(tenant=setup.tenant)
-    await connect_user(setup, "jdoe", via="grant")
-    await connect_user(second, "jdoe", via="dance", jira_user="bob")
+    await connect_user(setup, "jdoe")
+    await connect_user(second, "jdoe", jira_user="bob")
     r = await api.get("/api/v1/users/jdoe/connections", headers=setup.headers)
     assert {c["jira_instance"]: c["status"] for c in r.json()} == {
         setup.instance_id: "connected", second.instance_id: "connected"}
@@ -157,7 +154,7 @@ async def test_ticket_and_subtickets_are_looked_up_as_the_user_and_cached(
     api: httpx.AsyncClient, app: Any, jira_setup: Any, connect_user: Any, sim: SimServer,
 ) -> None:
     setup: JiraSetup = await jira_setup()
-    await connect_user(setup, "jdoe", via="grant")
+    await connect_user(setup, "jdoe")
     base = f"/api/v1/jira-instances/{setup.instance_id}/tickets"
     r = await api.get(f"{base}/proj-2?user=jdoe", headers=setup.headers)
     assert r.status_code == 200, r.text
@@ -183,7 +180,7 @@ async def test_rejected_token_on_a_lookup_asks_for_a_reconnect(
     api: httpx.AsyncClient, jira_setup: Any, connect_user: Any, sim: SimServer,
 ) -> None:
     setup: JiraSetup = await jira_setup()
-    await connect_user(setup, "jdoe", via="grant")
+    await connect_user(setup, "jdoe")
     sim.control.revoke(setup.sim_name, user="alice")
     r = await api.get(f"/api/v1/jira-instances/{setup.instance_id}/tickets/OPS-1?user=jdoe", headers=setup.headers)
     assert r.status_code == 409 and "reconnect" in r.json()["detail"]

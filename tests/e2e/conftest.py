@@ -15,6 +15,9 @@ Reuse them from any e2e test (and from other test packages with
   TimeTracker user `user` as JIRA user `jira_user` through the whole OAuth dance (start through the API → the
   simulator's authorize page in auto-approve mode → our callback) and returns the connection status.
 * `workers` (factory): `workers(n, **settings)` runs n real `python -m workers` processes on the test stack.
+* `api_without_window` (session): a second API process on the same database with `CONFLICT_WINDOW_SECONDS=0`:
+  every entry's last local change is "long ago" for it, so JIRA's edits are conflicts without touching a row.
+  (Workers get the same with `workers(n, CONFLICT_WINDOW_SECONDS=0)`.)
 * `SIM_USERS`, `SIM_ISSUES`: the default simulator data (alice, bob, carol; PROJ-1 with sub-tasks PROJ-2
   and PROJ-3, PROJ-4, OPS-1).
 """
@@ -172,3 +175,14 @@ def connect_user(api: httpx.AsyncClient, sim: SimServer) -> Callable[..., Awaita
         return str(r.json()["status"])
 
     return connect
+
+
+@pytest.fixture(scope="session")
+async def api_without_window(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    from app.main import create_app
+
+    application = create_app(settings.model_copy(update={"conflict_window_seconds": 0}))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from app.db.models import EntryRow
 from app.db.repositories import activity as activity_repo
 from app.domain.worklog import build_comment, local_start, parse_started
-from app.services.credentials import instance_webhook_secret
 from app.services.reconcile import ReconcileDeps, reconcile_instance
 from jirasim.testing import SimServer
 from tests.e2e.engine_support import World, build_world, entry, sim_config, wait_until
@@ -58,6 +57,8 @@ class Relay:
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimServer]:
+    # no feed delay here, so a poll right after a change sees it: these tests are about what a change means.
+    # JIRA's delay is the subject of the two tests of late changes (a stamped-late edit, a delayed feed).
     with SimServer(sim_config(feed_delay=0, rate=1000, burst=1000)) as server:
         yield server
 
@@ -89,13 +90,6 @@ async def wc(settings: Any) -> AsyncIterator[WorkerContext]:
     await context.close()
 
 
-async def hook_secret(app: Any, world: World) -> str:
-    async with app.state.sessionmaker() as session:
-        instance = await activity_repo.instance_by_id(session, world.instance_id)
-        assert instance is not None
-        return instance_webhook_secret(app.state.secret_box, instance)
-
-
 async def push(wc: WorkerContext, world: World, *entry_ids: str) -> None:
     """Run the push engine until every entry is settled (what a worker does with the queued jobs)."""
     for _ in range(40):
@@ -111,7 +105,7 @@ async def push(wc: WorkerContext, world: World, *entry_ids: str) -> None:
 
 
 async def forward(api: Any, world: World, relay: Relay, *, expect: int = 1, timeout: float = 5) -> list[str]:
-    """Wait for the simulator's webhooks and post them, as delivered, to our receiver; returns the outcomes."""
+    """`api` receives them: the session's API, or `api_without_window` for an entry last changed long ago."""
     deadline = time.monotonic() + timeout
     deliveries: list[tuple[bytes, str | None]] = []
     while time.monotonic() < deadline:
@@ -135,15 +129,6 @@ async def row_of(app: Any, world: World, entry_id: str) -> EntryRow:
     async with app.state.sessionmaker() as session:
         return (await session.execute(select(EntryRow).where(
             EntryRow.tenant_id == world.tenant.tenant_id, EntryRow.id == entry_id))).scalar_one()
-
-
-async def backdate_local_change(app: Any, world: World, entry_id: str) -> None:
-    """The entry was last changed in TimeTracker long ago (outside CONFLICT_WINDOW_SECONDS)."""
-    async with app.state.sessionmaker() as session:
-        row = (await session.execute(select(EntryRow).where(
-            EntryRow.tenant_id == world.tenant.tenant_id, EntryRow.id == entry_id))).scalar_one()
-        row.local_changed_at = datetime.now(UTC) - timedelta(hours=2)
-        await session.commit()
 
 
 def remote_worklogs(world: World, ticket: str) -> list[dict[str, Any]]:
@@ -172,9 +157,12 @@ async def put_and_push(api: Any, wc: WorkerContext, world: World, entry_id: str,
     return dict(r.json())
 
 
-def reconcile_deps(wc: WorkerContext) -> ReconcileDeps:
+def reconcile_deps(wc: WorkerContext, *, long_ago: bool = False) -> ReconcileDeps:
+    """The poller's dependencies; with `long_ago`, its CONFLICT_WINDOW_SECONDS is 0: every entry's last local
+    change is long past, so JIRA's edits are conflicts."""
     d = wc.deps
-    return ReconcileDeps(sessionmaker=d.sessionmaker, box=d.box, jira=d.jira, settings=wc.settings, circuit=d.circuit)
+    settings = wc.settings.model_copy(update={"conflict_window_seconds": 0}) if long_ago else wc.settings
+    return ReconcileDeps(sessionmaker=d.sessionmaker, box=d.box, jira=d.jira, settings=settings, circuit=d.circuit)
 
 
 async def conflict_of(api: Any, world: World, entry_id: str) -> dict[str, Any]:
@@ -186,14 +174,13 @@ async def conflict_of(api: Any, world: World, entry_id: str) -> dict[str, Any]:
 # -- by webhook ------------------------------------------------------------------------------------------------
 
 async def test_webhook_remote_edit_of_an_old_entry_is_a_conflict_resolved_for_jira(  # type: ignore[no-untyped-def]
-        app, api, wc, world, relay, sim):
-    sim.control.set_webhook(SIM, relay.url, secret=await hook_secret(app, world), duplicates=1)
+        app, api, api_without_window, wc, world, relay, sim):
+    sim.control.set_webhook(SIM, relay.url, secret=world.webhook_secret, duplicates=1)
     synced = await put_and_push(api, wc, world, "101")
     assert set(await forward(api, world, relay, expect=2)) == {"ignore"}  # the echo of our create, twice
-    await backdate_local_change(app, world, "101")
     sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=7200,
                             comment="#101: Development: work and review", as_user="alice")
-    outcomes = await forward(api, world, relay, expect=2)
+    outcomes = await forward(api_without_window, world, relay, expect=2)  # the entry was changed long ago
     assert "jira_wins" in outcomes and set(outcomes) <= {"jira_wins", "ignore"}
     row = await row_of(app, world, "101")
     assert row.sync_status == "conflict" and row.duration == 90 and "changed in JIRA" in (row.last_error or "")
@@ -211,7 +198,7 @@ async def test_webhook_remote_edit_of_an_old_entry_is_a_conflict_resolved_for_ji
 
 async def test_webhook_remote_edit_within_the_window_is_overwritten(  # type: ignore[no-untyped-def]
         app, api, wc, world, relay, sim):
-    sim.control.set_webhook(SIM, relay.url, secret=await hook_secret(app, world))
+    sim.control.set_webhook(SIM, relay.url, secret=world.webhook_secret)
     synced = await put_and_push(api, wc, world, "102")
     await forward(api, world, relay)
     sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=600, as_user="alice")
@@ -230,10 +217,9 @@ async def test_webhook_remote_edit_within_the_window_is_overwritten(  # type: ig
 async def test_poll_finds_an_old_entrys_remote_edit_resolved_for_timetracker(  # type: ignore[no-untyped-def]
         app, api, wc, world, sim):
     synced = await put_and_push(api, wc, world, "201")
-    deps = reconcile_deps(wc)
+    deps = reconcile_deps(wc, long_ago=True)
     first = await reconcile_instance(deps, world.instance_id)
     assert first.polled and first.outcomes.get("jira_wins", 0) == 0, first
-    await backdate_local_change(app, world, "201")
     sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=1800, as_user="alice")
     report = await reconcile_instance(deps, world.instance_id)
     assert report.outcomes["jira_wins"] == 1, report
@@ -271,9 +257,8 @@ async def test_poll_finds_a_recent_entrys_remote_deletion_and_recreates_it(  # t
 async def test_poll_finds_an_old_entrys_remote_deletion_resolved_for_jira(  # type: ignore[no-untyped-def]
         app, api, wc, world, sim):
     synced = await put_and_push(api, wc, world, "203")
-    await backdate_local_change(app, world, "203")
     sim.control.remote_delete(SIM, synced["sync"]["worklog_id"])
-    report = await reconcile_instance(reconcile_deps(wc), world.instance_id)
+    report = await reconcile_instance(reconcile_deps(wc, long_ago=True), world.instance_id)
     assert report.outcomes["jira_wins"] == 1, report
     conflict = await conflict_of(api, world, "203")
     assert conflict["remote"] is None
@@ -321,13 +306,12 @@ async def test_poll_windows_overlap_so_a_change_the_feed_shows_late_is_still_fou
     assert updated_ms(foreign) > updated_ms(ours) + 1
     # the polls run ten minutes later, so JIRA's last minute says nothing about where the windows end
     later = datetime.now(UTC) + timedelta(minutes=10)
-    deps = reconcile_deps(wc)
+    deps = reconcile_deps(wc, long_ago=True)
     first = await reconcile_instance(deps, world.instance_id, now=later)
     assert first.polled and set(first.outcomes) <= {"ignore"}, first
     cursor = await updated_cursor(app, world)
 
     # JIRA now shows a change stamped between our write and the foreign worklog: the first window had passed it
-    await backdate_local_change(app, world, "205")
     stamp = (updated_ms(ours) + updated_ms(foreign)) // 2
     sim.control.remote_edit(SIM, worklog_id, time_spent_seconds=3600, as_user="alice", updated=stamp)
     second = await reconcile_instance(deps, world.instance_id, now=later + timedelta(seconds=5))
@@ -352,7 +336,7 @@ async def test_the_workers_polling_loop_finds_a_remote_edit_the_feed_shows_late(
     setup = await jira_setup()
     await connect_user(setup, "jdoe", jira_user="alice")
     sim.control.set_settings(setup.sim_name, feed_delay_seconds=3)
-    workers(1, RECONCILE_INTERVAL_SECONDS=1)
+    workers(1, RECONCILE_INTERVAL_SECONDS=1, CONFLICT_WINDOW_SECONDS=0)  # every local change is "long ago"
     r = await api.put("/api/v1/entries/501", json=entry(ticket="PROJ-1", duration=90), headers=setup.headers)
     assert r.status_code == 202
 
@@ -361,11 +345,6 @@ async def test_the_workers_polling_loop_finds_a_remote_edit_the_feed_shows_late(
         return body if body["sync"]["status"] == wanted else None
 
     synced = await wait_until(lambda: entry_status("synced"), timeout=60)
-    async with app.state.sessionmaker() as session:
-        row = (await session.execute(select(EntryRow).where(
-            EntryRow.tenant_id == setup.tenant.tenant_id, EntryRow.id == "501"))).scalar_one()
-        row.local_changed_at = datetime.now(UTC) - timedelta(hours=2)  # changed in TimeTracker long ago
-        await session.commit()
     sim.control.remote_edit(setup.sim_name, synced["sync"]["worklog_id"], time_spent_seconds=7200, as_user="alice")
     conflicted = await wait_until(lambda: entry_status("conflict"), timeout=60)
     assert "changed in JIRA" in conflicted["sync"]["last_error"] and conflicted["duration"] == 90
@@ -411,12 +390,11 @@ async def test_poller_meeting_a_rejected_token_marks_the_connection(  # type: ig
 
 
 async def test_a_push_in_flight_when_jira_wins_settles_the_conflict_it_overwrote(  # type: ignore[no-untyped-def]
-        app, api, wc, world, relay, sim):
-    sim.control.set_webhook(SIM, relay.url, secret=await hook_secret(app, world))
+        app, api, api_without_window, wc, world, relay, sim):
+    sim.control.set_webhook(SIM, relay.url, secret=world.webhook_secret)
     synced = await put_and_push(api, wc, world, "301")
     await forward(api, world, relay)  # the echo of our create
     await api.put("/api/v1/entries/301", json=entry(ticket="PROJ-7", duration=45), headers=world.headers)
-    await backdate_local_change(app, world, "301")  # an old local change still on its way: JIRA would win
     sim.control.set_faults(SIM, latency_ms=5000, writes_only=True)
     try:
         in_flight = asyncio.create_task(wc.push.push(world.tenant.tenant_id, "301"))
@@ -426,7 +404,8 @@ async def test_a_push_in_flight_when_jira_wins_settles_the_conflict_it_overwrote
 
         await wait_until(write_at_jira, timeout=30, interval=0.05)
         sim.control.remote_edit(SIM, synced["sync"]["worklog_id"], time_spent_seconds=7200, as_user="alice")
-        assert "jira_wins" in await forward(api, world, relay)
+        # for an entry changed long ago (whose change is still on its way), JIRA's edit wins for now
+        assert "jira_wins" in await forward(api_without_window, world, relay)
         assert (await row_of(app, world, "301")).sync_status == "conflict"
         await in_flight
     finally:

@@ -1,13 +1,12 @@
 """Fixtures for integration tests that need state only the service itself should make: JIRA instances made
 through the API on the simulator, users connected through the OAuth dance, worklogs written by the push engine.
 
-* `sim`, `jira_setup`, `connect_user`: the e2e fixtures (see tests/e2e/conftest.py).
+* `sim`, `jira_setup`, `connect_user`, `api_without_window`: the e2e fixtures (see tests/e2e/conftest.py).
 * `pusher` (session): `await pusher(tenant_id, entry_id)` runs the push engine in this process until the entry
   is settled — what a worker does with its job.
 * `make_jira` / `jira`: a tenant's JIRA instance on the simulator with TimeTracker user jdoe connected as JIRA
   user alice (`tests/integration/jira_world.py`).
-* `api_without_window` (session): a second API process on the same database with `CONFLICT_WINDOW_SECONDS=0`:
-  every entry's last local change is "long ago" for it, so JIRA's edits are conflicts without touching a row.
+* `api_without_window` (session): see tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from jirasim.testing import SimServer
@@ -28,6 +26,7 @@ from tests.integration.jira_world import ISSUES, Jira
 sim = e2e.sim
 jira_setup = e2e.jira_setup
 connect_user = e2e.connect_user
+api_without_window = e2e.api_without_window
 
 
 @pytest.fixture(scope="session")
@@ -46,17 +45,6 @@ async def pusher(settings: Any) -> AsyncIterator[Callable[[uuid.UUID, str], Awai
 
     yield push
     await wc.close()
-
-
-@pytest.fixture(scope="session")
-async def api_without_window(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    from app.main import create_app
-
-    application = create_app(settings.model_copy(update={"conflict_window_seconds": 0}))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
 
 
 @pytest.fixture

@@ -97,8 +97,9 @@ async def test_waiting_gives_up_after_max_wait(redis):
 
 async def test_a_held_lock_is_renewed_past_its_ttl(redis):
     instance = uuid.uuid4()
-    async with issue_lock(redis, instance, "PROJ-6", ttl=1.0) as lock:
-        await asyncio.sleep(2.5)  # two and a half TTLs go by: only the renewals (every ttl/3) keep it
+    # a TTL of 3 s is renewed every second: a busy machine would have to stall this process for 2 s to lose it
+    async with issue_lock(redis, instance, "PROJ-6", ttl=3.0) as lock:
+        await asyncio.sleep(4.0)  # more than a TTL goes by: only the renewals keep it
         assert (await redis.get(lock.key)).decode() == lock.token
         assert not lock.lost
         with pytest.raises(LockTimeout):

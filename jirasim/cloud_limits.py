@@ -25,13 +25,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import CloudLimitsConfig, RateLimitConfig
-from .observe import max_in_window
+from .observe import MAX_ARRIVALS, max_in_window
 from .ratelimit import TokenBucket
 
 GLOBAL_QUOTA = "jira-quota-global-based"
 TENANT_QUOTA = "jira-quota-tenant-based"
 BURST = "jira-burst-based"
 PER_ISSUE = "jira-per-issue-on-write"
+REASONS = (GLOBAL_QUOTA, TENANT_QUOTA, BURST, PER_ISSUE)  # RateLimit-Reason values
 NEAR_LIMIT_FRACTION = 0.2
 
 
@@ -145,7 +146,7 @@ class CloudLimits:
 
     def clear_observations(self) -> None:
         with self._lock:
-            self.write_times: dict[str, list[float]] = {}  # issue key -> monotonic times of admitted writes
+            self.write_times: dict[str, deque[float]] = {}  # issue key -> monotonic times of admitted writes
             self.points_by_window: Counter[int] = Counter()
             self.points_window = 3600.0
             self.refused: Counter[str] = Counter()
@@ -224,7 +225,7 @@ class CloudLimits:
                 frees_at = inside[len(inside) - limit] + window
                 return Refusal(PER_ISSUE, limit, _seconds(frees_at - mono), wall + (frees_at - mono))
         recent.append(mono)
-        self.write_times.setdefault(issue_key, []).append(mono)
+        self.write_times.setdefault(issue_key, deque(maxlen=MAX_ARRIVALS)).append(mono)
         return None
 
     def charge(self, *, app_pool: PointsPool | None, client_id: str, points: int, window: float) -> None:

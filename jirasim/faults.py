@@ -6,7 +6,9 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PRE_KINDS = ("error", "drop", "hang", "latency")
+from .cloud_limits import REASONS
+
+PRE_KINDS = ("error", "drop", "hang", "latency", "rate_limit")
 POST_KINDS = ("fail_after_write",)
 AFTER_WRITE_MODES = ("502", "drop", "timeout")
 DEFAULT_ERROR_STATUSES = (500, 502, 503)
@@ -63,12 +65,14 @@ class FaultSettings:
 class FaultRule:
     """A scripted one-shot fault: applies to the next ``count`` matching requests."""
 
-    kind: str  # error | drop | hang | latency | fail_after_write
+    kind: str  # error | drop | hang | latency | rate_limit | fail_after_write
     count: int = 1
     status: int = 503
     mode: str = "502"  # for fail_after_write: 502 | drop | timeout
     seconds: float = 30.0  # for hang / timeout
     latency_ms: int = 0  # for latency
+    retry_after: int = 1  # for rate_limit: the 429's Retry-After
+    reason: str | None = None  # for rate_limit: a Cloud RateLimit-Reason
     method: str | None = None
     path_contains: str | None = None
     writes_only: bool = False
@@ -86,6 +90,9 @@ class FaultRule:
             raise FaultConfigError(f"mode must be one of {AFTER_WRITE_MODES}")
         if rule.count < 1:
             raise FaultConfigError("count must be >= 1")
+        if rule.kind == "rate_limit" and (rule.retry_after < 1 or rule.reason not in (None, *REASONS)):
+            # a rule without a reason answers like Data Center
+            raise FaultConfigError(f"rate_limit needs retry_after >= 1 and a reason among {REASONS}")
         if rule.method:
             rule.method = rule.method.upper()
         return rule
@@ -109,6 +116,7 @@ class PreAction:
     error_status: int | None = None
     drop: bool = False
     hang_s: float | None = None
+    rate_limit: FaultRule | None = None  # answer 429 as this rule says
     kind: str | None = None  # name of the injected fault (for counters/logs)
 
 
@@ -169,6 +177,8 @@ class FaultInjector:
                 return PreAction(latency_s=latency, error_status=rule.status, kind="error")
             if rule.kind == "drop":
                 return PreAction(latency_s=latency, drop=True, kind="drop")
+            if rule.kind == "rate_limit":
+                return PreAction(latency_s=latency, rate_limit=rule, kind="rate_limit")
             return PreAction(latency_s=latency, hang_s=rule.seconds, kind="hang")
         s = self.settings
         if self._settings_apply(path, is_write):

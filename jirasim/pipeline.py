@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from .faults import FaultInjector
+from .cloud_limits import reset_header
+from .faults import FaultInjector, FaultRule
 from .instance import SimInstance
 from .oauth import OAuthProblem, Verified, problem_headers_and_body, verify_request
 from .observe import RequestRecord
@@ -206,6 +207,17 @@ def fault_response(status: int) -> Response:
     )
 
 
+def rate_limit_response(rule: FaultRule) -> Response:
+    """A scripted 429: Data Center's (``Retry-After``), or Jira Cloud's with ``RateLimit-Reason`` and a reset."""
+    headers = {"Retry-After": str(rule.retry_after), "X-RateLimit-Remaining": "0"}
+    if rule.reason is not None:
+        headers["RateLimit-Reason"] = rule.reason
+        headers["X-RateLimit-Limit"] = "1"
+        headers["X-RateLimit-Reset"] = reset_header(time.time() + rule.retry_after)
+    message = f"Rate limit exceeded ({rule.reason})." if rule.reason else "Rate limit exceeded."
+    return JSONResponse(error_body([message]), status_code=429, headers=headers)
+
+
 def oauth_problem_response(problem: OAuthProblem, base: str) -> Response:
     headers, body = problem_headers_and_body(problem, base)
     return PlainTextResponse(body, status_code=401, headers=headers, media_type="application/x-www-form-urlencoded")
@@ -248,7 +260,8 @@ async def run_route(spec: RouteSpec, request: Request, target: Target, gate: Gat
                 sim.observer.write_finished(target.name, ctx.issue_key)
         gate.settle(ctx, spec, response, dropped)
 
-    response.headers.update(admission.headers)
+    for name, value in admission.headers.items():
+        response.headers.setdefault(name, value)  # a scripted 429 keeps its own limit headers
     response.headers.update(gate.identity_headers(ctx))
     sim.observer.record(
         RequestRecord(
@@ -289,6 +302,9 @@ async def _process(ctx: Ctx, spec: RouteSpec, gate: Gate) -> tuple[Response, str
         return request_drop(request), None, "drop", True
     if action.error_status is not None:
         return fault_response(action.error_status), None, f"error_{action.error_status}", False
+    if action.rate_limit is not None:
+        ctx.limit_reason = action.rate_limit.reason
+        return rate_limit_response(action.rate_limit), None, "rate_limit", False
 
     fault = "latency" if action.kind == "latency" else None
     ctx.body = await request.body()

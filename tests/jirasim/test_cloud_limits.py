@@ -9,8 +9,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jirasim.cloud_limits import BURST, GLOBAL_QUOTA, PER_ISSUE, TENANT_QUOTA, CloudLimits, PointsPool, reset_header
+from jirasim.cloud_limits import (
+    BURST,
+    GLOBAL_QUOTA,
+    PER_ISSUE,
+    REASONS,
+    TENANT_QUOTA,
+    CloudLimits,
+    PointsPool,
+    reset_header,
+)
 from jirasim.config import CloudLimitsConfig
+from jirasim.control import SimControlError
 from jirasim.testing import SimServer
 
 from .conftest import APP_ID, CloudJira
@@ -188,3 +198,18 @@ def test_writes_to_one_issue_are_limited_and_observed(sim: SimServer, acme: Clou
 def test_limits_can_be_switched_off(sim: SimServer, acme: CloudJira, enabled: bool) -> None:
     sim.control.set_cloud_limits("acme", burst_capacity=1, burst_rate=0.01, enabled=enabled)
     assert all(acme("GET", "myself").status_code == 200 for _ in range(3))
+
+
+def test_a_scripted_429_of_each_reason(sim: SimServer, acme: CloudJira) -> None:
+    """One 429 exactly where a test wants it, without tuning a limit: a rate_limit fault rule."""
+    for reason in REASONS:
+        sim.control.add_fault_rule("acme", "rate_limit", reason=reason, retry_after=2, path_contains="/issue/PROJ-1/")
+        refused = acme.add_worklog("PROJ-1")
+        assert refused.status_code == 429
+        assert refused.headers["RateLimit-Reason"] == reason and refused.headers["Retry-After"] == "2"
+        assert refused.headers["X-RateLimit-Remaining"] == "0" and refused.headers["X-RateLimit-Reset"]
+        entry = sim.control.log("acme")[-1]
+        assert (entry["fault"], entry["limit_reason"], entry["retry_after"]) == ("rate_limit", reason, 2)
+    assert acme.add_worklog("PROJ-1").status_code == 201  # each rule answered once
+    with pytest.raises(SimControlError, match="400"):
+        sim.control.add_fault_rule("acme", "rate_limit", reason="jira-too-many")

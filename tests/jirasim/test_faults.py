@@ -87,6 +87,11 @@ def test_scripted_rules(sim: SimServer, alice: Jira) -> None:
     started = time.monotonic()
     alice("GET", "myself")
     assert time.monotonic() - started >= 0.2
+    sim.control.add_fault_rule("jira1", "rate_limit", retry_after=3)
+    limited = alice("GET", "myself")  # Data Center's 429: Retry-After, no Cloud reason
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+    assert "RateLimit-Reason" not in limited.headers
+    assert sim.control.log("jira1")[-1]["retry_after"] == 3
     assert sim.control.faults("jira1")["rules"] == []
 
 

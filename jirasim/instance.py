@@ -137,6 +137,8 @@ class SimInstance:
             "webhook": self.webhook.to_dict(),
             "faults": self.faults.to_dict(),
             "consumers": sorted(self.state.consumers),
+            "oauth2_clients": sorted(self.state.oauth2_clients),
+            "personal_access_tokens": len(self.state.pats),
             "users": sorted(self.state.users),
             "issues": sorted(self.state.issues_by_key),
         }
@@ -188,6 +190,6 @@ class CloudSite(SimInstance):
                 "accounts": {u.name: u.account_id for u in self.state.users.values()},
             }
         )
-        data.pop("consumers")
-        data.pop("rate_limit")
+        for dc_only in ("consumers", "oauth2_clients", "personal_access_tokens", "rate_limit"):
+            data.pop(dc_only)
         return data

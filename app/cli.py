@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.bootstrap import Runtime, build
 from app.config import Settings, get_settings
 from app.db.models import Tenant
-from app.db.session import make_engine, make_sessionmaker
 from app.domain.origins import normalise_origins
 from app.security.secrets import SecretBox
 from app.services.tenants import create_api_key, create_tenant, revoke_api_key
@@ -24,15 +24,23 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-async def _with_session(settings: Settings, work: Callable[[Any, SecretBox], Awaitable[Any]]) -> Any:
-    engine = make_engine(settings.database_url, pool_size=2)
+async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Any]]) -> Any:
+    """Run one command with the process's shared objects (app.bootstrap), closed afterwards."""
+    runtime = build(settings, "cli")
     try:
-        async with make_sessionmaker(engine)() as session:
-            result = await work(session, SecretBox(settings.encryption_keys))
+        return await work(runtime)
+    finally:
+        await runtime.close()
+
+
+async def _with_session(settings: Settings, work: Callable[[Any, SecretBox], Awaitable[Any]]) -> Any:
+    async def in_session(runtime: Runtime) -> Any:
+        async with runtime.sessionmaker() as session:
+            result = await work(session, runtime.box)
             await session.commit()
             return result
-    finally:
-        await engine.dispose()
+
+    return await _with_runtime(settings, in_session)
 
 
 def cmd_create_tenant(args: argparse.Namespace, settings: Settings) -> None:
@@ -92,9 +100,6 @@ def _progress_bar(done: int, total: int) -> None:
 
 
 def cmd_sync_pending(args: argparse.Namespace, settings: Settings) -> None:
-    from arq import create_pool
-    from arq.connections import RedisSettings
-
     from app.services.sync_pending import sync_pending
 
     tenant_id = None
@@ -104,20 +109,14 @@ def cmd_sync_pending(args: argparse.Namespace, settings: Settings) -> None:
         except ValueError:
             _fail("--tenant: not a tenant id")
 
-    async def run() -> Any:
-        engine = make_engine(settings.database_url, pool_size=2)
-        queue = None if args.dry_run else await create_pool(RedisSettings.from_dsn(settings.redis_url))
-        try:
-            return await sync_pending(
-                make_sessionmaker(engine), queue, tenant_id=tenant_id, dry_run=args.dry_run,
-                wait_seconds=args.wait, progress=None if args.dry_run else _progress_bar,
-            )
-        finally:
-            if queue is not None:
-                await queue.aclose()
-            await engine.dispose()
+    async def run(runtime: Runtime) -> Any:
+        queue = None if args.dry_run else await runtime.connect_queue()
+        return await sync_pending(
+            runtime.sessionmaker, queue, tenant_id=tenant_id, dry_run=args.dry_run,
+            wait_seconds=args.wait, progress=None if args.dry_run else _progress_bar,
+        )
 
-    summary = asyncio.run(run())
+    summary = asyncio.run(_with_runtime(settings, run))
     if not args.dry_run:
         sys.stderr.write("\n")
     print(json.dumps({
@@ -131,15 +130,10 @@ def cmd_sync_pending(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_rotate_encryption_key(args: argparse.Namespace, settings: Settings) -> None:
     from app.services.key_rotation import rotate_encryption_key
 
-    async def run() -> Any:
-        engine = make_engine(settings.database_url, pool_size=2)
-        try:
-            return await rotate_encryption_key(make_sessionmaker(engine), SecretBox(settings.encryption_keys),
-                                               batch_size=args.batch_size)
-        finally:
-            await engine.dispose()
+    async def run(runtime: Runtime) -> Any:
+        return await rotate_encryption_key(runtime.sessionmaker, runtime.box, batch_size=args.batch_size)
 
-    summary = asyncio.run(run())
+    summary = asyncio.run(_with_runtime(settings, run))
     print(json.dumps(summary.as_json()))
     if summary.unreadable:
         print(f"{summary.unreadable} value(s) could not be opened with any key in ENCRYPTION_KEYS; "

@@ -1,14 +1,11 @@
-"""The API process: app factory, lifespan (engine, Redis, queue, JIRA HTTP client), routers."""
+"""The API process: app factory, lifespan (the shared objects from `app.bootstrap`), routers."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq import create_pool
-from arq.connections import RedisSettings
 from fastapi import Depends, FastAPI
-from redis.asyncio import Redis
 
 from app.api import audit as audit_api
 from app.api import changes as changes_api
@@ -32,14 +29,10 @@ from app.api import tenant as tenant_api
 from app.api.body_limit import BodyLimit
 from app.api.deps import ApiKeyCache, TenantByIdCache
 from app.api.tenant_rate import TenantRateLimit
+from app.bootstrap import build
 from app.config import Settings, get_settings
-from app.db.session import make_engine, make_sessionmaker
-from app.jira.client import jira_client_from_settings
-from app.jira.egress import EgressPolicy
-from app.jira.ratelimit import RedisRateLimiter
 from app.logging_setup import configure_logging
 from app.observability import MetricsPublisher, RequestIdMiddleware
-from app.security.secrets import SecretBox
 
 DESCRIPTION = """
 Keeps TimeTracker time entries as worklogs in one or more JIRA Server/Data Center instances.
@@ -69,32 +62,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings)
-        engine = make_engine(settings.database_url)
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.secret_box = SecretBox(settings.encryption_keys)
-        app.state.api_key_cache = ApiKeyCache()
-        app.state.tenant_by_id_cache = TenantByIdCache()
-        app.state.redis = Redis.from_url(settings.redis_url)
-        app.state.tenant_rate = TenantRateLimit(app.state.redis, settings.tenant_api_rate_per_second)
-        app.state.queue = await create_pool(RedisSettings.from_dsn(settings.redis_url), retry=0)
-        # one JIRA client per process, behind the rate limiter every process shares through Redis
-        app.state.egress = EgressPolicy(settings.jira_allowed_networks)
-        app.state.http, app.state.jira = jira_client_from_settings(
-            settings, RedisRateLimiter(app.state.redis, arrival_margin=settings.rate_limit_arrival_margin_seconds),
-            app.state.egress)
+        runtime = build(settings, "api")
+        await runtime.connect_queue()
+        # what the dependencies in app.api.deps hand to the routers
+        state = app.state
+        state.runtime, state.settings, state.engine, state.sessionmaker = (
+            runtime, settings, runtime.engine, runtime.sessionmaker)
+        state.secret_box, state.redis, state.queue, state.http, state.jira, state.probes, state.egress = (
+            runtime.box, runtime.redis, runtime.queue, runtime.http, runtime.jira, runtime.probes, runtime.egress)
+        state.api_key_cache, state.tenant_by_id_cache = ApiKeyCache(), TenantByIdCache()
+        state.tenant_rate = TenantRateLimit(runtime.redis, settings.tenant_api_rate_per_second)
         # this process' JIRA calls (ticket look-ups, OAuth) join the workers' in the shared totals
-        app.state.metrics_publisher = MetricsPublisher(app.state.redis, role="api")
-        app.state.metrics_publisher.start()
+        state.metrics_publisher = MetricsPublisher(runtime.redis, role="api")
+        state.metrics_publisher.start()
         try:
             yield
         finally:
-            await app.state.metrics_publisher.stop()
-            await app.state.http.aclose()
-            await app.state.queue.aclose()
-            await app.state.redis.aclose()
-            await engine.dispose()
+            await state.metrics_publisher.stop()
+            await runtime.close()
 
     app = FastAPI(
         title="TimeTracker JIRA worklog sync",

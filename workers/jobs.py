@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from arq import Retry
 
 from app import redis_keys
+from app.clock import now_utc
 from app.db.repositories import entries as repo
-from app.jira.priority import Priority
+from app.domain.priority import Priority
 from app.services.dispatch import enqueue_pushes
 from workers.context import WorkerContext
 
@@ -32,7 +32,7 @@ async def push_entry(ctx: dict[str, Any], tenant_id: str, entry_id: str) -> None
 async def sweep(wc: WorkerContext, queue: Any) -> int:
     """Enqueue every due entry (arq's job ids make this a no-op for entries already queued)."""
     async with wc.deps.sessionmaker() as session:
-        due = await repo.due_entries(session, now=datetime.now(timezone.utc), limit=SWEEP_BATCH)
+        due = await repo.due_entries(session, now=now_utc(), limit=SWEEP_BATCH)
     by_priority: dict[Priority, list[tuple[uuid.UUID, str]]] = {Priority.USER: [], Priority.BATCH: []}
     for tenant_id, entry_id, priority in due:
         by_priority[Priority(priority)].append((tenant_id, entry_id))

@@ -14,7 +14,7 @@ from typing import Any
 from app import redis_keys
 from app.db.repositories import activity as activity_repo
 from app.jira.locks import LockTimeout, acquire_lock, release_lock
-from app.services.reconcile import ReconcileDeps, reconcile_instance
+from app.services.reconcile import reconcile_instance
 from workers.context import WorkerContext
 
 log = logging.getLogger("workers.reconcile")
@@ -23,18 +23,12 @@ TICK_SECONDS = 5.0
 RUNNING_TTL_SECONDS = 600.0  # a poll longer than this is stuck; its lock expires and another worker may poll
 
 
-def reconcile_deps(wc: WorkerContext, queue: Any) -> ReconcileDeps:
-    d = wc.deps
-    return ReconcileDeps(sessionmaker=d.sessionmaker, box=d.box, jira=d.jira, settings=wc.settings, circuit=d.circuit,
-                         queue=queue)
-
-
 async def poll_due_instances(wc: WorkerContext, queue: Any) -> int:
     """Poll each instance whose lease this worker wins now; returns how many it polled."""
     interval_ms = int(wc.settings.reconcile_interval_seconds * 1000)
     async with wc.deps.sessionmaker() as session:
         ids = await activity_repo.all_instance_ids(session)
-    deps = reconcile_deps(wc, queue)
+    deps = wc.runtime.reconcile_deps(queue)
     polled = 0
     for instance_id in ids:
         if not await wc.redis.set(redis_keys.reconcile_lease(instance_id), "1", nx=True, px=interval_ms):

@@ -7,14 +7,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 
-from app.api.deps import QueueDep, SessionDep, TenantDep, not_found
+from app.api.deps import SessionDep, TenantDep, UnitOfWorkDep, not_found
 from app.api.schemas.activity import ConflictOut, ResolveIn, ResolveOut
 from app.api.schemas.common import error_responses
 from app.db.models import ConflictRow
 from app.db.repositories import activity as activity_repo
-from app.jira.priority import Priority
+from app.domain.conflict import Winner
 from app.services.conflicts import ConflictAlreadyResolved, ConflictNotFound, resolve_conflict
-from app.services.dispatch import enqueue_pushes
 from app.services.views import entry_view
 
 router = APIRouter(prefix="/api/v1/conflicts", tags=["conflicts"])
@@ -62,18 +61,16 @@ async def get_conflict(
     responses=error_responses(401, 404, 409, 422),
 )
 async def resolve(
-    conflict_id: Annotated[str, Path()], session: SessionDep, tenant: TenantDep, queue: QueueDep,
+    conflict_id: Annotated[str, Path()], uow: UnitOfWorkDep, tenant: TenantDep,
     body: Annotated[ResolveIn, Body(examples=[{"winner": "timetracker"}, {"winner": "jira"}])],
 ) -> dict[str, Any]:
     """`timetracker` writes the entry to JIRA again; `jira` adopts JIRA's values into the entry (a JIRA deletion
     deletes the entry). Either way JIRA and the entry end equal. 409 when the conflict was already resolved."""
     try:
-        conflict, row, push = await resolve_conflict(session, tenant.id, _conflict_id(conflict_id), body.winner)
+        conflict, row = await resolve_conflict(uow, tenant.id, _conflict_id(conflict_id), Winner(body.winner))
     except ConflictNotFound:
         raise not_found(f"conflict {conflict_id}") from None
     except ConflictAlreadyResolved as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    await session.commit()
-    if push and row is not None:
-        await enqueue_pushes(queue, [(tenant.id, row.id)], Priority.USER)
+    await uow.commit()
     return {**conflict_view(conflict), "entry": entry_view(row) if row is not None else None}

@@ -1,4 +1,6 @@
-"""FastAPI dependencies: session, settings, queue, current tenant."""
+"""Every FastAPI dependency of the routers: session, unit of work, settings, queue, Redis, JIRA client, secret box,
+caches, the current tenant, a tenant's JIRA instance. All `async def`: FastAPI runs a plain `def` dependency in
+a worker thread, a thread hop on every request for the look-up of an attribute."""
 
 from __future__ import annotations
 
@@ -8,16 +10,22 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Generic, TypeVar
 
 from arq.connections import ArqRedis
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.tenant_rate import TenantRateLimit
 from app.config import Settings
-from app.db.models import Tenant
+from app.db.models import JiraInstanceRow, Tenant
+from app.db.repositories import jira as jira_repo
 from app.db.repositories.tenants import tenant_for_key_hash
+from app.jira.client import JiraClient
 from app.jira.egress import EgressPolicy
 from app.security.api_keys import hash_api_key, matches
+from app.security.secrets import SecretBox
+from app.services.stats import Probes
+from app.services.unit_of_work import UnitOfWork
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -61,12 +69,12 @@ ApiKeyCache = TenantCache[str, tuple[Tenant, str]]  # key hash → (tenant, stor
 TenantByIdCache = TenantCache[uuid.UUID, Tenant]
 
 
-def api_key_cache(request: Request) -> ApiKeyCache:
+async def get_api_key_cache(request: Request) -> ApiKeyCache:
     cache: ApiKeyCache = request.app.state.api_key_cache  # one per process, made in the app's lifespan
     return cache
 
 
-def tenant_by_id_cache(request: Request) -> TenantByIdCache:
+async def get_tenant_by_id_cache(request: Request) -> TenantByIdCache:
     cache: TenantByIdCache = request.app.state.tenant_by_id_cache
     return cache
 
@@ -79,8 +87,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-# `async def` although they never await: FastAPI runs a plain `def` dependency in a worker thread, a thread
-# hop on every request for a lookup of an attribute
 async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -94,17 +100,55 @@ async def get_queue(request: Request) -> ArqRedis | None:
 async def get_egress(request: Request) -> EgressPolicy:
     policy: EgressPolicy = request.app.state.egress
     return policy
+async def get_secret_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+async def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+async def get_jira(request: Request) -> JiraClient:
+    """The process's JIRA client: the shared HTTP pool behind the Redis rate limiter all processes share."""
+    jira: JiraClient = request.app.state.jira
+    return jira
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 EgressDep = Annotated[EgressPolicy, Depends(get_egress)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 QueueDep = Annotated[ArqRedis | None, Depends(get_queue)]
+BoxDep = Annotated[SecretBox, Depends(get_secret_box)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+JiraDep = Annotated[JiraClient, Depends(get_jira)]
+ApiKeyCacheDep = Annotated[ApiKeyCache, Depends(get_api_key_cache)]
+TenantByIdCacheDep = Annotated[TenantByIdCache, Depends(get_tenant_by_id_cache)]
+
+
+async def get_unit_of_work(session: SessionDep, queue: QueueDep) -> UnitOfWork:
+    """The request's unit of work, on the request's session: its `commit` writes the changes feed, commits, then
+    enqueues the pushes that became due."""
+    return UnitOfWork(session, queue)
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
+
+
+async def get_probes(request: Request) -> Probes:
+    """The shared Redis state `/api/v1/stats` and `/metrics` read (circuit breaker, rate limiter)."""
+    probes: Probes = request.app.state.probes
+    return probes
+
+
+ProbesDep = Annotated[Probes, Depends(get_probes)]
 
 
 async def current_tenant(
     request: Request,
     session: SessionDep,
+    cache: ApiKeyCacheDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Tenant:
     unauthorized = HTTPException(
@@ -114,7 +158,6 @@ async def current_tenant(
         raise unauthorized
     key = credentials.credentials.strip()
     key_hash = hash_api_key(key)
-    cache = api_key_cache(request)
     found = cache.get(key_hash)
     if found is None:
         found = await tenant_for_key_hash(session, key_hash)
@@ -138,7 +181,19 @@ async def enforce_tenant_rate(request: Request, tenant_id: uuid.UUID) -> None:
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
+InstanceId = Annotated[uuid.UUID, Path(description="the JIRA instance's id")]
 
 
 def not_found(what: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+async def load_instance(session: SessionDep, tenant: TenantDep, instance_id: InstanceId) -> JiraInstanceRow:
+    """The tenant's instance `instance_id`; another tenant's is answered 404 like a missing one."""
+    row = await jira_repo.get_instance(session, tenant.id, instance_id)
+    if row is None:
+        raise not_found(f"JIRA instance {instance_id}")
+    return row
+
+
+InstanceDep = Annotated[JiraInstanceRow, Depends(load_instance)]

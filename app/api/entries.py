@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import ValidationError
 
-from app.api.deps import QueueDep, SessionDep, TenantDep, not_found
+from app.api.deps import SessionDep, TenantDep, UnitOfWorkDep, not_found
 from app.api.schemas.common import error_responses
 from app.api.schemas.entries import (
     ENTRY_EXAMPLE,
@@ -23,11 +23,11 @@ from app.api.schemas.entries import (
     EntryOut,
     EntryPage,
 )
+from app.clock import now_utc
 from app.db.repositories import entries as repo
 from app.domain.entry import SyncStatus
-from app.jira.priority import Priority
+from app.domain.priority import Priority
 from app.services import entries as svc
-from app.services.dispatch import enqueue_pushes
 from app.services.views import entry_view
 
 router = APIRouter(prefix="/api/v1/entries", tags=["entries"])
@@ -48,18 +48,15 @@ def _validation_message(exc: ValidationError) -> str:
     summary="Create or update an entry", responses=error_responses(401, 404, 422),
 )
 async def put_entry(
-    entry_id: IdPath, session: SessionDep, tenant: TenantDep, queue: QueueDep,
+    entry_id: IdPath, uow: UnitOfWorkDep, tenant: TenantDep,
     entry: Annotated[EntryIn, Body(examples=[ENTRY_EXAMPLE])],
 ) -> dict[str, Any]:
     """Upsert an entry. It is pushed to JIRA asynchronously; an identical or stale PUT changes nothing."""
     try:
-        result = await svc.accept_change(session, tenant, entry_id, entry, priority=Priority.USER)
+        result = await svc.accept_change(uow, tenant, entry_id, entry.command(), priority=Priority.USER)
     except svc.UnknownInstance as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    await svc.flush_feed(session)
-    await session.commit()
-    if result.push:
-        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
+    await uow.commit()
     return entry_view(result.row)
 
 
@@ -77,17 +74,14 @@ async def get_entry(entry_id: IdPath, session: SessionDep, tenant: TenantDep) ->
     summary="Delete an entry (and its JIRA worklog)", responses=error_responses(401, 404),
 )
 async def delete_entry(
-    entry_id: IdPath, session: SessionDep, tenant: TenantDep, queue: QueueDep,
+    entry_id: IdPath, uow: UnitOfWorkDep, tenant: TenantDep,
     updated_at: Annotated[datetime | None, Query(description="orders the deletion among changes")] = None,
 ) -> dict[str, Any]:
     """The entry stays readable with status `deleted` once its worklog is gone from JIRA."""
-    result = await svc.accept_delete(session, tenant, entry_id, updated_at=updated_at, priority=Priority.USER)
+    result = await svc.accept_delete(uow, tenant, entry_id, updated_at=updated_at, priority=Priority.USER)
     if result is None:
         raise not_found(f"entry {entry_id}")
-    await svc.flush_feed(session)
-    await session.commit()
-    if result.push:
-        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
+    await uow.commit()
     return entry_view(result.row)
 
 
@@ -127,7 +121,7 @@ async def list_entries(
     "/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchOut,
     summary="Accept up to 1000 entries at once", responses=error_responses(401, 422),
 )
-async def batch(body: BatchIn, session: SessionDep, tenant: TenantDep, queue: QueueDep) -> dict[str, Any]:
+async def batch(body: BatchIn, uow: UnitOfWorkDep, tenant: TenantDep) -> dict[str, Any]:
     """One transaction; each item is accepted or rejected on its own. Pushed behind single-entry changes."""
     results: list[BatchItemResult] = []
     valid: list[BatchEntryIn] = []
@@ -143,15 +137,14 @@ async def batch(body: BatchIn, session: SessionDep, tenant: TenantDep, queue: Qu
         results.append(BatchItemResult(id=str(item.id), status="accepted"))
     # the last occurrence of an id in one batch wins, as if sent one after another
     latest: dict[str, BatchEntryIn] = {str(item.id): item for item in valid}
-    routes = await repo.instance_routes(session, tenant.id)
-    rows = await repo.get_entries(session, tenant.id, sorted(latest), lock=True)
-    to_push: list[str] = []
-    now = svc.now_utc()
+    routes = await repo.instance_routes(uow.session, tenant.id)
+    rows = await repo.get_entries(uow.session, tenant.id, sorted(latest), lock=True)
+    now = now_utc()
     for entry_id, item in latest.items():
         try:
             result = await svc.accept_change(
-                session, tenant, entry_id, item, priority=Priority.BATCH, routes=routes, row=rows.get(entry_id),
-                row_looked_up=True, now=now,
+                uow, tenant, entry_id, item.command(), priority=Priority.BATCH, routes=routes,
+                row=rows.get(entry_id), row_looked_up=True, now=now,
             )
         except svc.UnknownInstance as exc:
             for r in results:
@@ -159,11 +152,7 @@ async def batch(body: BatchIn, session: SessionDep, tenant: TenantDep, queue: Qu
                     r.status, r.error = "rejected", str(exc)
             continue
         rows[entry_id] = result.row
-        if result.push:
-            to_push.append(entry_id)
-    await svc.flush_feed(session)
-    await session.commit()
-    await enqueue_pushes(queue, [(tenant.id, e) for e in to_push], Priority.BATCH)
+    await uow.commit()
     return {"accepted": sum(r.status == "accepted" for r in results), "results": results}
 
 
@@ -171,15 +160,12 @@ async def batch(body: BatchIn, session: SessionDep, tenant: TenantDep, queue: Qu
     "/{entry_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=EntryOut,
     summary="Retry a failed entry", responses=error_responses(401, 404, 409),
 )
-async def retry_entry(entry_id: IdPath, session: SessionDep, tenant: TenantDep, queue: QueueDep) -> dict[str, Any]:
+async def retry_entry(entry_id: IdPath, uow: UnitOfWorkDep, tenant: TenantDep) -> dict[str, Any]:
     """Puts a `failed` (or `skipped`, `auth_required`) entry back to `pending`; 409 for other states."""
-    row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
+    row = await repo.get_entry(uow.session, tenant.id, entry_id, lock=True)
     if row is None:
         raise not_found(f"entry {entry_id}")
-    if not await svc.retry(session, tenant, row):
+    if not await svc.retry(uow, tenant, row):
         raise HTTPException(status.HTTP_409_CONFLICT, f"entry {entry_id} is {row.sync_status}: nothing to retry")
-    await svc.flush_feed(session)
-    await session.commit()
-    if row.due_at is not None:
-        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
+    await uow.commit()
     return entry_view(row)

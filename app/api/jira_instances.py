@@ -6,16 +6,14 @@ the answer of `POST …/webhook-secret` (which replaces it), nowhere else — GE
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from redis.asyncio import Redis
 
-from app.api.deps import EgressDep, QueueDep, SessionDep, SettingsDep, TenantDep, not_found
+from app.api.deps import BoxDep, EgressDep, InstanceDep, SessionDep, TenantDep, UnitOfWorkDep
 from app.api.schemas.common import error_responses
 from app.api.schemas.jira import (
     INSTANCE_EXAMPLE,
@@ -29,13 +27,8 @@ from app.api.schemas.jira import (
 )
 from app.db.models import JiraInstanceRow
 from app.db.repositories import jira as jira_repo
-from app.jira.client import JiraClient
 from app.jira.egress import EgressPolicy, EgressRefused
-from app.jira.priority import Priority
-from app.security.secrets import SecretBox
 from app.services import instances as svc
-from app.services.dispatch import enqueue_pushes
-from app.services.entries import flush_feed
 
 
 class NoEchoRoute(APIRoute):
@@ -56,42 +49,6 @@ class NoEchoRoute(APIRoute):
 
 
 router = APIRouter(prefix="/api/v1/jira-instances", tags=["jira-instances"], route_class=NoEchoRoute)
-
-
-def get_secret_box(request: Request) -> SecretBox:
-    box: SecretBox = request.app.state.secret_box
-    return box
-
-
-def get_redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
-    return redis
-
-
-def get_jira(request: Request, settings: SettingsDep) -> JiraClient:
-    """The process's JIRA client: the shared HTTP pool behind the Redis rate limiter all processes share.
-
-    Built once by the app's lifespan (app.main).
-    """
-    jira: JiraClient = request.app.state.jira
-    return jira
-
-
-BoxDep = Annotated[SecretBox, Depends(get_secret_box)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
-JiraDep = Annotated[JiraClient, Depends(get_jira)]
-InstanceId = Annotated[uuid.UUID, Path(description="the JIRA instance's id")]
-
-
-async def load_instance(session: SessionDep, tenant: TenantDep, instance_id: InstanceId) -> JiraInstanceRow:
-    """The tenant's instance `instance_id`; another tenant's is answered 404 like a missing one."""
-    row = await jira_repo.get_instance(session, tenant.id, instance_id)
-    if row is None:
-        raise not_found(f"JIRA instance {instance_id}")
-    return row
-
-
-InstanceDep = Annotated[JiraInstanceRow, Depends(load_instance)]
 
 
 def instance_view(row: JiraInstanceRow) -> dict[str, Any]:
@@ -124,7 +81,7 @@ async def _checked(body: InstanceIn | InstancePatch, egress: EgressPolicy) -> No
     openapi_extra={"requestBody": {"content": {"application/json": {"example": INSTANCE_EXAMPLE}}}},
 )
 async def create_instance(
-    body: InstanceIn, session: SessionDep, tenant: TenantDep, box: BoxDep, queue: QueueDep, egress: EgressDep,
+    body: InstanceIn, uow: UnitOfWorkDep, tenant: TenantDep, box: BoxDep, egress: EgressDep,
 ) -> dict[str, Any]:
     """Generates an RSA key pair (or imports `private_key_pem`) and a webhook secret.
 
@@ -134,12 +91,10 @@ async def create_instance(
     """
     await _checked(body, egress)
     try:
-        change = await svc.create_instance(session, box, tenant, body)
+        change = await svc.create_instance(uow, box, tenant, body.command())
     except svc.DuplicateInstanceName as exc:
         raise _conflict(exc) from None
-    await flush_feed(session)  # the rerouted entries' skipped → pending
-    await session.commit()
-    await enqueue_pushes(queue, [(tenant.id, e) for e in change.due_entries], Priority.BATCH)
+    await uow.commit()  # with the rerouted entries' skipped → pending in the changes feed, then their pushes
     return {**instance_view(change.row), "webhook_secret": change.webhook_secret}
 
 
@@ -158,8 +113,8 @@ async def get_instance(instance: InstanceDep) -> dict[str, Any]:
 @router.patch("/{instance_id}", response_model=InstanceOut, summary="Change a JIRA instance",
               responses=error_responses(401, 404, 409, 422))
 async def patch_instance(
-    body: InstancePatch, instance: InstanceDep, session: SessionDep, tenant: TenantDep, queue: QueueDep,
-    egress: EgressDep, box: BoxDep,
+    body: InstancePatch, instance: InstanceDep, uow: UnitOfWorkDep, tenant: TenantDep, egress: EgressDep,
+    box: BoxDep,
 ) -> dict[str, Any]:
     """Change name, base_url, consumer_key, rate_limit_per_second, project_keys or the key pair (a new rate
     applies within a second). A change of project_keys routes skipped entries again. `base_url` is checked as on
@@ -167,31 +122,29 @@ async def patch_instance(
     to the old link): connections become auth_required, each user gets one notification."""
     await _checked(body, egress)
     try:
-        change = await svc.update_instance(session, box, tenant, instance, body)
+        change = await svc.update_instance(uow, box, tenant, instance, body.command())
     except svc.DuplicateInstanceName as exc:
         raise _conflict(exc) from None
-    await flush_feed(session)
-    await session.commit()
-    await enqueue_pushes(queue, [(tenant.id, e) for e in change.due_entries], Priority.BATCH)
+    await uow.commit()
     return instance_view(change.row)
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a JIRA instance",
                responses=error_responses(401, 404))
-async def delete_instance(instance: InstanceDep, session: SessionDep, tenant: TenantDep) -> Response:
+async def delete_instance(instance: InstanceDep, uow: UnitOfWorkDep, tenant: TenantDep) -> Response:
     """Forgets the instance, its key pair, its users' connections and pending OAuth requests.
     Entries and worklogs already in JIRA stay."""
-    await svc.delete_instance(session, tenant, instance)
-    await session.commit()
+    await svc.delete_instance(uow.session, tenant, instance)
+    await uow.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{instance_id}/webhook-secret", response_model=WebhookSecretOut,
              summary="Replace the instance's webhook secret", responses=error_responses(401, 404))
 async def rotate_webhook_secret(
-    instance: InstanceDep, session: SessionDep, tenant: TenantDep, box: BoxDep,
+    instance: InstanceDep, uow: UnitOfWorkDep, tenant: TenantDep, box: BoxDep,
 ) -> dict[str, Any]:
     """A new secret for JIRA's webhooks, shown only in this answer; the old one stops working at once."""
-    change = await svc.rotate_webhook_secret(session, box, tenant, instance)
-    await session.commit()
+    change = await svc.rotate_webhook_secret(uow.session, box, tenant, instance)
+    await uow.commit()
     return {"jira_instance": instance.id, "webhook_secret": change.webhook_secret}

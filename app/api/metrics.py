@@ -8,8 +8,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import SessionDep, SettingsDep
-from app.api.stats import ProbesDep
+from app.api.deps import ProbesDep, SessionDep, SettingsDep
 from app.observability import GaugeFamily, GaugeValue, MetricsPublisher, alive_publishers, read_totals, render
 from app.services.stats import fleet_gauges
 

@@ -15,14 +15,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from app.api.deps import QueueDep, SessionDep, SettingsDep, TenantDep
-from app.api.jira_instances import BoxDep, InstanceDep, JiraDep
+from app.api.deps import BoxDep, InstanceDep, JiraDep, SessionDep, SettingsDep, TenantDep, UnitOfWorkDep
 from app.api.schemas.common import ErrorOut, error_responses
 from app.api.schemas.jira import OAuthCallbackOut, OAuthStartIn, OAuthStartOut
 from app.domain.origins import allows, origin_of
-from app.jira.priority import Priority
 from app.services import connect
-from app.services.dispatch import enqueue_pushes
 
 router = APIRouter(tags=["connections"])
 
@@ -73,7 +70,7 @@ async def oauth_start(
                **error_responses(400, 409), **_502},
 )
 async def oauth_callback(
-    session: SessionDep, box: BoxDep, jira: JiraDep, queue: QueueDep,
+    uow: UnitOfWorkDep, box: BoxDep, jira: JiraDep,
     oauth_token: Annotated[str | None, Query(max_length=500)] = None,
     oauth_verifier: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
@@ -84,25 +81,24 @@ async def oauth_callback(
     if not oauth_verifier:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "oauth_verifier is missing: start the connection again")
     try:
-        request = await connect.claim_request(session, oauth_token)
+        request = await connect.claim_request(uow.session, oauth_token)
     except connect.InvalidRequestToken as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    await session.commit()  # single use from now on, whatever happens next
+    await uow.commit()  # single use from now on, whatever happens next
     try:
-        result = await connect.complete(session, box, jira, request=request, verifier=oauth_verifier)
+        result = await connect.complete(uow, box, jira, request=request, verifier=oauth_verifier)
     except connect.InvalidRequestToken as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     except connect.ConnectError as exc:
-        await session.commit()
+        await uow.commit()  # keep the audit rows of the failed exchange
         raise _bad_gateway(exc) from None
     except connect.WrongJiraUser as exc:
-        await session.commit()  # the audit row says who approved
+        await uow.commit()  # the audit row says who approved
         if request.return_url:
             return RedirectResponse(with_query(request.return_url, error="wrong_jira_user"),
                                     status_code=status.HTTP_303_SEE_OTHER)
         raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from None
-    await session.commit()
-    await enqueue_pushes(queue, [(result.tenant_id, e) for e in result.due_entries], Priority.USER)
+    await uow.commit()  # the resumed entries' pending in the feed, then their pushes
     if result.status == "connected" and result.return_url:
         return RedirectResponse(result.return_url, status_code=status.HTTP_303_SEE_OTHER)
     body = OAuthCallbackOut(status=result.status,  # type: ignore[arg-type]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.api.deps import SessionDep, TenantDep
+from app.api.deps import ProbesDep, SessionDep, TenantDep
 from app.api.schemas.common import error_responses
 from app.services import stats as svc
 
@@ -113,17 +113,6 @@ STATS_EXAMPLE: dict[str, Any] = {
                    "reason": "JIRA answered 400: Issue does not exist", "attempts": 1,
                    "updated_at": "2026-11-25T10:30:12Z"}],
 }
-
-
-def get_probes(request: Request) -> svc.Probes:
-    probes: svc.Probes | None = getattr(request.app.state, "probes", None)
-    if probes is None:
-        probes = svc.Probes.build(request.app.state.redis, request.app.state.settings)
-        request.app.state.probes = probes
-    return probes
-
-
-ProbesDep = Annotated[svc.Probes, Depends(get_probes)]
 
 
 @router.get(

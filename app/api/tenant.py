@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from app.api.deps import SessionDep, TenantDep, api_key_cache, tenant_by_id_cache
+from app.api.deps import ApiKeyCacheDep, TenantByIdCacheDep, TenantDep, UnitOfWorkDep
 from app.api.schemas.common import error_responses
 from app.api.schemas.tenant import TenantOut, TenantPatch
 from app.db.models import Tenant
@@ -27,14 +27,16 @@ async def get_tenant(tenant: TenantDep) -> dict[str, Any]:
 
 @router.patch("", response_model=TenantOut, summary="Change the calling tenant's settings",
               responses=error_responses(401, 422))
-async def patch_tenant(body: TenantPatch, request: Request, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
+async def patch_tenant(
+    body: TenantPatch, uow: UnitOfWorkDep, tenant: TenantDep, keys: ApiKeyCacheDep, tenants: TenantByIdCacheDep,
+) -> dict[str, Any]:
     """`allowed_origins` replaces the list of TimeTracker origins an OAuth `return_url` may point to (an empty list
     allows any). Other API processes see a change within a few seconds (their tenant cache)."""
     if body.allowed_origins is None:
         return _view(tenant)
-    row = await set_allowed_origins(session, tenant.id, body.allowed_origins)
-    await session.commit()
+    row = await set_allowed_origins(uow.session, tenant.id, body.allowed_origins)
+    await uow.commit()
     # this process' cached copies of the tenant are stale now
-    api_key_cache(request).clear()
-    tenant_by_id_cache(request).clear()
+    keys.clear()
+    tenants.clear()
     return _view(row)

@@ -13,8 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from app.api.deps import SessionDep
-from app.api.jira_instances import BoxDep, InstanceDep, JiraDep, RedisDep
+from app.api.deps import BoxDep, InstanceDep, JiraDep, RedisDep, SessionDep
 from app.api.schemas.common import ErrorOut, SingleLine, error_responses
 from app.api.schemas.jira import SubticketsOut, TicketOut
 from app.db.models import JiraInstanceRow

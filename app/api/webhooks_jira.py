@@ -14,16 +14,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import QueueDep, SessionDep, SettingsDep, enforce_tenant_rate
+from app.api.deps import BoxDep, SettingsDep, UnitOfWorkDep, enforce_tenant_rate
 from app.api.schemas.common import error_responses
 from app.db.repositories import activity as activity_repo
-from app.jira.priority import Priority
+from app.domain.worklog import jira_time_ms_or_none
 from app.jira.resources import RemoteWorklog
-from app.security.secrets import SecretBox
 from app.security.signatures import SignatureProblem, verify_hub
-from app.services.conflicts import RemoteObservation, ms_of, observe_remote
+from app.services.conflicts import RemoteObservation, observe_remote
 from app.services.credentials import instance_webhook_secret
-from app.services.dispatch import enqueue_pushes
 
 router = APIRouter(tags=["webhooks"])
 
@@ -62,7 +60,7 @@ def _worklog_of(payload: Any) -> tuple[str, dict[str, Any], int | None]:
     responses=error_responses(400, 401, 404, 413, 429),
 )
 async def jira_webhook(
-    instance_id: str, request: Request, session: SessionDep, queue: QueueDep, settings: SettingsDep,
+    instance_id: str, request: Request, uow: UnitOfWorkDep, box: BoxDep, settings: SettingsDep,
     x_hub_signature: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     """`X-Hub-Signature: sha256=<hex HMAC-SHA256(webhook_secret, raw body)>`. Duplicates, retries, stale
@@ -72,10 +70,9 @@ async def jira_webhook(
         iid = uuid.UUID(instance_id)
     except ValueError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "JIRA instance not found") from None
-    instance = await activity_repo.instance_by_id(session, iid)
+    instance = await activity_repo.instance_by_id(uow.session, iid)
     if instance is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "JIRA instance not found")
-    box: SecretBox = request.app.state.secret_box
     try:
         verify_hub(instance_webhook_secret(box, instance), x_hub_signature, body)
     except SignatureProblem as exc:
@@ -91,11 +88,9 @@ async def jira_webhook(
     remote = RemoteWorklog.from_json(worklog)
     if event == "worklog_deleted":
         # the deletion's moment orders it against the worklog's updates
-        obs = RemoteObservation(remote.id, None, timestamp or ms_of(remote.updated), "webhook")
+        obs = RemoteObservation(remote.id, None, timestamp or jira_time_ms_or_none(remote.updated), "webhook")
     else:
-        obs = RemoteObservation(remote.id, remote, ms_of(remote.updated) or timestamp, "webhook")
-    outcome = await observe_remote(session, instance, obs, window=timedelta(seconds=settings.conflict_window_seconds))
-    await session.commit()
-    if outcome.push and outcome.entry_id is not None:
-        await enqueue_pushes(queue, [(instance.tenant_id, outcome.entry_id)], Priority.USER)
+        obs = RemoteObservation(remote.id, remote, jira_time_ms_or_none(remote.updated) or timestamp, "webhook")
+    outcome = await observe_remote(uow, instance, obs, window=timedelta(seconds=settings.conflict_window_seconds))
+    await uow.commit()
     return {"outcome": outcome.verdict.value, "reason": outcome.reason, "entry_id": outcome.entry_id}

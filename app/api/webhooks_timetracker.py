@@ -11,17 +11,16 @@ from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.api.deps import QueueDep, SessionDep, enforce_tenant_rate, tenant_by_id_cache
+from app.api.deps import BoxDep, TenantByIdCacheDep, UnitOfWorkDep, enforce_tenant_rate
 from app.api.schemas.common import error_responses
 from app.api.schemas.entries import EntryId, EntryIn, IntegerEntryId
 from app.db.repositories import entries as repo
 from app.db.repositories.tenants import get_tenant
 from app.domain.entry import ChangeOutcome
-from app.jira.priority import Priority
-from app.security.secrets import SecretBox, binding
+from app.domain.priority import Priority
+from app.security.secrets import binding
 from app.security.signatures import SignatureProblem, verify_timetracker
 from app.services import entries as svc
-from app.services.dispatch import enqueue_pushes
 from app.services.views import entry_view
 
 router = APIRouter(tags=["webhooks"])
@@ -55,7 +54,7 @@ def _problem(exc: ValidationError, prefix: str) -> str:
                **error_responses(400, 401, 404, 413, 422, 429)},
 )
 async def timetracker_webhook(
-    tenant_id: str, request: Request, session: SessionDep, queue: QueueDep,
+    tenant_id: str, request: Request, uow: UnitOfWorkDep, box: BoxDep, tenants: TenantByIdCacheDep,
     x_timetracker_signature: Annotated[str | None, Header()] = None,
     x_timetracker_delivery: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
@@ -65,14 +64,13 @@ async def timetracker_webhook(
         tid = uuid.UUID(tenant_id)
     except ValueError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found") from None
-    tenants = tenant_by_id_cache(request)
+    session = uow.session
     tenant = tenants.get(tid)
     if tenant is None:
         tenant = await get_tenant(session, tid)
         if tenant is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found")
         tenants.put(tid, tenant)
-    box: SecretBox = request.app.state.secret_box
     secret = box.open(tenant.webhook_secret_enc, binding("tenants", "webhook_secret", tenant.id))
     try:
         verify_timetracker(secret, x_timetracker_signature, body)
@@ -102,19 +100,16 @@ async def timetracker_webhook(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _problem(exc, "entry.")) from None
     try:
         if data is None:
-            result = await svc.accept_delete(session, tenant, entry_id, updated_at=deleted.updated_at,
+            result = await svc.accept_delete(uow, tenant, entry_id, updated_at=deleted.updated_at,
                                              priority=Priority.USER)
         else:
-            result = await svc.accept_change(session, tenant, entry_id, data, priority=Priority.USER)
+            result = await svc.accept_change(uow, tenant, entry_id, data.command(), priority=Priority.USER)
     except svc.UnknownInstance as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"entry.{exc}") from None
-    await svc.flush_feed(session)
-    await session.commit()
+    await uow.commit()
     if result is None:
         return JSONResponse({"accepted": True, "entry": None, "note": "unknown entry: nothing to delete"},
                             status_code=202)
     if result.outcome is ChangeOutcome.STALE:
         return JSONResponse({"stale": True}, status_code=200)
-    if result.push:
-        await enqueue_pushes(queue, [(tenant.id, entry_id)], Priority.USER)
     return JSONResponse({"accepted": True, "entry": entry_view(result.row)}, status_code=202)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Protocol
 
-from app.domain.worklog import parse_started
+from app.domain.snapshot import WorklogSnapshot
 
 
 class Verdict(StrEnum):
@@ -23,46 +23,18 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
-class RemoteState:
-    """A worklog as JIRA holds it now, instant-normalised like the base snapshot."""
-
-    started_ms: int
-    time_spent_seconds: int
-    comment: str
-
-    def as_snapshot(self) -> dict[str, Any]:
-        """The same shape as the base snapshot (`app.domain.sync.snapshot`)."""
-        return {"started_ms": self.started_ms, "time_spent_seconds": self.time_spent_seconds, "comment": self.comment}
-
-
-def remote_state(started: str, time_spent_seconds: int, comment: str | None) -> RemoteState:
-    """Read JIRA's rendering (`started` in JIRA's own zone) as an instant-normalised state."""
-    return RemoteState(int(parse_started(started).timestamp() * 1000), int(time_spent_seconds), (comment or "").strip())
-
-
-@dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     reason: str
 
 
-def _same(snapshot: dict[str, Any] | None, remote: RemoteState) -> bool:
-    if snapshot is None:
-        return False
-    return (
-        snapshot.get("started_ms") == remote.started_ms
-        and snapshot.get("time_spent_seconds") == remote.time_spent_seconds
-        and (snapshot.get("comment") or "").strip() == remote.comment
-    )
-
-
 def decide(
     *,
-    base: dict[str, Any] | None,
-    remote: RemoteState | None,
+    base: WorklogSnapshot | None,
+    remote: WorklogSnapshot | None,
     remote_updated_ms: int | None,
     last_seen_updated_ms: int | None,
-    wanted: dict[str, Any] | None,
+    wanted: WorklogSnapshot | None,
     local_changed_at: datetime,
     now: datetime,
     window: timedelta,
@@ -72,8 +44,8 @@ def decide(
 
     `base` is what we last wrote (None: nothing confirmed, a push will write anyway); `remote` is JIRA's
     state, None when the worklog was deleted; `remote_updated_ms` JIRA's `updated` of it (or the deletion
-    time) and `last_seen_updated_ms` the newest one we already know; `wanted` the snapshot of the worklog
-    the entry wants now (None: the entry wants no worklog: deleted, duration 0 or moved away).
+    time) and `last_seen_updated_ms` the newest one we already know; `wanted` the worklog the entry wants
+    now (None: the entry wants no worklog: deleted, duration 0 or moved away).
     """
     if base is None:
         return Decision(Verdict.IGNORE, "nothing confirmed written yet: the pending push decides what JIRA holds")
@@ -82,9 +54,9 @@ def decide(
         return Decision(Verdict.IGNORE, "stale or duplicate: a newer or equal state of this worklog was already seen")
     if remote is None and wanted is None:
         return Decision(Verdict.IGNORE, "deleted in JIRA, and TimeTracker wants no worklog either")
-    if remote is not None and _same(base, remote):
+    if remote is not None and remote == base:
         return Decision(Verdict.IGNORE, "echo: JIRA holds what the service last wrote")
-    if remote is not None and _same(wanted, remote):
+    if remote is not None and remote == wanted:
         # a write of ours whose answer is not recorded yet, or someone made JIRA match TimeTracker
         return Decision(Verdict.IGNORE, "JIRA already holds the entry's current state")
     what = "deleted" if remote is None else "changed"
@@ -100,3 +72,28 @@ def decide(
         )
     both = " while TimeTracker's own change was not pushed yet" if unpushed_local_change else ""
     return Decision(Verdict.JIRA_WINS, f"worklog {what} in JIRA{both}: a person must decide which to keep")
+
+
+class ConflictStatus(StrEnum):
+    OPEN = "open"  # waits for a person's decision
+    RESOLVED = "resolved"
+
+
+class Winner(StrEnum):
+    TIMETRACKER = "timetracker"
+    JIRA = "jira"
+
+
+class ConflictRecord(Protocol):
+    """A stored conflict (the database row satisfies it)."""
+
+    status: str
+    winner: str | None
+    resolved_at: datetime | None
+
+
+def close_conflict(conflict: ConflictRecord, *, winner: Winner | None, now: datetime) -> None:
+    """Close an open conflict: decided for `winner`, or dissolved by itself (None: JIRA went back)."""
+    conflict.status, conflict.resolved_at = ConflictStatus.RESOLVED, now
+    if winner is not None:
+        conflict.winner = winner

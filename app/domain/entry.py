@@ -101,6 +101,27 @@ def classify_change(
 
 
 @dataclass(frozen=True)
+class Want:
+    """Whether an entry wants a worklog in JIRA; if not, the status that says so and why."""
+
+    wanted: bool
+    status: SyncStatus = SyncStatus.PENDING
+    reason: str | None = None
+
+
+def worklog_wanted(*, deleted: bool, duration: int, instance_id: uuid.UUID | None,
+                   route_reason: str | None = None) -> Want:
+    """The one answer to "does this entry want a worklog": not deleted, not empty, routed to an instance."""
+    if deleted:
+        return Want(False, SyncStatus.DELETED)
+    if duration <= 0:
+        return Want(False, SyncStatus.SKIPPED, "duration is 0: nothing to push to JIRA")
+    if instance_id is None:
+        return Want(False, SyncStatus.SKIPPED, route_reason or "no JIRA instance")
+    return Want(True)
+
+
+@dataclass(frozen=True)
 class SyncIntent:
     """The status an accepted change leaves the entry in, and whether a push is due."""
 
@@ -114,10 +135,5 @@ def intent_after_change(*, deleted: bool, duration: int, route: Route, has_workl
     if has_worklog:
         # whatever happened, JIRA holds something for this entry that must be updated or removed
         return SyncIntent(SyncStatus.PENDING, True)
-    if deleted:
-        return SyncIntent(SyncStatus.DELETED, False)
-    if duration == 0:
-        return SyncIntent(SyncStatus.SKIPPED, False, "duration is 0: nothing to push to JIRA")
-    if route.instance_id is None:
-        return SyncIntent(SyncStatus.SKIPPED, False, route.reason)
-    return SyncIntent(SyncStatus.PENDING, True)
+    want = worklog_wanted(deleted=deleted, duration=duration, instance_id=route.instance_id, route_reason=route.reason)
+    return SyncIntent(want.status, want.wanted, want.reason)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import ClassVar
 
-from app.domain.entry import SyncStatus
-from app.domain.worklog import WorklogBody, parse_started
+from app.domain.entry import SyncStatus, Want
+from app.domain.snapshot import WorklogSnapshot
+from app.domain.worklog import WorklogBody
 
 
 class StepKind(StrEnum):
@@ -25,70 +26,86 @@ class StepKind(StrEnum):
 
 @dataclass(frozen=True)
 class PushState:
-    """What the push needs to know about an entry, read from its row."""
+    """What the push needs to know about an entry (built by `EntrySync.push_state`)."""
 
-    entry_id: str
-    deleted: bool
-    duration: int
     ticket: str
     routed_instance: uuid.UUID | None
-    route_reason: str | None
+    want: Want  # whether the entry wants a worklog; if not, the final status and why
     worklog_id: str | None
     worklog_instance: uuid.UUID | None
     worklog_ticket: str | None
     create_unconfirmed: bool
-    body: WorklogBody | None  # None when there is nothing to write (deleted, duration 0, no route)
-    base: dict[str, Any] | None  # what we last wrote
+    body: WorklogBody | None  # the worklog it wants; None exactly when `want` says it wants none
+    base: WorklogSnapshot | None  # what we last wrote
 
 
 @dataclass(frozen=True)
-class Step:
-    kind: StepKind
-    instance_id: uuid.UUID | None = None
-    issue: str | None = None
-    worklog_id: str | None = None
-    body: WorklogBody | None = None
-    final_status: SyncStatus | None = None
+class IssueStep:
+    """One JIRA request about a worklog on `issue` of instance `instance_id` (written under the issue's lock)."""
+
+    instance_id: uuid.UUID
+    issue: str
+
+
+@dataclass(frozen=True)
+class Create(IssueStep):
+    """Write a new worklog with `body`."""
+
+    body: WorklogBody
+    kind: ClassVar[StepKind] = StepKind.CREATE
+
+
+@dataclass(frozen=True)
+class Update(IssueStep):
+    """Write `body` over our worklog `worklog_id`."""
+
+    worklog_id: str
+    body: WorklogBody
+    kind: ClassVar[StepKind] = StepKind.UPDATE
+
+
+@dataclass(frozen=True)
+class Delete(IssueStep):
+    """Remove our worklog `worklog_id` (the entry wants none there any more)."""
+
+    worklog_id: str
+    kind: ClassVar[StepKind] = StepKind.DELETE
+
+
+@dataclass(frozen=True)
+class Find(IssueStep):
+    """Look for the entry's `#<id>:` anchor among the issue's worklogs (a create's outcome is unknown)."""
+
+    kind: ClassVar[StepKind] = StepKind.FIND
+
+
+@dataclass(frozen=True)
+class Done:
+    """Nothing (more) to write: the entry's final status for this version, and why."""
+
+    status: SyncStatus
     reason: str | None = None
+    kind: ClassVar[StepKind] = StepKind.DONE
 
 
-def snapshot(body: WorklogBody) -> dict[str, Any]:
-    """The base snapshot kept for the conflict policy: what we wrote, instant-normalised."""
-    return {
-        "started_ms": int(parse_started(body.started).timestamp() * 1000),
-        "time_spent_seconds": body.time_spent_seconds,
-        "comment": body.comment,
-    }
-
-
-SNAPSHOT_KEYS = ("started_ms", "time_spent_seconds", "comment")
-
-
-def same_as_base(body: WorklogBody, base: dict[str, Any] | None) -> bool:
-    """True when JIRA already holds exactly this body (as we last wrote it)."""
-    return base is not None and snapshot(body) == {k: base.get(k) for k in SNAPSHOT_KEYS}
+JiraStep = Create | Update | Delete | Find  # one JIRA request each
+Step = JiraStep | Done
 
 
 def next_step(s: PushState) -> Step:
     """The one next thing to do for this entry."""
-    wants_worklog = s.body is not None and s.routed_instance is not None
     if s.create_unconfirmed and s.worklog_id is None and s.worklog_instance and s.worklog_ticket:
-        return Step(StepKind.FIND, s.worklog_instance, s.worklog_ticket)
+        return Find(s.worklog_instance, s.worklog_ticket)
     if s.worklog_id is not None and s.worklog_instance is not None and s.worklog_ticket is not None:
         moved = s.worklog_instance != s.routed_instance or s.worklog_ticket != s.ticket
-        if not wants_worklog or moved:
-            return Step(StepKind.DELETE, s.worklog_instance, s.worklog_ticket, s.worklog_id)
-        assert s.body is not None
-        if same_as_base(s.body, s.base):
-            return Step(StepKind.DONE, final_status=SyncStatus.SYNCED)
-        return Step(StepKind.UPDATE, s.worklog_instance, s.worklog_ticket, s.worklog_id, s.body)
-    if s.deleted:
-        return Step(StepKind.DONE, final_status=SyncStatus.DELETED)
-    if s.duration == 0:
-        return Step(StepKind.DONE, final_status=SyncStatus.SKIPPED, reason="duration is 0: nothing to push to JIRA")
-    if not wants_worklog:
-        return Step(StepKind.DONE, final_status=SyncStatus.SKIPPED, reason=s.route_reason or "no JIRA instance")
-    return Step(StepKind.CREATE, s.routed_instance, s.ticket, body=s.body)
+        if s.body is None or moved:
+            return Delete(s.worklog_instance, s.worklog_ticket, s.worklog_id)
+        if WorklogSnapshot.of_body(s.body) == s.base:
+            return Done(SyncStatus.SYNCED)
+        return Update(s.worklog_instance, s.worklog_ticket, s.worklog_id, s.body)
+    if s.body is None or s.routed_instance is None:
+        return Done(s.want.status, s.want.reason)
+    return Create(s.routed_instance, s.ticket, s.body)
 
 
 def backoff_seconds(attempt: int, base: float, jitter: float, cap: float = 300.0) -> float:

@@ -154,3 +154,18 @@ def utc_ms(moment: datetime) -> int:
     """Epoch milliseconds (JIRA's `since`/`until`), in integer arithmetic."""
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
+
+def jira_time_ms(value: str) -> int:
+    """JIRA's `started`/`updated` rendering as epoch milliseconds; raises ValueError when unreadable."""
+    return utc_ms(parse_started(value))
+
+
+def jira_time_ms_or_none(value: str | None) -> int | None:
+    """`jira_time_ms`, or None for a missing or unreadable value (JIRA omits `updated` at times)."""
+    if not value:
+        return None
+    try:
+        return jira_time_ms(value)
+    except ValueError:
+        return None
+

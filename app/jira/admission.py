@@ -16,7 +16,7 @@ import uuid
 from redis.asyncio import Redis
 
 from app import redis_keys
-from app.jira.priority import Priority
+from app.domain.priority import Priority
 from app.jira.scripts import register
 
 

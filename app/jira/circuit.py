@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from app import redis_keys
 from app.config import Settings
-from app.jira.scripts import register
+from app.jira.scripts import as_text, register
 from app.metrics import CIRCUIT_OPEN
 
 __all__ = ["CircuitBreaker", "CircuitState", "Decision"]
@@ -43,9 +43,6 @@ class Decision:
     permit: str | None = None
     state: CircuitState = "closed"
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class CircuitBreaker:
@@ -92,7 +89,7 @@ class CircuitBreaker:
             keys=list(self.keys(instance_id)),
             args=[self._reset_us, self._trial_ttl_ms, token, self._half_open_retry_us],
         )
-        st: CircuitState = _text(state)  # type: ignore[assignment]
+        st: CircuitState = as_text(state)  # type: ignore[assignment]
         self._publish(instance_id, st)
         return Decision(
             allowed=bool(int(allowed)), retry_in=int(retry_us) / _US, trial=bool(int(trial)),
@@ -106,7 +103,7 @@ class CircuitBreaker:
 
     async def record_failure(self, instance_id: uuid.UUID) -> CircuitState:
         """A transient failure (timeout, connection error, 5xx); returns the state after it."""
-        after = _text(await self._failure(
+        after = as_text(await self._failure(
             keys=list(self.keys(instance_id)), args=[self._threshold, self._reset_us, _STATE_TTL_MS],
         ))
         state: CircuitState = "open" if after == "open" else "closed"
@@ -123,7 +120,7 @@ class CircuitBreaker:
         """(state: 'closed', 'open' or 'half_open' on Redis' clock, consecutive failures, seconds until
         half-open), for the dashboard and the metrics."""
         state, failures, until_us = await self._state(keys=[self.keys(instance_id)[0]], args=[self._reset_us])
-        st: CircuitState = _text(state)  # type: ignore[assignment]
+        st: CircuitState = as_text(state)  # type: ignore[assignment]
         self._publish(instance_id, st)
         return st, int(failures), int(until_us) / _US
 

@@ -21,6 +21,7 @@ import httpx
 from app import metrics
 from app.budget import ByteBudget
 from app.config import Settings
+from app.domain.priority import Priority
 from app.domain.worklog import WorklogBody
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
 from app.jira.egress import EgressPolicy, EgressRefused
@@ -33,7 +34,6 @@ from app.jira.errors import (
     error_from_response,
 )
 from app.jira.gate import InstanceRef, RequestGate
-from app.jira.priority import Priority
 from app.jira.resources import Issue, JiraUser, JsonObject, RemoteWorklog, WorklogChange, WorklogChanges
 from app.jira.signing import KeyCache, OAuthConsumer, PrivateKeyInput, authorization_header
 from app.jira.transport import ACCEPT_ENCODING, InstanceSlots, jira_http_client, read_bounded

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.jira.priority import Priority
+from app.domain.priority import Priority
 
 __all__ = ["InstanceRef", "NoGate", "Priority", "RequestGate"]
 

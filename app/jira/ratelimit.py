@@ -46,18 +46,13 @@ from app import redis_keys
 from app.config import DEFAULT_ARRIVAL_MARGIN_SECONDS
 from app.jira.errors import retry_after_seconds
 from app.jira.gate import InstanceRef, Priority
-from app.jira.scripts import register
+from app.jira.scripts import as_text, register
 
 __all__ = ["RateLimiterStats", "RedisRateLimiter"]
 
 # the slot granted last in this asyncio task: (instance id, slot member, time.monotonic() it was due)
 _GRANT: contextvars.ContextVar[tuple[uuid.UUID, str, float] | None] = contextvars.ContextVar("grant", default=None)
 _LATE_WORTH_RECORDING_US = 2_000
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 _US = 1_000_000
 
 @dataclass(frozen=True)
@@ -154,7 +149,7 @@ class RedisRateLimiter:
                 queued = False
                 if delay <= 0:
                     granted = True
-                    _GRANT.set((instance.id, _text(slot_raw), time.monotonic()))
+                    _GRANT.set((instance.id, as_text(slot_raw), time.monotonic()))
                     break
                 due = time.monotonic() + delay
                 await asyncio.sleep(delay)
@@ -168,7 +163,7 @@ class RedisRateLimiter:
                 # (A 429 heard while we slept at most lets this one request meet the pause; it is retried.)
                 if time.monotonic() - due <= self._late_tolerance:
                     granted = True
-                    _GRANT.set((instance.id, _text(slot_raw), due))
+                    _GRANT.set((instance.id, as_text(slot_raw), due))
                     break
         finally:
             if queued and not granted:

@@ -31,6 +31,11 @@ def source(name: str) -> str:
     return "\n".join([*pieces, rest])
 
 
+def as_text(value: object) -> str:
+    """A script's string answer (redis-py hands back bytes unless the client decodes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def register(redis: Redis, name: str) -> AsyncScript:
     """The script as redis-py's EVALSHA wrapper (the script is loaded once per Redis when missing)."""
     return redis.register_script(source(name))

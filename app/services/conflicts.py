@@ -1,33 +1,30 @@
 """Use cases of the JIRA → service direction: a remote change observed, and a conflict resolved.
 
 A webhook and the reconciliation poll both end in `observe_remote`, which asks the pure conflict policy
-(`app.domain.conflict.decide`) and applies its verdict to the entry in the caller's transaction. The caller
-commits and then enqueues the pushes it is handed back (PostgreSQL holds the outbox marker either way).
+(`app.domain.conflict.decide`) and applies its verdict through the entry aggregate in the caller's unit of
+work; its commit enqueues the push when TimeTracker wins (PostgreSQL holds the outbox marker either way).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from app.clock import now_utc
 from app.db.models import ConflictRow, EntryRow, JiraInstanceRow
 from app.db.repositories import activity as activity_repo
 from app.db.repositories import entries as repo
-from app.domain.conflict import RemoteState, Verdict, decide, remote_state
+from app.domain.conflict import ConflictStatus, Verdict, Winner, close_conflict, decide
 from app.domain.entry import SyncStatus
-from app.domain.sync import snapshot
-from app.domain.worklog import adopt_remote, build_worklog, parse_comment, parse_started
-from app.jira.priority import Priority
+from app.domain.entry_sync import EntrySync, FeedKind
+from app.domain.snapshot import WorklogSnapshot
+from app.domain.worklog import adopt_remote, jira_time_ms_or_none, parse_comment, parse_started
 from app.jira.resources import RemoteWorklog
-from app.services.entries import flush_feed, set_status
+from app.services.unit_of_work import UnitOfWork
 from app.services.views import entry_view
-
-Winner = Literal["timetracker", "jira"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,6 @@ class Observed:
     verdict: Verdict
     reason: str
     entry_id: str | None = None
-    push: bool = False  # the caller must enqueue the entry after committing
 
 
 class ConflictNotFound(LookupError):
@@ -54,34 +50,6 @@ class ConflictNotFound(LookupError):
 
 class ConflictAlreadyResolved(Exception):
     pass
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def ms_of(value: str | None) -> int | None:
-    """JIRA's timestamp rendering as epoch milliseconds (None when missing or unreadable)."""
-    if not value:
-        return None
-    try:
-        return int(parse_started(value).timestamp() * 1000)
-    except ValueError:
-        return None
-
-
-def wanted_snapshot(row: EntryRow) -> dict[str, Any] | None:
-    """The snapshot of the worklog the entry wants now where its worklog lives; None when it wants none there."""
-    if row.is_deleted or row.duration <= 0 or row.instance_id is None:
-        return None
-    if row.worklog_instance_id is not None and (
-        row.instance_id != row.worklog_instance_id or row.ticket != row.worklog_ticket
-    ):
-        return None  # moving to another issue or instance: the old worklog is going away
-    return snapshot(build_worklog(
-        entry_id=row.id, day=row.date, start=row.start, zone=row.timezone, duration_minutes=row.duration,
-        activity=row.activity, description=row.description,
-    ))
 
 
 def _minutes_text(seconds: int) -> str:
@@ -128,54 +96,39 @@ def remote_view(worklog: RemoteWorklog, row: EntryRow) -> dict[str, Any]:
     return view
 
 
-def _state_of(worklog: RemoteWorklog) -> RemoteState | None:
+def _snapshot_of(worklog: RemoteWorklog) -> WorklogSnapshot | None:
     try:
-        return remote_state(worklog.started, worklog.time_spent_seconds, worklog.comment)
+        return WorklogSnapshot.of_remote(worklog.started, worklog.time_spent_seconds, worklog.comment)
     except ValueError:
         return None
 
 
-def _mark_due(session: AsyncSession, row: EntryRow, now: datetime, note: str | None) -> None:
-    row.due_at = now
-    row.priority = int(Priority.USER)
-    row.attempts = 0
-    set_status(session, row, SyncStatus.PENDING, last_error=note, now=now)
-
-
-def _forget_worklog(row: EntryRow) -> None:
-    """The worklog is gone from JIRA: the next push creates a new one."""
-    row.worklog_id = row.worklog_instance_id = row.worklog_ticket = None
-    row.base = None
-    row.remote_updated_ms = None
-    row.create_unconfirmed = False
-
-
 async def observe_remote(
-    session: AsyncSession, instance: JiraInstanceRow, obs: RemoteObservation, *, window: timedelta,
+    uow: UnitOfWork, instance: JiraInstanceRow, obs: RemoteObservation, *, window: timedelta,
     now: datetime | None = None,
 ) -> Observed:
     """Apply what JIRA said about one worklog to the entry that owns it (if any), per the conflict policy."""
-    now = now or now_utc()
+    session = uow.session
     row = await activity_repo.entry_by_worklog(session, instance.tenant_id, instance.id, obs.worklog_id, lock=True)
     if row is None:
         return Observed(Verdict.IGNORE, "not ours: no entry of this tenant holds this worklog")
-    remote = _state_of(obs.worklog) if obs.worklog is not None else None
+    entry = uow.entry(row, now=now)
+    remote = _snapshot_of(obs.worklog) if obs.worklog is not None else None
     if obs.worklog is not None and remote is None:
         return Observed(Verdict.IGNORE, "unreadable worklog (no valid started)", row.id)
-    wanted = wanted_snapshot(row)
-    unpushed = row.due_at is not None or row.synced_version != row.version
+    wanted, base = entry.wanted(), entry.base
     decision = decide(
-        base=row.base, remote=remote, remote_updated_ms=obs.updated_ms, last_seen_updated_ms=row.remote_updated_ms,
-        wanted=wanted, local_changed_at=row.local_changed_at, now=now, window=window, unpushed_local_change=unpushed,
+        base=base, remote=remote, remote_updated_ms=obs.updated_ms, last_seen_updated_ms=row.remote_updated_ms,
+        wanted=wanted, local_changed_at=row.local_changed_at, now=entry.now, window=window,
+        unpushed_local_change=entry.unpushed_change,
     )
     if decision.verdict is Verdict.IGNORE:
         newer = obs.updated_ms is not None and (row.remote_updated_ms is None or obs.updated_ms > row.remote_updated_ms)
-        if newer and remote is not None and row.base is not None:
-            row.remote_updated_ms = obs.updated_ms
-            if row.sync_status == SyncStatus.CONFLICT:
+        if newer and remote is not None and base is not None:
+            entry.saw_remote(obs.updated_ms)
+            if entry.status is SyncStatus.CONFLICT:
                 # JIRA went back to what we wrote (or to what TimeTracker wants): nothing left to decide
-                await _dissolve(session, row, now, wanted=wanted)
-                await flush_feed(session)
+                await _dissolve(uow, entry, wanted=wanted)
         return Observed(decision.verdict, decision.reason, row.id)
 
     what = "deleted" if obs.worklog is None else "changed"
@@ -186,29 +139,27 @@ async def observe_remote(
     )
     if decision.verdict is Verdict.TIMETRACKER_WINS:
         if obs.worklog is None:
-            _forget_worklog(row)
+            entry.forget_worklog()
         else:
-            row.base = None  # what JIRA holds is no longer what we wrote: the push must overwrite it
-            row.remote_updated_ms = obs.updated_ms
-        _mark_due(session, row, now, f"the worklog was {what} in JIRA; TimeTracker's newer state is written again")
-        await flush_feed(session)
-        return Observed(decision.verdict, decision.reason, row.id, push=True)
+            entry.overwrite_remote()  # what JIRA holds is no longer what we wrote: the push must overwrite it
+            entry.saw_remote(obs.updated_ms)
+        entry.mark_due(reason=f"the worklog was {what} in JIRA; TimeTracker's newer state is written again")
+        return Observed(decision.verdict, decision.reason, row.id)
 
     # JIRA wins for now: keep its state, stop pushing, and ask a person
     local = entry_view(row)
     remote_json = remote_view(obs.worklog, row) if obs.worklog is not None else None
     if obs.worklog is None:
-        _forget_worklog(row)
+        entry.forget_worklog()
         message = (f"The JIRA worklog of entry {row.id} ({row.ticket}, {_describe_local(row)}) was deleted in "
                    f"JIRA. Keep TimeTracker's entry (it is written to JIRA again) or JIRA's deletion "
                    f"(the entry is deleted) by resolving the conflict.")
     else:
-        row.remote_updated_ms = obs.updated_ms
+        entry.saw_remote(obs.updated_ms)
         message = (f"The JIRA worklog of entry {row.id} ({row.ticket}) was changed in JIRA: JIRA now has "
                    f"{_describe_remote(obs.worklog, row.timezone)}, TimeTracker has {_describe_local(row)}. "
                    f"Resolve the conflict to keep one of them.")
-    row.due_at = None
-    set_status(session, row, SyncStatus.CONFLICT, last_error=message, now=now)
+    entry.open_conflict(message)
     existing = await activity_repo.open_conflict_of(session, row.tenant_id, row.id, lock=True)
     if existing is not None:
         # a further change in JIRA while a person has not decided yet: the record shows the latest
@@ -216,81 +167,77 @@ async def observe_remote(
     else:
         session.add(ConflictRow(
             id=uuid.uuid4(), tenant_id=row.tenant_id, entry_id=row.id, jira_instance_id=instance.id, local=local,
-            remote=remote_json, detected_at=now, status="open",
+            remote=remote_json, detected_at=entry.now, status=ConflictStatus.OPEN,
         ))
         repo.add_notification(session, tenant_id=row.tenant_id, user=row.user, kind="conflict", message=message,
                               entry_id=row.id, jira_instance_id=instance.id)
-    await flush_feed(session)
     return Observed(decision.verdict, decision.reason, row.id)
 
 
-async def _dissolve(session: AsyncSession, row: EntryRow, now: datetime, *, wanted: dict[str, Any] | None) -> None:
-    conflict = await activity_repo.open_conflict_of(session, row.tenant_id, row.id, lock=True)
+async def _dissolve(uow: UnitOfWork, entry: EntrySync, *, wanted: WorklogSnapshot | None) -> None:
+    row = entry.entry
+    conflict = await activity_repo.open_conflict_of(uow.session, row.tenant_id, row.id, lock=True)
     if conflict is not None:
-        conflict.status, conflict.resolved_at = "resolved", now
-    repo.add_audit(session, tenant_id=row.tenant_id, action="conflict.dissolved", entry_id=row.id,
+        close_conflict(conflict, winner=None, now=entry.now)
+    repo.add_audit(uow.session, tenant_id=row.tenant_id, action="conflict.dissolved", entry_id=row.id,
                    jira_instance_id=row.worklog_instance_id, outcome="ok",
                    detail="JIRA's worklog went back to what the service wrote; the conflict needs no decision")
-    if wanted is not None and wanted == row.base:
-        row.synced_version = row.version
-        row.synced_at = now
-        set_status(session, row, SyncStatus.SYNCED, now=now)
+    if wanted is not None and wanted == entry.base:
+        entry.mark_synced()
     else:
-        _mark_due(session, row, now, None)
+        entry.mark_due()
 
 
 async def resolve_conflict(
-    session: AsyncSession, tenant_id: uuid.UUID, conflict_id: uuid.UUID, winner: Winner, *,
-    now: datetime | None = None,
-) -> tuple[ConflictRow, EntryRow | None, bool]:
-    """Decide an open conflict. Returns the conflict, its entry and whether a push must be enqueued."""
+    uow: UnitOfWork, tenant_id: uuid.UUID, conflict_id: uuid.UUID, winner: Winner, *, now: datetime | None = None,
+) -> tuple[ConflictRow, EntryRow | None]:
+    """Decide an open conflict. Returns the conflict and its entry; a push is enqueued when one is due."""
+    session = uow.session
     now = now or now_utc()
     conflict = await activity_repo.get_conflict(session, tenant_id, conflict_id, lock=True)
     if conflict is None:
         raise ConflictNotFound(str(conflict_id))
-    if conflict.status != "open":
+    if conflict.status != ConflictStatus.OPEN:
         raise ConflictAlreadyResolved(f"conflict {conflict_id} was already resolved ({conflict.winner or 'by JIRA'})")
-    conflict.status, conflict.winner, conflict.resolved_at = "resolved", winner, now
+    close_conflict(conflict, winner=winner, now=now)
     row = await repo.get_entry(session, tenant_id, conflict.entry_id, lock=True)
-    push = False
     if row is not None:
-        push = _keep_timetracker(session, row, conflict, now) if winner == "timetracker" \
-            else _adopt_jira(session, row, conflict, now)
+        entry = uow.entry(row, now=now)
+        if winner is Winner.TIMETRACKER:
+            _keep_timetracker(entry, conflict)
+        else:
+            _adopt_jira(uow, entry, conflict)
     repo.add_audit(
         session, tenant_id=tenant_id, action="conflict.resolve", entry_id=conflict.entry_id,
         jira_instance_id=conflict.jira_instance_id, outcome=winner,
-        detail=f"conflict {conflict.id} resolved: {'TimeTracker' if winner == 'timetracker' else 'JIRA'} wins",
+        detail=f"conflict {conflict.id} resolved: {'TimeTracker' if winner is Winner.TIMETRACKER else 'JIRA'} wins",
     )
-    await flush_feed(session)
-    return conflict, row, push
+    return conflict, row
 
 
-def _keep_timetracker(session: AsyncSession, row: EntryRow, conflict: ConflictRow, now: datetime) -> bool:
-    if conflict.remote is None or row.worklog_id is None:
-        _forget_worklog(row)  # deleted in JIRA: create it again
+def _keep_timetracker(entry: EntrySync, conflict: ConflictRow) -> None:
+    if conflict.remote is None or entry.entry.worklog_id is None:
+        entry.forget_worklog()  # deleted in JIRA: create it again
     else:
-        row.base = None  # JIRA's state differs from what we wrote: overwrite it
-    _mark_due(session, row, now, None)
-    return True
+        entry.overwrite_remote()  # JIRA's state differs from what we wrote: overwrite it
+    entry.mark_due()
 
 
-def _adopt_jira(session: AsyncSession, row: EntryRow, conflict: ConflictRow, now: datetime) -> bool:
-    remote = conflict.remote
-    superseded = row.sync_status != SyncStatus.CONFLICT  # TimeTracker changed the entry after the conflict
+def _adopt_jira(uow: UnitOfWork, entry: EntrySync, conflict: ConflictRow) -> None:
+    row, remote, now = entry.entry, conflict.remote, entry.now
+    superseded = entry.status is not SyncStatus.CONFLICT  # TimeTracker changed the entry after the conflict
     row.version += 1
     row.updated_at = max(row.updated_at, now)  # a replay of an older TimeTracker change must not undo this
-    repo.add_audit(session, tenant_id=row.tenant_id, action="entry.remote_adoption", entry_id=row.id,
+    repo.add_audit(uow.session, tenant_id=row.tenant_id, action="entry.remote_adoption", entry_id=row.id,
                    jira_instance_id=conflict.jira_instance_id, outcome="ok",
                    detail="JIRA's deletion adopted: entry deleted" if remote is None
                    else f"JIRA's worklog {remote.get('worklog_id')} adopted into the entry")
     if remote is None:
         # JIRA's state is "no worklog": the entry is deleted, as a TimeTracker deletion would have done
         row.is_deleted = True
-        _forget_worklog(row)
-        row.due_at = None
-        row.synced_version = row.version
-        set_status(session, row, SyncStatus.DELETED, now=now, kind="remote_adoption")
-        return False
+        entry.forget_worklog()
+        entry.finish(SyncStatus.DELETED, kind=FeedKind.REMOTE_ADOPTION)
+        return
     fields = adopt_remote(str(remote["started"]), int(remote["time_spent_seconds"]), row.timezone)
     parsed = parse_comment(str(remote.get("comment") or ""))
     row.date, row.start, row.duration = fields.day, fields.start, fields.duration_minutes
@@ -298,19 +245,12 @@ def _adopt_jira(session: AsyncSession, row: EntryRow, conflict: ConflictRow, now
     if parsed.entry_id == row.id:
         row.activity = parsed.activity  # the anchored comment carries the activity too
     row.is_deleted = False
-    base = remote_state(str(remote["started"]), int(remote["time_spent_seconds"]), str(remote.get("comment") or ""))
-    row.base = None if superseded else base.as_snapshot()
-    row.remote_updated_ms = ms_of(remote.get("updated"))
-    if row.base is not None and wanted_snapshot(row) == row.base:
-        row.due_at = None
-        row.synced_version = row.version
-        row.synced_at = now
-        set_status(session, row, SyncStatus.SYNCED, now=now, kind="remote_adoption")
-        return False
+    base = WorklogSnapshot.of_remote(str(remote["started"]), int(remote["time_spent_seconds"]),
+                                     str(remote.get("comment") or ""))
+    entry.adopt_remote(None if superseded else base, jira_time_ms_or_none(remote.get("updated")))
+    if entry.base is not None and entry.wanted() == entry.base:
+        entry.mark_synced(kind=FeedKind.REMOTE_ADOPTION)
+        return
     # JIRA's comment lost the anchor, or its values do not map onto whole minutes: write the adopted state
     # back so JIRA and the entry are equal again (and the worklog stays findable by its anchor)
-    row.due_at = now
-    row.priority = int(Priority.USER)
-    row.attempts = 0
-    set_status(session, row, SyncStatus.PENDING, now=now, kind="remote_adoption")
-    return True
+    entry.mark_due(kind=FeedKind.REMOTE_ADOPTION)

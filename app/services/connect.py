@@ -13,10 +13,11 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clock import now_utc
 from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
@@ -27,7 +28,8 @@ from app.jira.oauth_dance import authorize_url, fetch_access_token, fetch_reques
 from app.security.secrets import SecretBox, SecretDecryptionError, binding
 from app.services.audit import CallLog
 from app.services.credentials import consumer_target
-from app.services.entries import flush_feed, resume_after_connect
+from app.services.entries import resume_after_connect
+from app.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,6 @@ def callback_url(public_base_url: str) -> str:
     return public_base_url.rstrip("/") + CALLBACK_PATH
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
     """What a person should read when a step of the dance failed at JIRA."""
     where = f"JIRA instance {instance.name!r} ({instance.base_url})"
@@ -114,7 +112,7 @@ async def start(
 
     On a JIRA failure the audit rows are written (the caller still commits) and `ConnectError` is raised.
     """
-    now = _now()
+    now = now_utc()
     calls = CallLog()
     try:
         token, secret = await fetch_request_token(jira, consumer_target(box, instance), callback_url(public_base_url),
@@ -148,7 +146,7 @@ async def claim_request(session: AsyncSession, oauth_token: str) -> OAuthRequest
     The caller commits right away, so a second callback with the same token finds it used even while
     the first one is still talking to JIRA.
     """
-    now = _now()
+    now = now_utc()
     row = await jira_repo.get_oauth_request(session, token_hash(oauth_token), lock=True) if oauth_token else None
     if row is None:
         raise InvalidRequestToken("unknown oauth_token: start the connection again")
@@ -171,14 +169,15 @@ async def _connection(session: AsyncSession, request: OAuthRequestRow) -> Connec
 
 
 async def complete(
-    session: AsyncSession, box: SecretBox, jira: JiraClient, *, request: OAuthRequestRow, verifier: str,
+    uow: UnitOfWork, box: SecretBox, jira: JiraClient, *, request: OAuthRequestRow, verifier: str,
 ) -> CallbackResult:
     """Finish the dance for a claimed request token: store the access token, or record the denial.
 
     A connect puts the user's `auth_required` entries of the instance back to pending (returned in
-    `due_entries`, to enqueue after commit) and marks their auth_required notifications read.
+    `due_entries`; the unit of work enqueues them at commit) and marks their auth_required notifications read.
     """
-    now = _now()
+    session = uow.session
+    now = now_utc()
     tenant_id, user = request.tenant_id, request.user
     result = CallbackResult("denied", tenant_id, user, request.jira_instance_id, request.return_url)
     instance = await jira_repo.get_instance(session, tenant_id, request.jira_instance_id)
@@ -248,9 +247,8 @@ async def complete(
     tenant = await session.get(Tenant, tenant_id)
     assert tenant is not None  # the request row references it
     waiting = list(await jira_repo.entries_waiting_for_auth(session, tenant_id, instance.id, user))
-    result.due_entries = await resume_after_connect(session, tenant, waiting, now=now)
+    result.due_entries = await resume_after_connect(uow, tenant, waiting, now=now)
     await jira_repo.mark_auth_notifications_read(session, tenant_id, instance.id, user, at=now)
-    await flush_feed(session)
     return result
 
 
@@ -319,7 +317,7 @@ async def reject_connection(
     connection = await jira_repo.get_connection(session, tenant_id, instance_id, user, lock=True)
     if connection is not None and connection.status == "connected":
         connection.status = "auth_required"
-        connection.updated_at = datetime.now(UTC)
+        connection.updated_at = now_utc()
         entries_repo.add_audit(
             session, tenant_id=tenant_id, action="auth.token_rejected", outcome="auth_required", entry_id=entry_id,
             jira_instance_id=instance_id, http_status=401,

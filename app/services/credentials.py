@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.db.models import ConnectionRow, JiraInstanceRow
+from app.domain.priority import Priority
 from app.jira.client import JiraTarget
 from app.jira.gate import InstanceRef
-from app.jira.priority import Priority
 from app.security.secrets import SecretBox, binding
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 
-from app.jira.priority import Priority
+from app.clock import now_utc
+from app.domain.priority import Priority
 from app.jira.scripts import register
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ async def enqueue_pushes(
     """Enqueue push jobs; returns how many were newly queued (existing ones coalesce)."""
     if pool is None:
         return 0
-    now = datetime.now(UTC)
+    now = now_utc()
     when = defer_until or (now - USER_HEADSTART if priority == Priority.USER else now)
     score = int(when.timestamp() * 1000)
     enqueued_at = int(now.timestamp() * 1000)

@@ -1,20 +1,22 @@
-"""Use cases on entries: accept a change (PUT, batch, webhook), delete, retry.
+"""Use cases on entries: accept a change (PUT, batch, webhook), delete, retry, route again.
 
-Each accepted change is written with its sync state and outbox marker in the caller's transaction;
-the caller commits, then hands the due entries to the queue (app.services.dispatch).
+Each accepted change is written with its sync state and outbox marker through the entry aggregate
+(`app.domain.entry_sync`) in the caller's unit of work; its commit writes the changes feed, commits, and
+hands the entries that became due to the queue.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.api.schemas.entries import EntryIn
+from app.clock import now_utc
 from app.db.models import EntryRow, Tenant
+from app.db.repositories import activity as activity_repo
 from app.db.repositories import entries as repo
+from app.domain.commands import ChangeEntry
+from app.domain.conflict import Winner, close_conflict
 from app.domain.entry import (
     ChangeOutcome,
     EntryContent,
@@ -24,8 +26,9 @@ from app.domain.entry import (
     intent_after_change,
     route,
 )
-from app.jira.priority import Priority
-from app.services.views import entry_view
+from app.domain.entry_sync import EntrySync
+from app.domain.priority import Priority
+from app.services.unit_of_work import UnitOfWork
 
 
 class UnknownInstance(ValueError):
@@ -36,11 +39,6 @@ class UnknownInstance(ValueError):
 class Accepted:
     row: EntryRow
     outcome: ChangeOutcome
-    push: bool
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def resolve_instance(ref: str | None, routes: list[InstanceRoute]) -> uuid.UUID | None:
@@ -59,52 +57,18 @@ def content_of(row: EntryRow) -> EntryContent:
     )
 
 
-def set_status(
-    session: AsyncSession, row: EntryRow, status: SyncStatus, *, last_error: str | None = None,
-    now: datetime | None = None, kind: str = "sync_status", content_changed: bool = False,
-) -> None:
-    """The one place an entry's sync status changes; every change lands in the changes feed.
-
-    A TimeTracker content change that keeps the status is fed too (kind `local_change`), so a client
-    reading the feed from the start can rebuild every entry's current state.
-    """
-    changed = row.sync_status != status or row.last_error != last_error
-    row.sync_status = status
-    row.last_error = last_error
-    row.sync_updated_at = now or now_utc()
-    if changed or kind != "sync_status":
-        session.info.setdefault("feed", []).append((row, kind))
-    elif content_changed:
-        session.info.setdefault("feed", []).append((row, "local_change"))
-
-
-async def flush_feed(session: AsyncSession) -> None:
-    """Write the queued feed records last, under the tenant's feed lock (short hold, commit order)."""
-    pending: list[tuple[EntryRow, str]] = session.info.pop("feed", [])
-    if not pending:
-        return
-    await session.flush()
-    for tenant_id in sorted({r.tenant_id for r, _ in pending}):
-        await repo.lock_changes_feed(session, tenant_id)
-    await repo.add_changes(session, [(row.tenant_id, row.id, kind, entry_view(row)) for row, kind in pending])
-
-
-def _apply_intent(session: AsyncSession, row: EntryRow, *, routes: list[InstanceRoute], priority: Priority,
-                  now: datetime, content_changed: bool = False) -> bool:
+def _apply_intent(entry: EntrySync, *, routes: list[InstanceRoute], priority: Priority,
+                  content_changed: bool = False) -> bool:
+    row = entry.entry
     r = route(row.ticket, row.requested_instance_id, routes)
     intent = intent_after_change(
         deleted=row.is_deleted, duration=row.duration, route=r, has_worklog=row.worklog_id is not None
     )
-    row.instance_id = r.instance_id if not row.is_deleted else row.instance_id
-    row.attempts = 0
-    row.due_at = now if intent.push else None
-    row.priority = int(priority)
-    set_status(session, row, intent.status, last_error=intent.reason, now=now, content_changed=content_changed)
-    return intent.push
+    return entry.apply_intent(intent, r, priority=priority, content_changed=content_changed)
 
 
 async def accept_change(
-    session: AsyncSession, tenant: Tenant, entry_id: str, data: EntryIn, *, priority: Priority,
+    uow: UnitOfWork, tenant: Tenant, entry_id: str, change: ChangeEntry, *, priority: Priority,
     routes: list[InstanceRoute] | None = None, row: EntryRow | None = None, row_looked_up: bool = False,
     now: datetime | None = None,
 ) -> Accepted:
@@ -113,15 +77,16 @@ async def accept_change(
     `row` is the entry as already read (locked) by the caller; with `row_looked_up` a None `row` means the
     caller found no such entry, so it is not looked up again (a batch reads all its rows in one query).
     """
+    session = uow.session
     now = now or now_utc()
-    if routes is None and data.jira_instance is not None and data.jira_instance.strip():
+    if routes is None and change.jira_instance is not None and change.jira_instance.strip():
         routes = await repo.instance_routes(session, tenant.id)
-    requested = resolve_instance(data.jira_instance, routes or [])
+    requested = resolve_instance(change.jira_instance, routes or [])
     incoming = EntryContent(
-        data.user, data.ticket, data.date, data.start, data.duration, data.timezone or tenant.timezone or "UTC",
-        data.description, data.activity, requested,
+        change.user, change.ticket, change.day, change.start, change.duration,
+        change.timezone or tenant.timezone or "UTC", change.description, change.activity, requested,
     )
-    stamp = data.updated_at or now
+    stamp = change.updated_at or now
     if row is None and not row_looked_up:
         row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
     outcome = classify_change(
@@ -130,21 +95,15 @@ async def accept_change(
         stored_deleted=row.is_deleted if row else False,
         incoming_updated_at=stamp, incoming=incoming, incoming_deleted=False,
     )
-    if outcome is ChangeOutcome.STALE:
-        assert row is not None
-        return Accepted(row, outcome, False)
-    if outcome is ChangeOutcome.UNCHANGED:
-        assert row is not None
+    if row is not None and outcome is ChangeOutcome.STALE:
+        return Accepted(row, outcome)
+    if row is not None and outcome is ChangeOutcome.UNCHANGED:
         row.updated_at = stamp
-        return Accepted(row, outcome, False)
+        return Accepted(row, outcome)
     if routes is None:  # only now: a stale or identical change never needs them
         routes = await repo.instance_routes(session, tenant.id)
     if row is None:
-        row = EntryRow(
-            tenant_id=tenant.id, id=entry_id, version=0, synced_version=0, sync_status=SyncStatus.PENDING,
-            attempts=0, is_deleted=False, create_unconfirmed=False, created_at=now,
-        )
-        session.add(row)
+        row = repo.new_entry(session, tenant.id, entry_id, now=now)
     row.user, row.ticket, row.date, row.start = incoming.user, incoming.ticket, incoming.day, incoming.start
     row.duration, row.timezone = incoming.duration, incoming.timezone
     row.description, row.activity, row.requested_instance_id = incoming.description, incoming.activity, requested
@@ -152,91 +111,89 @@ async def accept_change(
     row.updated_at = stamp
     row.local_changed_at = now
     row.version = (row.version or 0) + 1
-    await _local_change_settles_conflict(session, row, now)
-    push = _apply_intent(session, row, routes=routes, priority=priority, now=now, content_changed=True)
-    return Accepted(row, outcome, push)
+    entry = uow.entry(row, now=now)
+    await _local_change_settles_conflict(uow, entry)
+    _apply_intent(entry, routes=routes, priority=priority, content_changed=True)
+    return Accepted(row, outcome)
 
 
-async def _local_change_settles_conflict(session: AsyncSession, row: EntryRow, now: datetime) -> None:
+async def _local_change_settles_conflict(uow: UnitOfWork, entry: EntrySync) -> None:
     """Editing an entry that is in conflict is a decision for TimeTracker: its new state is pushed over JIRA's."""
-    if row.sync_status != SyncStatus.CONFLICT:
+    if entry.status is not SyncStatus.CONFLICT:
         return
-    await settle_conflict_for_timetracker(session, row, now, why="by a newer change in TimeTracker")
-    row.base = None  # JIRA holds someone else's edit: overwrite it even if our new state equals the old base
+    await settle_conflict_for_timetracker(uow, entry, why="by a newer change in TimeTracker")
+    entry.overwrite_remote()  # JIRA holds someone else's edit: overwrite it even if our state equals the old base
 
 
 async def accept_delete(
-    session: AsyncSession, tenant: Tenant, entry_id: str, *, updated_at: datetime | None, priority: Priority,
+    uow: UnitOfWork, tenant: Tenant, entry_id: str, *, updated_at: datetime | None, priority: Priority,
     now: datetime | None = None,
 ) -> Accepted | None:
     """Mark an entry deleted; its worklog is removed by the push. None when the entry is unknown."""
+    session = uow.session
     now = now or now_utc()
     row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
     if row is None:
         return None
     stamp = updated_at or now
     if stamp < row.updated_at:
-        return Accepted(row, ChangeOutcome.STALE, False)
+        return Accepted(row, ChangeOutcome.STALE)
     if row.is_deleted:
         row.updated_at = stamp
-        return Accepted(row, ChangeOutcome.UNCHANGED, False)
+        return Accepted(row, ChangeOutcome.UNCHANGED)
     row.is_deleted = True
     row.updated_at = stamp
     row.local_changed_at = now
     row.version += 1
-    await _local_change_settles_conflict(session, row, now)
+    entry = uow.entry(row, now=now)
+    await _local_change_settles_conflict(uow, entry)
     routes = await repo.instance_routes(session, tenant.id)
-    push = _apply_intent(session, row, routes=routes, priority=priority, now=now, content_changed=True)
-    return Accepted(row, ChangeOutcome.UPDATED, push)
+    _apply_intent(entry, routes=routes, priority=priority, content_changed=True)
+    return Accepted(row, ChangeOutcome.UPDATED)
 
 
-async def settle_conflict_for_timetracker(session: AsyncSession, row: EntryRow, now: datetime, *, why: str) -> None:
+async def settle_conflict_for_timetracker(uow: UnitOfWork, entry: EntrySync, *, why: str) -> None:
     """Close the entry's open conflict with TimeTracker as the winner, and say why in the audit trail."""
-    from app.db.repositories.activity import open_conflict_of
-
-    conflict = await open_conflict_of(session, row.tenant_id, row.id, lock=True)
+    row = entry.entry
+    conflict = await activity_repo.open_conflict_of(uow.session, row.tenant_id, row.id, lock=True)
     if conflict is not None:
-        conflict.status, conflict.winner, conflict.resolved_at = "resolved", "timetracker", now
-        repo.add_audit(session, tenant_id=row.tenant_id, action="conflict.resolve", entry_id=row.id,
-                       jira_instance_id=conflict.jira_instance_id, outcome="timetracker",
+        close_conflict(conflict, winner=Winner.TIMETRACKER, now=entry.now)
+        repo.add_audit(uow.session, tenant_id=row.tenant_id, action="conflict.resolve", entry_id=row.id,
+                       jira_instance_id=conflict.jira_instance_id, outcome=Winner.TIMETRACKER,
                        detail=f"conflict {conflict.id} resolved {why}")
 
 
 RETRYABLE = {SyncStatus.FAILED, SyncStatus.SKIPPED, SyncStatus.AUTH_REQUIRED}
 
 
-async def retry(session: AsyncSession, tenant: Tenant, row: EntryRow, *, now: datetime | None = None) -> bool:
+async def retry(uow: UnitOfWork, tenant: Tenant, row: EntryRow, *, now: datetime | None = None) -> bool:
     """Put a failed (or skipped / auth_required) entry back to pending; False if not retryable."""
     if row.sync_status not in RETRYABLE:
         return False
-    now = now or now_utc()
-    routes = await repo.instance_routes(session, tenant.id)
-    _apply_intent(session, row, routes=routes, priority=Priority.USER, now=now)
+    routes = await repo.instance_routes(uow.session, tenant.id)
+    _apply_intent(uow.entry(row, now=now), routes=routes, priority=Priority.USER)
     return True
 
 
-async def reroute_skipped(session: AsyncSession, tenant: Tenant, *, now: datetime | None = None) -> list[str]:
+async def reroute_skipped(uow: UnitOfWork, tenant: Tenant, *, now: datetime | None = None) -> list[str]:
     """After the tenant's JIRA instances changed: route again the entries skipped for want of an instance.
 
-    Returns the ids now due (pending, batch priority); the caller commits, then enqueues them.
+    Returns the ids now due (pending, batch priority); the unit of work enqueues them after commit.
     """
     now = now or now_utc()
-    routes = await repo.instance_routes(session, tenant.id)
-    due: list[str] = []
-    for row in await repo.entries_skipped_for_routing(session, tenant.id):
-        if _apply_intent(session, row, routes=routes, priority=Priority.BATCH, now=now):
-            due.append(row.id)
-    return due
+    routes = await repo.instance_routes(uow.session, tenant.id)
+    return [row.id for row in await repo.entries_skipped_for_routing(uow.session, tenant.id)
+            if _apply_intent(uow.entry(row, now=now), routes=routes, priority=Priority.BATCH)]
 
 
 async def resume_after_connect(
-    session: AsyncSession, tenant: Tenant, rows: list[EntryRow], *, now: datetime | None = None
+    uow: UnitOfWork, tenant: Tenant, rows: list[EntryRow], *, now: datetime | None = None
 ) -> list[str]:
     """Put `auth_required` entries back to pending, due now at USER priority (the user just reconnected).
 
-    Routes are evaluated again, as for any change. Returns the ids now due; the caller commits, then enqueues.
+    Routes are evaluated again, as for any change. Returns the ids now due; the unit of work enqueues them.
     """
     now = now or now_utc()
-    routes = await repo.instance_routes(session, tenant.id)
+    routes = await repo.instance_routes(uow.session, tenant.id)
     return [row.id for row in rows
-            if _apply_intent(session, row, routes=routes, priority=Priority.USER, now=now)]
+            if _apply_intent(uow.entry(row, now=now), routes=routes, priority=Priority.USER)]

@@ -1,8 +1,8 @@
 """Use cases on JIRA instances: create (key pair, webhook secret), change, delete, rotate the webhook secret.
 
 Creating or changing an instance may change where entries go (CONTRACT 3, routing): entries that were
-skipped for want of an instance are routed again in the same transaction; the caller commits, then
-enqueues the ids returned (batch priority).
+skipped for want of an instance are routed again in the same unit of work, whose commit feeds their new
+status to the changes feed and then enqueues them (batch priority).
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.schemas.jira import InstanceIn, InstancePatch
+from app.clock import now_utc
 from app.db.models import JiraInstanceRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
+from app.domain.commands import ChangeInstance, NewInstance
 from app.security.api_keys import new_webhook_secret
 from app.security.rsa_keys import KeyPair, generate_key_pair, import_private_key
 from app.security.secrets import SecretBox, binding
 from app.services.connect import disconnect_link_change
 from app.services.entries import reroute_skipped
+from app.services.unit_of_work import UnitOfWork
 
 ROUTING_FIELDS = ("project_keys",)
 
@@ -36,19 +37,16 @@ class DuplicateInstanceName(ValueError):
 class InstanceChange:
     row: JiraInstanceRow
     webhook_secret: str | None = field(default=None, repr=False)  # only when created or rotated now
-    due_entries: list[str] = field(default_factory=list)  # entries to enqueue after commit
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    due_entries: list[str] = field(default_factory=list)  # entries rerouted and due (enqueued at commit)
 
 
 async def _name_taken(session: AsyncSession, tenant_id: uuid.UUID, name: str, *, other_than: uuid.UUID | None) -> bool:
     return any(i.name == name and i.id != other_than for i in await jira_repo.list_instances(session, tenant_id))
 
 
-async def create_instance(session: AsyncSession, box: SecretBox, tenant: Tenant, data: InstanceIn) -> InstanceChange:
+async def create_instance(uow: UnitOfWork, box: SecretBox, tenant: Tenant, data: NewInstance) -> InstanceChange:
     """A new instance with its sealed private key and webhook secret; reroutes skipped entries."""
+    session = uow.session
     if await _name_taken(session, tenant.id, data.name, other_than=None):
         raise DuplicateInstanceName(f"a JIRA instance named {data.name!r} already exists")
     keys: KeyPair = (
@@ -58,7 +56,7 @@ async def create_instance(session: AsyncSession, box: SecretBox, tenant: Tenant,
     origin = "imported" if data.private_key_pem is not None else "generated"
     instance_id = uuid.uuid4()
     webhook_secret = new_webhook_secret()
-    now = _now()
+    now = now_utc()
     row = JiraInstanceRow(
         id=instance_id, tenant_id=tenant.id, name=data.name, base_url=data.base_url,
         consumer_key=data.consumer_key, rate_limit_per_second=data.rate_limit_per_second,
@@ -73,7 +71,7 @@ async def create_instance(session: AsyncSession, box: SecretBox, tenant: Tenant,
     entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.created", outcome="ok",
                            jira_instance_id=instance_id,
                            detail=f"{data.name} at {data.base_url} ({origin} {keys.bits}-bit key)")
-    due = await reroute_skipped(session, tenant, now=now)
+    due = await reroute_skipped(uow, tenant, now=now)
     return InstanceChange(row, webhook_secret, due)
 
 
@@ -81,16 +79,17 @@ LINK_FIELDS = ("base_url", "consumer_key", "key pair")  # a change of any is a n
 
 
 async def update_instance(
-    session: AsyncSession, box: SecretBox, tenant: Tenant, row: JiraInstanceRow, patch: InstancePatch,
+    uow: UnitOfWork, box: SecretBox, tenant: Tenant, row: JiraInstanceRow, patch: ChangeInstance,
 ) -> InstanceChange:
     """Apply the fields given; a change of `project_keys` reroutes skipped entries, a new link (base_url,
     consumer_key, key pair) disconnects the instance's users."""
-    changes = patch.model_dump(exclude_unset=True, exclude_none=True)
-    new_key = changes.pop("private_key_pem", None)
-    if "name" in changes and changes["name"] != row.name and await _name_taken(
-        session, tenant.id, changes["name"], other_than=row.id
+    session = uow.session
+    changes = patch.given()
+    new_key = patch.private_key_pem
+    if patch.name is not None and patch.name != row.name and await _name_taken(
+        session, tenant.id, patch.name, other_than=row.id
     ):
-        raise DuplicateInstanceName(f"a JIRA instance named {changes['name']!r} already exists")
+        raise DuplicateInstanceName(f"a JIRA instance named {patch.name!r} already exists")
     changed = [name for name, value in changes.items() if getattr(row, name) != value]
     for name in changed:
         setattr(row, name, changes[name])
@@ -102,14 +101,14 @@ async def update_instance(
             changed.append("key pair")
     if not changed:
         return InstanceChange(row)
-    row.updated_at = now = _now()
+    row.updated_at = now = now_utc()
     await _flush(session, row.name)
     entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.updated", outcome="ok",
                            jira_instance_id=row.id, detail="changed " + ", ".join(sorted(changed)))
     link = [f for f in LINK_FIELDS if f in changed]
     if link:
         await disconnect_link_change(session, row, link, now=now)
-    due = await reroute_skipped(session, tenant) if any(f in changed for f in ROUTING_FIELDS) else []
+    due = await reroute_skipped(uow, tenant, now=now) if any(f in changed for f in ROUTING_FIELDS) else []
     return InstanceChange(row, None, due)
 
 
@@ -126,7 +125,7 @@ async def rotate_webhook_secret(session: AsyncSession, box: SecretBox, tenant: T
     """A new webhook secret for JIRA's webhooks; the old one stops working at commit."""
     secret = new_webhook_secret()
     row.webhook_secret_enc = box.seal(secret, binding("jira_instances", "webhook_secret", row.id))
-    row.updated_at = _now()
+    row.updated_at = now_utc()
     entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.webhook_secret_rotated", outcome="ok",
                            jira_instance_id=row.id)
     return InstanceChange(row, secret)

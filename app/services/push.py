@@ -12,22 +12,27 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
+from app.clock import now_utc
 from app.config import Settings
-from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow, NotificationRow
+from app.db.models import ConnectionRow, JiraInstanceRow, NotificationRow
 from app.db.repositories import entries as repo
 from app.db.repositories import jira as jira_repo
-from app.domain.entry import SyncStatus, route
-from app.domain.sync import PushState, Step, StepKind, backoff_seconds, next_step, snapshot
-from app.domain.worklog import build_worklog, parse_started
+from app.domain.entry import Route, SyncStatus, route
+from app.domain.entry_sync import EntrySync, SyncedEntry
+from app.domain.priority import Priority
+from app.domain.snapshot import WorklogSnapshot
+from app.domain.sync import Create, Delete, Done, Find, JiraStep, Update, backoff_seconds, next_step
+from app.domain.worklog import jira_time_ms_or_none
 from app.jira.admission import InstanceAdmission, in_flight_cap
 from app.jira.calls import JiraCall
 from app.jira.circuit import CircuitBreaker
@@ -35,13 +40,13 @@ from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, NotFound, PermanentError, RateLimited, TransientError
 from app.jira.locks import LockTimeout, default_lock_ttl, issue_lock
-from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog
 from app.security.secrets import SecretBox
 from app.services.audit import audit_calls
 from app.services.connect import reject_connection
 from app.services.credentials import user_target
-from app.services.entries import flush_feed, set_status, settle_conflict_for_timetracker
+from app.services.entries import settle_conflict_for_timetracker
+from app.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -62,51 +67,31 @@ class PushDeps:
     rng: Callable[[], float] = field(default=random.random)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Plan:
-    step: Step
+    """One JIRA request to make for an entry, as whom, and for which version of it."""
+
+    step: JiraStep
     version: int
     user: str
     priority: Priority
-    target: JiraTarget | None
-    instance: JiraInstanceRow | None
-    connection: ConnectionRow | None
+    target: JiraTarget
+    instance: JiraInstanceRow
+    jira_username: str | None  # the connection's own JIRA user: only its anchored worklog may be adopted
 
 
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+class _Finished:
+    """The plan found nothing to write and recorded the final state (look again: a change may have landed)."""
 
 
-def push_state(row: EntryRow, routed: uuid.UUID | None, reason: str | None) -> PushState:
-    wants = not row.is_deleted and row.duration > 0 and routed is not None
-    body = build_worklog(
-        entry_id=row.id, day=row.date, start=row.start, zone=row.timezone, duration_minutes=row.duration,
-        activity=row.activity, description=row.description,
-    ) if wants else None
-    return PushState(
-        entry_id=row.id, deleted=row.is_deleted, duration=row.duration, ticket=row.ticket, routed_instance=routed,
-        route_reason=reason, worklog_id=row.worklog_id, worklog_instance=row.worklog_instance_id,
-        worklog_ticket=row.worklog_ticket, create_unconfirmed=row.create_unconfirmed, body=body, base=row.base,
-    )
+async def _route(session: AsyncSession, row: SyncedEntry) -> Route:
+    return route(row.ticket, row.requested_instance_id, await repo.instance_routes(session, row.tenant_id))
 
 
-async def _state_of(session: AsyncSession, row: EntryRow) -> PushState:
-    routes = await repo.instance_routes(session, row.tenant_id)
-    r = route(row.ticket, row.requested_instance_id, routes)
-    if row.instance_id != r.instance_id and not row.is_deleted:
-        row.instance_id = r.instance_id
-    return push_state(row, r.instance_id, r.reason)
-
-
-def _finish(session: AsyncSession, row: EntryRow, step: Step, now: datetime) -> None:
-    assert step.final_status is not None
-    row.due_at = None
-    row.synced_version = row.version
-    if step.final_status is SyncStatus.SYNCED:
-        row.synced_at = now
-    set_status(session, row, step.final_status, last_error=step.reason, now=now)
-    if row.instance_id is not None:
-        metrics.SYNC_OUTCOMES.labels(str(row.instance_id), step.final_status.value).inc()
+def _finish(entry: EntrySync, step: Done) -> None:
+    entry.finish(step.status, step.reason)
+    if entry.entry.instance_id is not None:
+        metrics.SYNC_OUTCOMES.labels(str(entry.entry.instance_id), step.status.value).inc()
 
 
 async def _notify_once(
@@ -131,74 +116,85 @@ class PushEngine:
     def __init__(self, deps: PushDeps) -> None:
         self.d = deps
 
+    def _unit(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        return UnitOfWork.open(self.d.sessionmaker)
+
+    @asynccontextmanager
+    async def _recording(
+        self, tenant_id: uuid.UUID, entry_id: str, calls: list[JiraCall]
+    ) -> AsyncIterator[tuple[UnitOfWork, EntrySync | None]]:
+        """A unit of work with the entry (locked; None when it no longer exists) and the audit rows of the JIRA
+        calls just made."""
+        async with self._unit() as uow:
+            row = await repo.get_entry(uow.session, tenant_id, entry_id, lock=True)
+            if row is not None:
+                audit_calls(uow.session, row.tenant_id, calls, entry_id=row.id)
+            yield uow, None if row is None else uow.entry(row)
+
     async def push(self, tenant_id: uuid.UUID, entry_id: str) -> float | None:
         """Bring the entry's worklog in line with its latest state. None: done; a number: run again then."""
         for _ in range(MAX_ROUNDS):
-            plan_or_delay = await self._plan(tenant_id, entry_id)
-            if plan_or_delay is None or isinstance(plan_or_delay, float):
-                return plan_or_delay
-            plan = plan_or_delay
-            if plan.step.kind is StepKind.DONE:
-                continue  # _plan recorded the final state; look again in case a change landed meanwhile
+            plan = await self._plan(tenant_id, entry_id)
+            if plan is None or isinstance(plan, float):
+                return plan
+            if isinstance(plan, _Finished):
+                continue  # the final state is recorded; look again in case a change landed meanwhile
             delay = await self._run(tenant_id, entry_id, plan)
             if delay is not None:
                 return delay
         return 0.5  # still changing under our feet: let the queue call again shortly
 
-    async def _plan(self, tenant_id: uuid.UUID, entry_id: str) -> _Plan | float | None:
+    async def _plan(self, tenant_id: uuid.UUID, entry_id: str) -> _Plan | _Finished | float | None:
         now = now_utc()
-        async with self.d.sessionmaker() as session:
-            row = await repo.get_entry(session, tenant_id, entry_id, lock=True)
+        async with self._unit() as uow:
+            row = await repo.get_entry(uow.session, tenant_id, entry_id, lock=True)
             if row is None or row.due_at is None:
                 return None
             if row.due_at > now + timedelta(milliseconds=50):
                 return (row.due_at - now).total_seconds()
-            step = next_step(await _state_of(session, row))
-            if step.kind is StepKind.DONE:
-                _finish(session, row, step, now)
-                await flush_feed(session)
-                await session.commit()
-                return _Plan(step, row.version, row.user, Priority(row.priority), None, None, None)
-            assert step.instance_id is not None
-            instance = await jira_repo.get_instance(session, tenant_id, step.instance_id)
+            entry = uow.entry(row, now=now)
+            step = next_step(entry.push_state(await _route(uow.session, row)))
+            if isinstance(step, Done):
+                _finish(entry, step)
+                await uow.commit()
+                return _Finished()
+            instance = await jira_repo.get_instance(uow.session, tenant_id, step.instance_id)
             connection = (
-                await jira_repo.get_connection(session, tenant_id, step.instance_id, row.user) if instance else None
+                await jira_repo.get_connection(uow.session, tenant_id, step.instance_id, row.user) if instance else None
             )
             target = user_target(self.d.box, instance, connection, priority=Priority(row.priority)) \
                 if instance and connection else None
             if instance is None or target is None:
-                await self._auth_required(session, row, instance, connection, now)
+                await self._auth_required(uow, entry, instance, connection)
                 return None
-            return _Plan(step, row.version, row.user, Priority(row.priority), target, instance, connection)
+            return _Plan(step, row.version, row.user, Priority(row.priority), target, instance,
+                         connection.jira_username if connection else None)
 
-    async def _mark_create_unconfirmed(self, tenant_id: uuid.UUID, entry_id: str, step: Step) -> None:
+    async def _mark_create_unconfirmed(self, tenant_id: uuid.UUID, entry_id: str, step: Create) -> None:
         """From here until JIRA's answer is recorded, a create may happen without our knowing: say so first."""
-        async with self.d.sessionmaker() as session:
-            row = await repo.get_entry(session, tenant_id, entry_id, lock=True)
+        async with self._unit() as uow:
+            row = await repo.get_entry(uow.session, tenant_id, entry_id, lock=True)
             if row is not None:
-                row.create_unconfirmed = True
-                row.worklog_instance_id, row.worklog_ticket = step.instance_id, step.issue
-                await session.commit()
+                uow.entry(row).mark_create_unconfirmed(step.instance_id, step.issue)
+                await uow.commit()
 
     async def _auth_required(
-        self, session: AsyncSession, row: EntryRow, instance: JiraInstanceRow | None,
-        connection: ConnectionRow | None, now: datetime,
+        self, uow: UnitOfWork, entry: EntrySync, instance: JiraInstanceRow | None, connection: ConnectionRow | None,
     ) -> None:
+        row = entry.entry
         name = instance.name if instance else "its JIRA instance"
         if connection is None:
             message = f"{row.user} has not connected a JIRA account for {name}: connect it to sync this entry"
         else:
             message = f"JIRA connection of {row.user} to {name} was rejected — reconnect"
-        row.due_at = None
-        set_status(session, row, SyncStatus.AUTH_REQUIRED, last_error=message, now=now)
-        await _notify_once(session, tenant_id=row.tenant_id, user=row.user, kind="auth_required", message=message,
-                           entry_id=row.id, instance_id=instance.id if instance else None, per_entry=False)
-        await flush_feed(session)
-        await session.commit()
+        entry.require_auth(message)
+        await _notify_once(uow.session, tenant_id=row.tenant_id, user=row.user, kind="auth_required",
+                           message=message, entry_id=row.id, instance_id=instance.id if instance else None,
+                           per_entry=False)
+        await uow.commit()
 
     async def _run(self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan) -> float | None:
         step, instance = plan.step, plan.instance
-        assert step.instance_id is not None and instance is not None
         lease = await self.d.admission.enter(step.instance_id, plan.priority,
                                              in_flight_cap(instance.rate_limit_per_second))
         if lease is None:
@@ -217,11 +213,10 @@ class PushEngine:
 
     async def _run_admitted(self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan) -> float | None:
         step, target = plan.step, plan.target
-        assert target is not None and step.instance_id is not None and step.issue is not None
         decision = await self.d.circuit.allow(step.instance_id)
         if not decision.allowed:
             return max(decision.retry_in, 0.5)  # waits pending; no attempt spent
-        if step.kind is StepKind.CREATE:
+        if isinstance(step, Create):
             # only now, with the request about to go out (admitted, circuit closed), is the outcome at risk
             await self._mark_create_unconfirmed(tenant_id, entry_id, step)
         calls: list[JiraCall] = []
@@ -231,8 +226,7 @@ class PushEngine:
 
         try:
             async with issue_lock(self.d.redis, step.instance_id, step.issue, ttl=default_lock_ttl(self.d.settings)):
-                result = await self._execute(step, target, entry_id, collect,
-                                             plan.connection.jira_username if plan.connection else None)
+                result = await self._execute(step, target, entry_id, collect, plan.jira_username)
         except LockTimeout:
             await self.d.circuit.release_trial(step.instance_id, decision)
             return 1.0  # another writer holds the issue for long: come back, no attempt spent
@@ -250,7 +244,7 @@ class PushEngine:
             return await self._record_failure(tenant_id, entry_id, plan, calls, exc, permanent=True)
         except NotFound as exc:
             await self.d.circuit.record_success(step.instance_id)
-            if step.kind is StepKind.UPDATE:
+            if isinstance(step, Update):
                 # the worklog was deleted in JIRA while we hold a newer local change: TimeTracker wins,
                 # write it again (a missing issue then fails the create with JIRA's message)
                 return await self._record(tenant_id, entry_id, plan, calls, lost_worklog=True)
@@ -265,27 +259,22 @@ class PushEngine:
         return await self._record(tenant_id, entry_id, plan, calls, result=result)
 
     async def _execute(
-        self, step: Step, target: JiraTarget, entry_id: str, on_call: Callable[[JiraCall], Awaitable[None]],
+        self, step: JiraStep, target: JiraTarget, entry_id: str, on_call: Callable[[JiraCall], Awaitable[None]],
         jira_username: str | None = None,
     ) -> RemoteWorklog | bool | None:
-        jira, issue = self.d.jira, step.issue
-        assert issue is not None
-        if step.kind is StepKind.CREATE:
-            assert step.body is not None
-            return await jira.create_worklog(target, issue, step.body, on_call=on_call)
-        if step.kind is StepKind.UPDATE:
-            assert step.body is not None and step.worklog_id is not None
-            return await jira.update_worklog(target, issue, step.worklog_id, step.body, on_call=on_call)
-        if step.kind is StepKind.DELETE:
-            assert step.worklog_id is not None
-            return await jira.delete_worklog(target, issue, step.worklog_id, on_call=on_call)
-        # only the connection's own JIRA user's worklog may be adopted; a connection that never learnt who it
-        # is (JIRA's myself failed at connect time) asks now
-        author = jira_username or (await jira.myself(target, on_call=on_call)).name
-        return await jira.find_worklog_by_anchor(target, issue, entry_id, author=author, on_call=on_call)
-
-    async def _locked_row(self, session: AsyncSession, tenant_id: uuid.UUID, entry_id: str) -> EntryRow | None:
-        return await repo.get_entry(session, tenant_id, entry_id, lock=True)
+        jira = self.d.jira
+        match step:
+            case Create():
+                return await jira.create_worklog(target, step.issue, step.body, on_call=on_call)
+            case Update():
+                return await jira.update_worklog(target, step.issue, step.worklog_id, step.body, on_call=on_call)
+            case Delete():
+                return await jira.delete_worklog(target, step.issue, step.worklog_id, on_call=on_call)
+            case Find():
+                # only the connection's own JIRA user's worklog may be adopted; a connection that never learnt
+                # who it is (JIRA's myself failed at connect time) asks now
+                author = jira_username or (await jira.myself(target, on_call=on_call)).name
+                return await jira.find_worklog_by_anchor(target, step.issue, entry_id, author=author, on_call=on_call)
 
     async def _record_calls(self, tenant_id: uuid.UUID, entry_id: str, calls: list[JiraCall]) -> None:
         if calls:
@@ -298,114 +287,88 @@ class PushEngine:
         result: RemoteWorklog | bool | None = None, lost_worklog: bool = False,
     ) -> float | None:
         """Store what JIRA now holds (always: it is a fact), then finish if nothing changed meanwhile."""
-        step, now = plan.step, now_utc()
-        async with self.d.sessionmaker() as session:
-            row = await self._locked_row(session, tenant_id, entry_id)
-            if row is None:
+        step = plan.step
+        async with self._recording(tenant_id, entry_id, calls) as (uow, entry):
+            if entry is None:
                 return None
-            audit_calls(session, row.tenant_id, calls, entry_id=row.id)
-            if step.kind in (StepKind.CREATE, StepKind.UPDATE) and isinstance(result, RemoteWorklog):
-                assert step.body is not None
-                row.worklog_id, row.worklog_instance_id, row.worklog_ticket = result.id, step.instance_id, step.issue
-                row.create_unconfirmed = False
-                row.base = snapshot(step.body)
-                row.remote_updated_ms = _updated_ms(result)
-            elif step.kind is StepKind.DELETE or lost_worklog:
-                row.worklog_id = row.worklog_instance_id = row.worklog_ticket = None
-                row.base = None
-                row.remote_updated_ms = None
-            elif step.kind is StepKind.FIND:
-                row.create_unconfirmed = False
+            row = entry.entry
+            if isinstance(step, Create | Update) and isinstance(result, RemoteWorklog):
+                entry.record_written(worklog_id=result.id, instance_id=step.instance_id, issue=step.issue,
+                                     written=WorklogSnapshot.of_body(step.body),
+                                     remote_updated_ms=jira_time_ms_or_none(result.updated))
+            elif isinstance(step, Delete) or lost_worklog:
+                entry.forget_worklog()
+            elif isinstance(step, Find):
                 if isinstance(result, RemoteWorklog):
-                    row.worklog_id, row.worklog_instance_id, row.worklog_ticket = (
-                        result.id, step.instance_id, step.issue)
-                    row.base = {"started_ms": _started_ms(result.started), "comment": result.comment,
-                                "time_spent_seconds": result.time_spent_seconds}
-                    row.remote_updated_ms = _updated_ms(result)
+                    entry.record_written(worklog_id=result.id, instance_id=step.instance_id, issue=step.issue,
+                                         written=_found(result), remote_updated_ms=jira_time_ms_or_none(result.updated))
                 else:
-                    row.worklog_instance_id = row.worklog_ticket = None
-            if row.sync_status == SyncStatus.CONFLICT and step.kind in (StepKind.CREATE, StepKind.UPDATE):
+                    entry.record_not_found()
+            if entry.status is SyncStatus.CONFLICT and isinstance(step, Create | Update):
                 # JIRA's edit was seen (and a conflict declared) while this write was on its way: the write
                 # replaced that edit, so JIRA holds exactly this entry again. Say so rather than leave a
                 # conflict whose "JIRA's state" no longer exists.
                 await settle_conflict_for_timetracker(
-                    session, row, now, why="by a push that was in flight when JIRA's edit was seen "
-                                           "(it replaced that edit; JIRA and the entry agree)")
-                row.due_at = row.due_at or now
-            if row.version == plan.version and step.kind is not StepKind.FIND:
-                row.attempts += 1
-            follow = next_step(await _state_of(session, row))
-            if follow.kind is StepKind.DONE and row.due_at is not None:
-                _finish(session, row, follow, now)
-            await flush_feed(session)
-            await session.commit()
+                    uow, entry, why="by a push that was in flight when JIRA's edit was seen "
+                                    "(it replaced that edit; JIRA and the entry agree)")
+                entry.keep_due()
+            if row.version == plan.version and not isinstance(step, Find):
+                entry.count_attempt()
+            follow = next_step(entry.push_state(await _route(uow.session, row)))
+            if isinstance(follow, Done) and row.due_at is not None:
+                _finish(entry, follow)
+            await uow.commit()
         return None  # the caller's loop plans the next step (if any) from the stored state
 
     async def _record_failure(
         self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan, calls: list[JiraCall], exc: JiraError, *,
         permanent: bool,
     ) -> float | None:
-        now = now_utc()
-        async with self.d.sessionmaker() as session:
-            row = await self._locked_row(session, tenant_id, entry_id)
-            if row is None:
+        step, delay = plan.step, None
+        async with self._recording(tenant_id, entry_id, calls) as (uow, entry):
+            if entry is None:
                 return None
-            audit_calls(session, row.tenant_id, calls, entry_id=row.id)
-            step = plan.step
-            if step.kind is StepKind.CREATE and not (isinstance(exc, TransientError) and exc.maybe_applied):
-                row.create_unconfirmed = False  # JIRA certainly did not create it
-            if row.version != plan.version:
+            if isinstance(step, Create) and not (isinstance(exc, TransientError) and exc.maybe_applied):
+                entry.create_refused()  # JIRA certainly did not create it
+            if entry.entry.version != plan.version:
                 # a newer change landed while we were talking to JIRA: it gets fresh attempts at once
-                await session.commit()
+                await uow.commit()
                 return None
-            row.attempts += 1
+            attempts, row = entry.count_attempt(), entry.entry
             instance_id = str(step.instance_id)
-            gave_up = permanent or row.attempts >= self.d.settings.sync_max_attempts
-            if gave_up:
+            if permanent or attempts >= self.d.settings.sync_max_attempts:
                 message = exc.message if permanent else (
-                    f"JIRA did not accept the change after {row.attempts} attempts: {exc.message}")
-                row.due_at = None
-                set_status(session, row, SyncStatus.FAILED, last_error=message, now=now)
+                    f"JIRA did not accept the change after {attempts} attempts: {exc.message}")
+                entry.fail(message)
                 metrics.SYNC_OUTCOMES.labels(instance_id, "failed").inc()
-                await _notify_once(session, tenant_id=tenant_id, user=row.user, kind="sync_failed",
+                await _notify_once(uow.session, tenant_id=tenant_id, user=row.user, kind="sync_failed",
                                    message=f"entry {row.id} ({row.ticket}) could not be synced: {message}",
                                    entry_id=row.id, instance_id=step.instance_id, per_entry=True)
-                delay = None
             else:
-                delay = backoff_seconds(row.attempts, self.d.settings.sync_backoff_base_seconds, self.d.rng(),
+                delay = backoff_seconds(attempts, self.d.settings.sync_backoff_base_seconds, self.d.rng(),
                                         self.d.settings.sync_backoff_max_seconds)
-                row.due_at = now + timedelta(seconds=delay)
                 # still pending; say why, so a person watching sees the retry coming
-                set_status(session, row, SyncStatus.PENDING,
-                           last_error=f"attempt {row.attempts} failed, retrying in {delay:.1f} s: {exc.message}",
-                           now=now)
+                entry.retry_later(delay, f"attempt {attempts} failed, retrying in {delay:.1f} s: {exc.message}")
                 metrics.SYNC_OUTCOMES.labels(instance_id, "retry").inc()
-            await flush_feed(session)
-            await session.commit()
+            await uow.commit()
         return delay
 
     async def _record_auth_rejected(
         self, tenant_id: uuid.UUID, entry_id: str, plan: _Plan, calls: list[JiraCall], exc: AuthRejected
     ) -> None:
-        now = now_utc()
-        async with self.d.sessionmaker() as session:
-            row = await self._locked_row(session, tenant_id, entry_id)
-            if row is None:
+        async with self._recording(tenant_id, entry_id, calls) as (uow, entry):
+            if entry is None:
                 return
-            audit_calls(session, row.tenant_id, calls, entry_id=row.id)
-            assert plan.instance is not None
-            connection = await reject_connection(session, tenant_id=tenant_id, instance_id=plan.instance.id,
-                                                 user=row.user, oauth_problem=exc.oauth_problem, entry_id=row.id)
-            await self._auth_required(session, row, plan.instance, connection, now)
+            connection = await reject_connection(uow.session, tenant_id=tenant_id, instance_id=plan.instance.id,
+                                                 user=entry.entry.user, oauth_problem=exc.oauth_problem,
+                                                 entry_id=entry_id)
+            await self._auth_required(uow, entry, plan.instance, connection)
             metrics.SYNC_OUTCOMES.labels(str(plan.instance.id), "auth_required").inc()
 
 
-def _started_ms(value: str) -> int | None:
+def _found(worklog: RemoteWorklog) -> WorklogSnapshot | None:
+    """What the anchored worklog JIRA holds is (None when its `started` is unreadable: the next step rewrites it)."""
     try:
-        return int(parse_started(value).timestamp() * 1000)
+        return WorklogSnapshot.of_remote(worklog.started, worklog.time_spent_seconds, worklog.comment)
     except ValueError:
         return None
-
-
-def _updated_ms(worklog: RemoteWorklog) -> int | None:
-    return _started_ms(worklog.updated) if worklog.updated else None

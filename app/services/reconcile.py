@@ -16,26 +16,27 @@ import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.clock import now_utc
 from app.config import Settings
 from app.db.repositories import activity as activity_repo
-from app.domain.worklog import utc_ms
+from app.domain.priority import Priority
+from app.domain.worklog import jira_time_ms_or_none, utc_ms
 from app.jira.calls import JiraCall, OnCall
 from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.errors import AuthRejected, JiraError, TransientError
-from app.jira.priority import Priority
 from app.jira.resources import RemoteWorklog, WorklogChanges
 from app.security.secrets import SecretBox
 from app.services.audit import audit_calls
-from app.services.conflicts import RemoteObservation, ms_of, observe_remote
+from app.services.conflicts import RemoteObservation, observe_remote
 from app.services.connect import reject_connection
 from app.services.credentials import user_target
-from app.services.dispatch import enqueue_pushes
+from app.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ class ReconcileReport:
     deleted: int = 0
     ours: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
-    pushes: list[tuple[uuid.UUID, str]] = field(default_factory=list)
 
 
 def next_cursor(since: int, until: int, now_ms: int) -> int:
@@ -94,7 +94,7 @@ class _Fetched:
 async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now: datetime | None = None
                              ) -> ReconcileReport:
     """Poll one instance once and apply what changed; safe to repeat (every step is idempotent)."""
-    now = now or datetime.now(UTC)
+    now = now or now_utc()
     report = ReconcileReport(instance_id)
     async with deps.sessionmaker() as session:
         instance = await activity_repo.instance_by_id(session, instance_id)
@@ -156,24 +156,23 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
     report.updated, report.deleted = len(fetched.updated.values), len(fetched.deleted.values)
     window = timedelta(seconds=deps.settings.conflict_window_seconds)
     observations = [
-        RemoteObservation(w.id, w, ms_of(w.updated), "poll") for w in fetched.worklogs
+        RemoteObservation(w.id, w, jira_time_ms_or_none(w.updated), "poll") for w in fetched.worklogs
     ] + [
         RemoteObservation(c.worklog_id, None, c.updated_time, "poll")
         for c in fetched.deleted.values if c.worklog_id in fetched.deleted_ours
     ]
     report.ours = len(observations)
     for obs in observations:
-        # one short transaction per worklog: entry locks are held briefly, a failure stops before the cursors move
-        async with deps.sessionmaker() as session:
-            instance = await activity_repo.instance_by_id(session, instance_id)
+        # one short unit of work per worklog: entry locks are held briefly, a failure stops before the cursors
+        # move, and an entry TimeTracker wins for is enqueued as soon as its marker is committed
+        async with UnitOfWork.open(deps.sessionmaker, deps.queue) as uow:
+            instance = await activity_repo.instance_by_id(uow.session, instance_id)
             if instance is None:
                 report.reason = "instance deleted while polling"
                 return report
-            outcome = await observe_remote(session, instance, obs, window=window, now=now)
-            await session.commit()
+            outcome = await observe_remote(uow, instance, obs, window=window, now=now)
+            await uow.commit()
         report.outcomes[outcome.verdict.value] += 1
-        if outcome.push and outcome.entry_id is not None:
-            report.pushes.append((tenant_id, outcome.entry_id))
 
     now_ms = utc_ms(now)
     async with deps.sessionmaker() as session:
@@ -183,8 +182,6 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
             instance.reconcile_deleted_since = next_cursor(since_deleted, fetched.deleted.until, now_ms)
             instance.reconciled_at = now
             await session.commit()
-    if report.pushes:
-        await enqueue_pushes(deps.queue, report.pushes, Priority.USER)
     return report
 
 

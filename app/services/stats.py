@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
+from app.clock import now_utc
 from app.db.repositories import activity as activity_repo
 from app.db.repositories import stats as repo
 from app.domain.entry import SyncStatus
+from app.domain.priority import Priority
 from app.jira.circuit import CircuitBreaker
-from app.jira.priority import Priority
 from app.jira.ratelimit import RedisRateLimiter
 from app.observability import GaugeFamily, GaugeValue
 
@@ -31,10 +30,6 @@ class Probes:
 
     circuit: CircuitBreaker
     limiter: RedisRateLimiter
-
-    @classmethod
-    def build(cls, redis: Redis, settings: Settings) -> Probes:
-        return cls(CircuitBreaker.from_settings(redis, settings), RedisRateLimiter(redis))
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -52,7 +47,7 @@ def _entry_summary(e: repo.EntrySummary) -> dict[str, Any]:
 async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UUID, *,
                        now: datetime | None = None) -> dict[str, Any]:
     """Per JIRA instance of the tenant: statuses, success rate, push latency, queue, circuit, rate-limit usage."""
-    now = now or datetime.now(UTC)
+    now = now or now_utc()
     instances = await repo.tenant_instances(session, tenant_id)
     counts = await repo.status_counts(session, tenant_id)
     queues = await repo.queue_lengths(session, tenant_id, now=now)

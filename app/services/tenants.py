@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.clock import now_utc
 from app.db.models import ApiKey, Tenant
 from app.db.repositories.entries import add_audit
 from app.security.api_keys import display_prefix, hash_api_key, new_api_key, new_webhook_secret
@@ -48,7 +48,7 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key: str) 
     result = await session.execute(
         update(ApiKey)
         .where(ApiKey.tenant_id == tenant_id, ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
+        .values(revoked_at=now_utc())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

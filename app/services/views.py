@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.db.models import EntryRow
+from app.domain.entry_sync import SyncedEntry
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def entry_view(row: EntryRow) -> dict[str, Any]:
+def entry_view(row: SyncedEntry) -> dict[str, Any]:
     return {
         "id": row.id,
         "user": row.user,

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 
 from app.db.models import EntryRow
-from app.services.entries import flush_feed, set_status
+from app.services.unit_of_work import UnitOfWork
 from tests.integration.jira_world import Jira, entry_row, outcome, synced_entry
 from tests.waiting import wait_until
 
@@ -238,12 +238,12 @@ async def test_changes_feed_is_read_in_commit_order_while_writers_race(app, api,
     base = {"user": "jdoe", "ticket": "NOPE-1", "date": "2026-11-25", "start": "09:00", "duration": 30,
             "timezone": "UTC"}
     await api.put("/api/v1/entries/slow", json=base, headers=bearer(tenant))
-    async with app.state.sessionmaker() as slow_writer:
+    async with UnitOfWork.open(app.state.sessionmaker) as slow_writer:
         # the push engine records a status change: its feed row (and seq) is written, the commit comes later
-        row = (await slow_writer.execute(select(EntryRow).where(
+        row = (await slow_writer.session.execute(select(EntryRow).where(
             EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == "slow").with_for_update())).scalar_one()
-        set_status(slow_writer, row, "failed", last_error="JIRA answered 400")  # type: ignore[arg-type]
-        await flush_feed(slow_writer)
+        slow_writer.entry(row).fail("JIRA answered 400")
+        await slow_writer.flush_feed()
         # meanwhile TimeTracker changes another entry
         fast_writer = asyncio.create_task(
             api.put("/api/v1/entries/fast", json={**base, "duration": 45}, headers=bearer(tenant)))

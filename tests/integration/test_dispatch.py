@@ -9,7 +9,7 @@ import pytest
 from arq.constants import job_key_prefix
 from arq.jobs import Job, JobStatus
 
-from app.jira.priority import Priority
+from app.domain.priority import Priority
 from app.services.dispatch import ENQUEUE_CHUNK, PUSH_JOB, enqueue_pushes, push_job_id
 
 

@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import metrics
+from app.domain.priority import Priority
 from app.jira.calls import JiraCall, record_metrics
 from app.jira.circuit import CircuitBreaker
 from app.jira.gate import InstanceRef
-from app.jira.priority import Priority
 from app.jira.ratelimit import RedisRateLimiter
 from app.logging_setup import ContextFilter, JsonFormatter, current_log_context, log_context
 from app.observability import MetricsPublisher, read_totals, render

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
-from app.domain.conflict import RemoteState, Verdict, decide, remote_state
+from app.domain.conflict import Verdict, decide
+from app.domain.snapshot import WorklogSnapshot
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(seconds=300)
-BASE: dict[str, Any] = {"started_ms": 1_764_057_600_000, "time_spent_seconds": 5400,
-                        "comment": "#4711: Development: Fix login"}
-SAME = RemoteState(BASE["started_ms"], 5400, BASE["comment"])
-EDITED = RemoteState(BASE["started_ms"], 7200, BASE["comment"])
-WANTED_NEW: dict[str, Any] = {**BASE, "time_spent_seconds": 3600}
+BASE = WorklogSnapshot(1_764_057_600_000, 5400, "#4711: Development: Fix login")
+SAME = WorklogSnapshot(BASE.started_ms, 5400, BASE.comment)
+EDITED = WorklogSnapshot(BASE.started_ms, 7200, BASE.comment)
+WANTED_NEW = replace(BASE, time_spent_seconds=3600)
 RECENT = NOW - timedelta(seconds=60)
 OLD = NOW - timedelta(hours=2)
 
@@ -25,7 +25,7 @@ CASES = [
     ("duplicate delivery", BASE, EDITED, 2_000, 2_000, BASE, OLD, False, Verdict.IGNORE),
     ("out of order (older than seen)", BASE, EDITED, 1_500, 2_000, BASE, OLD, False, Verdict.IGNORE),
     ("nothing confirmed written yet", None, EDITED, 2_000, None, BASE, OLD, True, Verdict.IGNORE),
-    ("JIRA already holds the pending change", BASE, RemoteState(BASE["started_ms"], 3600, BASE["comment"]),
+    ("JIRA already holds the pending change", BASE, WorklogSnapshot(BASE.started_ms, 3600, BASE.comment),
      2_000, 1_000, WANTED_NEW, RECENT, True, Verdict.IGNORE),
     ("deleted there, deleted here", BASE, None, 2_000, 1_000, None, RECENT, True, Verdict.IGNORE),
     ("remote edit, old local change", BASE, EDITED, 2_000, 1_000, BASE, OLD, False, Verdict.JIRA_WINS),
@@ -60,18 +60,18 @@ def test_policy_table(base, remote, updated, seen, wanted, changed_at, unpushed,
 
 
 def test_started_is_compared_as_an_instant_whatever_zone_jira_renders() -> None:
-    berlin = remote_state("2026-11-25T09:00:00.000+0100", 5400, "#4711: Development: Fix login")
-    utc = remote_state("2026-11-25T08:00:00.000+0000", 5400, "#4711: Development: Fix login")
+    berlin = WorklogSnapshot.of_remote("2026-11-25T09:00:00.000+0100", 5400, "#4711: Development: Fix login")
+    utc = WorklogSnapshot.of_remote("2026-11-25T08:00:00.000+0000", 5400, "#4711: Development: Fix login")
     assert berlin == utc
-    snapshot = {**utc.as_snapshot()}
+    snapshot = utc
     decision = decide(base=snapshot, remote=berlin, remote_updated_ms=2, last_seen_updated_ms=1, wanted=snapshot,
                       local_changed_at=OLD, now=NOW, window=WINDOW, unpushed_local_change=False)
     assert decision.verdict is Verdict.IGNORE
 
 
 def test_comment_whitespace_is_not_a_change() -> None:
-    remote = remote_state("2026-11-25T08:00:00.000+0000", 5400, "  #4711: Development: Fix login\n")
-    base = remote_state("2026-11-25T08:00:00.000+0000", 5400, "#4711: Development: Fix login").as_snapshot()
+    remote = WorklogSnapshot.of_remote("2026-11-25T08:00:00.000+0000", 5400, "  #4711: Development: Fix login\n")
+    base = WorklogSnapshot.of_remote("2026-11-25T08:00:00.000+0000", 5400, "#4711: Development: Fix login")
     decision = decide(base=base, remote=remote, remote_updated_ms=2, last_seen_updated_ms=1, wanted=base,
                       local_changed_at=OLD, now=NOW, window=WINDOW, unpushed_local_change=False)
     assert decision.verdict is Verdict.IGNORE

@@ -16,8 +16,10 @@ from app.domain.entry import (
     classify_change,
     intent_after_change,
     route,
+    worklog_wanted,
 )
-from app.domain.sync import PushState, StepKind, backoff_seconds, next_step, snapshot
+from app.domain.snapshot import WorklogSnapshot
+from app.domain.sync import Done, PushState, StepKind, Update, backoff_seconds, next_step
 from app.domain.worklog import build_worklog
 
 A, B = uuid.uuid4(), uuid.uuid4()
@@ -27,12 +29,18 @@ OTHER = build_worklog(entry_id="1", day=date(2026, 11, 25), start=time(10), zone
                       duration_minutes=90, activity="Dev", description="x")
 
 
+def snapshot(body):
+    return WorklogSnapshot.of_body(body)
+
+
 def state(**kw):
-    base = dict(entry_id="1", deleted=False, duration=90, ticket="PROJ-1", routed_instance=A, route_reason=None,
+    base = dict(deleted=False, duration=90, ticket="PROJ-1", routed_instance=A, route_reason=None,
                 worklog_id=None, worklog_instance=None, worklog_ticket=None, create_unconfirmed=False, body=BODY,
                 base=None)
     base.update(kw)
-    return PushState(**base)
+    want = worklog_wanted(deleted=base.pop("deleted"), duration=base.pop("duration"),
+                          instance_id=base["routed_instance"], route_reason=base.pop("route_reason"))
+    return PushState(want=want, **base)
 
 
 @pytest.mark.parametrize(
@@ -62,11 +70,12 @@ def state(**kw):
 def test_next_step(case, kw, kind, final):
     step = next_step(state(**kw))
     assert step.kind is kind, case
-    assert step.final_status == final, case
+    assert (step.status if isinstance(step, Done) else None) == final, case
 
 
 def test_update_targets_the_stored_worklog():
     step = next_step(state(worklog_id="9", worklog_instance=A, worklog_ticket="PROJ-1", base=snapshot(OTHER)))
+    assert isinstance(step, Update)
     assert (step.instance_id, step.issue, step.worklog_id, step.body) == (A, "PROJ-1", "9", BODY)
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.schemas.common import SingleLine, Text
+from app.domain.commands import ChangeEntry
 from app.domain.entry import SyncStatus, normalise_ticket
 
 MAX_DURATION_MINUTES = 24 * 60
@@ -81,6 +82,15 @@ class EntryIn(BaseModel):
         if v is not None and v.tzinfo is None:
             return v.replace(tzinfo=UTC)  # TimeTracker stamps are UTC when they carry no offset
         return v
+
+
+    def command(self) -> ChangeEntry:
+        """What the use case is asked to do."""
+        return ChangeEntry(
+            user=self.user, ticket=self.ticket, day=self.date, start=self.start, duration=self.duration,
+            timezone=self.timezone, description=self.description, activity=self.activity,
+            jira_instance=self.jira_instance, updated_at=self.updated_at,
+        )
 
 
 def _looks_like_time(v: str) -> bool:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import SingleLine
+from app.domain.commands import ChangeInstance, NewInstance
 from app.security.rsa_keys import MAX_PEM_CHARS, KeyImportError, import_private_key
 
 MAX_URL_CHARS = 2000
@@ -138,6 +139,11 @@ class InstanceIn(BaseModel):
     private_key_pem: PrivateKeyPem = Field(
         None, description="import an existing unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits")
 
+    def command(self) -> NewInstance:
+        return NewInstance(name=self.name, base_url=self.base_url, consumer_key=self.consumer_key,
+                           rate_limit_per_second=self.rate_limit_per_second, project_keys=list(self.project_keys),
+                           private_key_pem=self.private_key_pem)
+
 
 class InstancePatch(BaseModel):
     """Fields to change; absent fields stay. `private_key_pem` imports a new key pair (paste the answer's
@@ -153,6 +159,12 @@ class InstancePatch(BaseModel):
     project_keys: ProjectKeys | None = None
     private_key_pem: PrivateKeyPem = Field(
         None, description="a new unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits (disconnects the users)")
+
+    def command(self) -> ChangeInstance:
+        return ChangeInstance(name=self.name, base_url=self.base_url, consumer_key=self.consumer_key,
+                              rate_limit_per_second=self.rate_limit_per_second,
+                              project_keys=None if self.project_keys is None else list(self.project_keys),
+                              private_key_pem=self.private_key_pem)
 
 
 class InstanceOut(BaseModel):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditRow, ChangeRow, EntryRow, JiraInstanceRow, NotificationRow, WebhookDeliveryRow
-from app.domain.entry import InstanceRoute
+from app.domain.entry import InstanceRoute, SyncStatus
 
 # Statements run on every accepted change, built once: building one anew took about a fifth of its CPU time.
 _ENTRY_BY_ID = select(EntryRow).where(
@@ -29,6 +30,16 @@ async def get_entry(
 ) -> EntryRow | None:
     stmt = _ENTRY_BY_ID_LOCKED if lock else _ENTRY_BY_ID
     return (await session.execute(stmt, {"tenant_id": tenant_id, "entry_id": entry_id})).scalar_one_or_none()
+
+
+def new_entry(session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, *, now: datetime) -> EntryRow:
+    """A new entry, added to the session: no content yet (the caller sets it), sync state pending, never pushed."""
+    row = EntryRow(
+        tenant_id=tenant_id, id=entry_id, version=0, synced_version=0, sync_status=SyncStatus.PENDING, attempts=0,
+        is_deleted=False, create_unconfirmed=False, created_at=now,
+    )
+    session.add(row)
+    return row
 
 
 async def get_entries(
@@ -173,13 +184,50 @@ async def due_count_for_instance(session: AsyncSession, instance_id: uuid.UUID, 
     return int((await session.execute(stmt)).scalar_one())
 
 
+async def make_pending_due(session: AsyncSession, tenant_id: uuid.UUID, *, now: datetime, priority: int) -> None:
+    """`sync-pending` in bulk: the tenant's pending entries without an outbox marker become due now, as
+    `EntrySync.mark_due` would make each (entries waiting for a backoff keep their time)."""
+    await session.execute(
+        update(EntryRow)
+        .where(EntryRow.tenant_id == tenant_id, EntryRow.sync_status == SyncStatus.PENDING, EntryRow.due_at.is_(None))
+        .values(due_at=now, priority=int(priority))
+    )
+
+
 async def entries_skipped_for_routing(session: AsyncSession, tenant_id: uuid.UUID) -> list[EntryRow]:
     """The tenant's `skipped` entries that have something to push: skipped only because no instance was routed."""
     stmt = (
         select(EntryRow)
-        .where(EntryRow.tenant_id == tenant_id, EntryRow.sync_status == "skipped", EntryRow.is_deleted.is_(False),
+        .where(EntryRow.tenant_id == tenant_id, EntryRow.sync_status == SyncStatus.SKIPPED,
+               EntryRow.is_deleted.is_(False),
                EntryRow.duration > 0)
         .order_by(EntryRow.id)
         .with_for_update(skip_locked=True)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def pending_ids(session: AsyncSession, tenant_id: uuid.UUID | None) -> list[tuple[uuid.UUID, str]]:
+    """(tenant, entry) of every pending entry (of one tenant), oldest marker first (`sync-pending`)."""
+    stmt = select(EntryRow.tenant_id, EntryRow.id).where(EntryRow.sync_status == SyncStatus.PENDING)
+    if tenant_id is not None:
+        stmt = stmt.where(EntryRow.tenant_id == tenant_id)
+    return [(r[0], r[1]) for r in (await session.execute(stmt.order_by(EntryRow.due_at))).all()]
+
+
+async def statuses_of(session: AsyncSession, items: list[tuple[uuid.UUID, str]]) -> Counter[str]:
+    """How many of these entries are in each sync status now."""
+    counts: Counter[str] = Counter()
+    by_tenant: dict[uuid.UUID, list[str]] = {}
+    for tenant_id, entry_id in items:
+        by_tenant.setdefault(tenant_id, []).append(entry_id)
+    for tenant_id, ids in by_tenant.items():
+        for chunk in (ids[i : i + 5000] for i in range(0, len(ids), 5000)):
+            rows = await session.execute(
+                select(EntryRow.sync_status, func.count())
+                .where(EntryRow.tenant_id == tenant_id, EntryRow.id.in_(chunk))
+                .group_by(EntryRow.sync_status)
+            )
+            for status, n in rows.all():
+                counts[status] += n
+    return counts

@@ -10,6 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow, NotificationRow, OAuthRequestRow
+from app.domain.entry import SyncStatus
 
 
 async def get_instance(session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID) -> JiraInstanceRow | None:
@@ -53,7 +54,7 @@ async def entries_waiting_for_auth(
     stmt = (
         select(EntryRow)
         .where(EntryRow.tenant_id == tenant_id, EntryRow.instance_id == instance_id, EntryRow.user == user,
-               EntryRow.sync_status == "auth_required")
+               EntryRow.sync_status == SyncStatus.AUTH_REQUIRED)
         .with_for_update()
     )
     return list((await session.execute(stmt)).scalars())

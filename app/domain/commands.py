@@ -1,0 +1,51 @@
+"""What a caller asks a use case to do, as plain values: services never see an HTTP schema. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    """TimeTracker's new state of an entry (PUT, batch item or webhook), already validated."""
+
+    user: str
+    ticket: str  # normalised (`PROJ-123`)
+    day: date
+    start: time
+    duration: int  # minutes; 0 means no worklog
+    timezone: str | None  # None: the tenant's
+    description: str | None
+    activity: str | None
+    jira_instance: str | None  # id or name of the instance to use; None: routed by the ticket's project
+    updated_at: datetime | None  # orders changes; None: when it was received
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """A JIRA instance to register (a key pair is generated unless `private_key_pem` is given)."""
+
+    name: str
+    base_url: str
+    consumer_key: str
+    rate_limit_per_second: int
+    project_keys: list[str]
+    private_key_pem: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeInstance:
+    """The fields of an instance to change; None leaves a field as it is."""
+
+    name: str | None = None
+    base_url: str | None = None
+    consumer_key: str | None = None
+    rate_limit_per_second: int | None = None
+    project_keys: list[str] | None = None
+    private_key_pem: str | None = None  # a new key pair (imported; never stored as given)
+
+    def given(self) -> dict[str, object]:
+        """Field name → new value, for the plain fields given (not the key, which is sealed, not copied)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "private_key_pem" and getattr(self, f.name) is not None}

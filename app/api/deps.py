@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.api.tenant_rate import TenantRateLimit
 from app.config import Settings
@@ -22,6 +22,7 @@ from app.db.repositories import jira as jira_repo
 from app.db.repositories.tenants import tenant_for_key_hash
 from app.jira.client import JiraClient
 from app.jira.egress import EgressPolicy
+from app.observability import MetricsPublisher
 from app.security.api_keys import hash_api_key, matches
 from app.security.secrets import SecretBox
 from app.services.stats import Probes
@@ -110,6 +111,17 @@ async def get_redis(request: Request) -> Redis:
     return redis
 
 
+async def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+async def get_metrics_publisher(request: Request) -> MetricsPublisher | None:
+    """This process' publisher of metric increments (None before the lifespan started one)."""
+    publisher: MetricsPublisher | None = getattr(request.app.state, "metrics_publisher", None)
+    return publisher
+
+
 async def get_jira(request: Request) -> JiraClient:
     """The process's JIRA client: the shared HTTP pool behind the Redis rate limiter all processes share."""
     jira: JiraClient = request.app.state.jira
@@ -122,6 +134,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 QueueDep = Annotated[ArqRedis | None, Depends(get_queue)]
 BoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+MetricsPublisherDep = Annotated[MetricsPublisher | None, Depends(get_metrics_publisher)]
 JiraDep = Annotated[JiraClient, Depends(get_jira)]
 ApiKeyCacheDep = Annotated[ApiKeyCache, Depends(get_api_key_cache)]
 TenantByIdCacheDep = Annotated[TenantByIdCache, Depends(get_tenant_by_id_cache)]

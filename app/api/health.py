@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+
+from app.api.deps import EngineDep, RedisDep
 
 router = APIRouter(tags=["operations"])
 
@@ -18,17 +20,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="PostgreSQL and Redis answer",
             responses={503: {"description": "PostgreSQL or Redis does not answer"}})
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(engine: EngineDep, redis: RedisDep) -> JSONResponse:
     checks: dict[str, str] = {}
 
     async def db() -> None:
-        async with request.app.state.engine.connect() as conn:
+        async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def redis() -> None:
-        await request.app.state.redis.ping()
+    async def ping() -> None:
+        await redis.ping()
 
-    for name, probe in (("postgres", db), ("redis", redis)):
+    for name, probe in (("postgres", db), ("redis", ping)):
         try:
             await asyncio.wait_for(probe(), timeout=2)
             checks[name] = "ok"

@@ -8,8 +8,8 @@ import logging
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import ProbesDep, SessionDep, SettingsDep
-from app.observability import GaugeFamily, GaugeValue, MetricsPublisher, alive_publishers, read_totals, render
+from app.api.deps import MetricsPublisherDep, ProbesDep, RedisDep, SessionDep, SettingsDep
+from app.observability import GaugeFamily, GaugeValue, alive_publishers, read_totals, render
 from app.services.stats import fleet_gauges
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,15 @@ def _bearer_matches(request: Request, token: str) -> bool:
                503: {"description": "Redis does not answer (the shared totals live there)",
                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def metrics(request: Request, session: SessionDep, probes: ProbesDep, settings: SettingsDep) -> Response:
+async def metrics(
+    request: Request, session: SessionDep, probes: ProbesDep, settings: SettingsDep, redis: RedisDep,
+    publisher: MetricsPublisherDep,
+) -> Response:
     """Counters and histograms summed over every process (published to Redis every 2 s); gauges computed now.
     With `METRICS_TOKEN` set, only `Authorization: Bearer <METRICS_TOKEN>` may read them."""
     if settings.metrics_token and not _bearer_matches(request, settings.metrics_token):
         return Response("missing or wrong metrics token\n", status_code=401, media_type="text/plain",
                         headers={"WWW-Authenticate": "Bearer"})
-    publisher: MetricsPublisher | None = getattr(request.app.state, "metrics_publisher", None)
-    redis = request.app.state.redis
     try:
         if publisher is not None:
             await publisher.publish()  # this process' own latest increments

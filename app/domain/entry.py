@@ -137,3 +137,11 @@ def intent_after_change(*, deleted: bool, duration: int, route: Route, has_workl
         return SyncIntent(SyncStatus.PENDING, True)
     want = worklog_wanted(deleted=deleted, duration=duration, instance_id=route.instance_id, route_reason=route.reason)
     return SyncIntent(want.status, want.wanted, want.reason)
+
+
+class NotificationKind(StrEnum):
+    """What a notification tells a person (CONTRACT 8)."""
+
+    AUTH_REQUIRED = "auth_required"  # connect (again) to JIRA
+    CONFLICT = "conflict"  # JIRA and TimeTracker disagree: decide
+    SYNC_FAILED = "sync_failed"  # JIRA refused an entry

@@ -18,7 +18,7 @@ from app.db.models import ConflictRow, EntryRow, JiraInstanceRow
 from app.db.repositories import activity as activity_repo
 from app.db.repositories import entries as repo
 from app.domain.conflict import ConflictStatus, Verdict, Winner, close_conflict, decide
-from app.domain.entry import SyncStatus
+from app.domain.entry import NotificationKind, SyncStatus
 from app.domain.entry_sync import EntrySync, FeedKind
 from app.domain.snapshot import WorklogSnapshot
 from app.domain.worklog import adopt_remote, jira_time_ms_or_none, parse_comment, parse_started
@@ -169,8 +169,8 @@ async def observe_remote(
             id=uuid.uuid4(), tenant_id=row.tenant_id, entry_id=row.id, jira_instance_id=instance.id, local=local,
             remote=remote_json, detected_at=entry.now, status=ConflictStatus.OPEN,
         ))
-        repo.add_notification(session, tenant_id=row.tenant_id, user=row.user, kind="conflict", message=message,
-                              entry_id=row.id, jira_instance_id=instance.id)
+        repo.add_notification(session, tenant_id=row.tenant_id, user=row.user, kind=NotificationKind.CONFLICT,
+                              message=message, entry_id=row.id, jira_instance_id=instance.id)
     return Observed(decision.verdict, decision.reason, row.id)
 
 

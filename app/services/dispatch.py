@@ -22,6 +22,7 @@ from arq.jobs import serialize_job
 
 from app.clock import now_utc
 from app.domain.priority import Priority
+from app.domain.worklog import utc_ms
 from app.jira.scripts import register
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,7 @@ async def enqueue_pushes(
         return 0
     now = now_utc()
     when = defer_until or (now - USER_HEADSTART if priority == Priority.USER else now)
-    score = int(when.timestamp() * 1000)
-    enqueued_at = int(now.timestamp() * 1000)
+    score, enqueued_at = utc_ms(when), utc_ms(now)
     expires_ms = int(JOB_EXPIRES.total_seconds() * 1000)
     args: list[str | int | bytes] = []
     for tenant_id, entry_id in items:

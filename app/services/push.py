@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.clock import now_utc
 from app.config import Settings
-from app.db.models import ConnectionRow, JiraInstanceRow, NotificationRow
+from app.db.models import ConnectionRow, JiraInstanceRow
 from app.db.repositories import entries as repo
 from app.db.repositories import jira as jira_repo
-from app.domain.entry import Route, SyncStatus, route
+from app.domain.entry import NotificationKind, Route, SyncStatus, route
 from app.domain.entry_sync import EntrySync, SyncedEntry
 from app.domain.priority import Priority
 from app.domain.snapshot import WorklogSnapshot
@@ -95,19 +94,14 @@ def _finish(entry: EntrySync, step: Done) -> None:
 
 
 async def _notify_once(
-    session: AsyncSession, *, tenant_id: uuid.UUID, user: str, kind: str, message: str, entry_id: str | None,
-    instance_id: uuid.UUID | None, per_entry: bool,
+    session: AsyncSession, *, tenant_id: uuid.UUID, user: str, kind: NotificationKind, message: str,
+    entry_id: str | None, instance_id: uuid.UUID | None, per_entry: bool,
 ) -> None:
     """One unread notification per (user, instance, kind) — or per entry — instead of one per push."""
     await repo.lock_notification_key(session, tenant_id=tenant_id, user=user, kind=kind,
                                      jira_instance_id=instance_id, entry_id=entry_id if per_entry else None)
-    stmt = select(NotificationRow.id).where(
-        NotificationRow.tenant_id == tenant_id, NotificationRow.user == user, NotificationRow.kind == kind,
-        NotificationRow.jira_instance_id == instance_id, NotificationRow.read_at.is_(None),
-    )
-    if per_entry:
-        stmt = stmt.where(NotificationRow.entry_id == entry_id)
-    if (await session.execute(stmt.limit(1))).first() is None:
+    if not await repo.has_unread_notification(session, tenant_id=tenant_id, user=user, kind=kind,
+                                              jira_instance_id=instance_id, entry_id=entry_id, per_entry=per_entry):
         repo.add_notification(session, tenant_id=tenant_id, user=user, kind=kind, message=message,
                               entry_id=entry_id, jira_instance_id=instance_id)
 
@@ -188,7 +182,7 @@ class PushEngine:
         else:
             message = f"JIRA connection of {row.user} to {name} was rejected — reconnect"
         entry.require_auth(message)
-        await _notify_once(uow.session, tenant_id=row.tenant_id, user=row.user, kind="auth_required",
+        await _notify_once(uow.session, tenant_id=row.tenant_id, user=row.user, kind=NotificationKind.AUTH_REQUIRED,
                            message=message, entry_id=row.id, instance_id=instance.id if instance else None,
                            per_entry=False)
         await uow.commit()
@@ -340,8 +334,8 @@ class PushEngine:
                 message = exc.message if permanent else (
                     f"JIRA did not accept the change after {attempts} attempts: {exc.message}")
                 entry.fail(message)
-                metrics.SYNC_OUTCOMES.labels(instance_id, "failed").inc()
-                await _notify_once(uow.session, tenant_id=tenant_id, user=row.user, kind="sync_failed",
+                metrics.SYNC_OUTCOMES.labels(instance_id, SyncStatus.FAILED.value).inc()
+                await _notify_once(uow.session, tenant_id=tenant_id, user=row.user, kind=NotificationKind.SYNC_FAILED,
                                    message=f"entry {row.id} ({row.ticket}) could not be synced: {message}",
                                    entry_id=row.id, instance_id=step.instance_id, per_entry=True)
             else:
@@ -363,7 +357,7 @@ class PushEngine:
                                                  user=entry.entry.user, oauth_problem=exc.oauth_problem,
                                                  entry_id=entry_id)
             await self._auth_required(uow, entry, plan.instance, connection)
-            metrics.SYNC_OUTCOMES.labels(str(plan.instance.id), "auth_required").inc()
+            metrics.SYNC_OUTCOMES.labels(str(plan.instance.id), SyncStatus.AUTH_REQUIRED.value).inc()
 
 
 def _found(worklog: RemoteWorklog) -> WorklogSnapshot | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import now_utc
 from app.db.models import ApiKey, Tenant
+from app.db.repositories import tenants as tenants_repo
 from app.db.repositories.entries import add_audit
 from app.security.api_keys import display_prefix, hash_api_key, new_api_key, new_webhook_secret
 from app.security.secrets import SecretBox, binding
@@ -45,12 +45,7 @@ async def create_api_key(session: AsyncSession, tenant_id: uuid.UUID) -> str:
 
 async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key: str) -> bool:
     """Revoke one of the tenant's keys (given whole); False when the tenant holds no such active key."""
-    result = await session.execute(
-        update(ApiKey)
-        .where(ApiKey.tenant_id == tenant_id, ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
-        .values(revoked_at=now_utc())
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await tenants_repo.revoke_api_key(session, tenant_id, hash_api_key(key), at=now_utc())
 
 
 async def set_allowed_origins(session: AsyncSession, tenant_id: uuid.UUID, origins: list[str]) -> Tenant:

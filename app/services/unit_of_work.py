@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.clock import now_utc
 from app.db.models import EntryRow
 from app.db.repositories import entries as repo
-from app.domain.entry_sync import EntrySync, Event, FeedRecord, PushDue
+from app.domain.entry_sync import EntrySync, Event, FeedRecord
 from app.domain.priority import Priority
 from app.services.dispatch import enqueue_pushes
 from app.services.views import entry_view
@@ -53,20 +53,13 @@ class UnitOfWork:
     def _record(self, event: Event) -> None:
         if isinstance(event, FeedRecord):
             self._feed.append(event)
-        else:
-            self._due(event)
-
-    def _due(self, push: PushDue) -> None:
-        key = (push.tenant_id, push.entry_id)
+            return
+        key = (event.tenant_id, event.entry_id)
         # one job per entry; a user action anywhere in the unit puts it ahead of batch work
-        self._pushes[key] = min(push.priority, self._pushes.get(key, push.priority))
+        self._pushes[key] = min(event.priority, self._pushes.get(key, event.priority))
 
-    def push_after_commit(self, tenant_id: uuid.UUID, entry_id: str, priority: Priority) -> None:
-        """Enqueue a push after commit for an entry that is due already (its marker is set)."""
-        self._due(PushDue(tenant_id, entry_id, priority))
-
-    async def flush_feed(self) -> None:
-        """Write the feed records collected so far (commit does this itself; call it to read them back first)."""
+    async def _flush_feed(self) -> None:
+        """Write the feed records collected so far, last in the transaction: the feed lock is held briefly."""
         pending, self._feed = self._feed, []
         if not pending:
             return
@@ -79,15 +72,10 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         """Feed records, commit, then enqueue the pushes that became due: in this order, always."""
-        await self.flush_feed()
+        await self._flush_feed()
         await self.session.commit()
         pushes, self._pushes = self._pushes, {}
         for priority in (Priority.USER, Priority.BATCH):
             items = [key for key, p in pushes.items() if p == priority]
             if items:
                 await enqueue_pushes(self.queue, items, priority)
-
-    async def rollback(self) -> None:
-        """Forget everything written and collected since the last commit."""
-        self._feed, self._pushes = [], {}
-        await self.session.rollback()

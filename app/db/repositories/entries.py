@@ -148,6 +148,20 @@ def add_notification(
     )
 
 
+async def has_unread_notification(
+    session: AsyncSession, *, tenant_id: uuid.UUID, user: str, kind: str, jira_instance_id: uuid.UUID | None,
+    entry_id: str | None = None, per_entry: bool = False,
+) -> bool:
+    """Whether `user` still has an unread notification of this kind for the instance (and, `per_entry`, entry)."""
+    stmt = select(NotificationRow.id).where(
+        NotificationRow.tenant_id == tenant_id, NotificationRow.user == user, NotificationRow.kind == kind,
+        NotificationRow.jira_instance_id == jira_instance_id, NotificationRow.read_at.is_(None),
+    )
+    if per_entry:
+        stmt = stmt.where(NotificationRow.entry_id == entry_id)
+    return (await session.execute(stmt.limit(1))).first() is not None
+
+
 _REMEMBER_DELIVERY = (
     pg_insert(WebhookDeliveryRow)
     .values(tenant_id=bindparam("tenant_id"), delivery_id=bindparam("delivery_id"))

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ConnectionRow, EntryRow, JiraInstanceRow, NotificationRow, OAuthRequestRow
-from app.domain.entry import SyncStatus
+from app.domain.entry import NotificationKind, SyncStatus
 
 
 async def get_instance(session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID) -> JiraInstanceRow | None:
@@ -79,7 +79,7 @@ async def mark_auth_notifications_read(
     result = await session.execute(
         update(NotificationRow)
         .where(NotificationRow.tenant_id == tenant_id, NotificationRow.user == user,
-               NotificationRow.kind == "auth_required", NotificationRow.jira_instance_id == instance_id,
+               NotificationRow.kind == NotificationKind.AUTH_REQUIRED, NotificationRow.jira_instance_id == instance_id,
                NotificationRow.read_at.is_(None))
         .values(read_at=at)
     )

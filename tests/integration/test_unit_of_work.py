@@ -1,0 +1,83 @@
+"""The unit of work: rows, then the changes feed, then commit, then the queue — and nothing of it without commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.constants import job_key_prefix
+from sqlalchemy import select
+
+from app.db.models import ChangeRow, EntryRow
+from app.services import unit_of_work
+from app.services.dispatch import push_job_id
+from app.services.unit_of_work import UnitOfWork
+
+ENTRY = {"user": "jdoe", "ticket": "NOPE-1", "date": "2026-11-25", "start": "09:00", "duration": 30}
+
+
+async def _skipped_entry(api: Any, tenant: Any, entry_id: str) -> None:
+    auth = {"Authorization": f"Bearer {tenant.api_key}"}
+    r = await api.put(f"/api/v1/entries/{entry_id}", json=ENTRY, headers=auth)
+    assert r.status_code == 202 and r.json()["sync"]["status"] == "skipped"  # no instance: nothing queued
+
+
+async def _seen_from_outside(app: Any, tenant: Any, entry_id: str) -> tuple[str, int]:
+    """The entry's status and its number of feed records, as another transaction sees them."""
+    async with app.state.sessionmaker() as session:
+        row = (await session.execute(select(EntryRow).where(
+            EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == entry_id))).scalar_one()
+        feed = (await session.execute(select(ChangeRow).where(
+            ChangeRow.tenant_id == tenant.tenant_id, ChangeRow.entry_id == entry_id))).scalars().all()
+        return row.sync_status, len(feed)
+
+
+async def _locked(uow: UnitOfWork, tenant: Any, entry_id: str) -> EntryRow:
+    return (await uow.session.execute(select(EntryRow).where(
+        EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == entry_id).with_for_update())).scalar_one()
+
+
+async def test_commit_feeds_then_commits_then_enqueues(app, api, tenant, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    await _skipped_entry(api, tenant, "u1")
+    seen_at_enqueue: list[tuple[str, int]] = []
+
+    async def enqueue(queue: Any, items: Any, priority: Any) -> int:
+        assert list(items) == [(tenant.tenant_id, "u1")]
+        seen_at_enqueue.append(await _seen_from_outside(app, tenant, "u1"))
+        return 1
+
+    monkeypatch.setattr(unit_of_work, "enqueue_pushes", enqueue)
+    async with UnitOfWork.open(app.state.sessionmaker, app.state.queue) as uow:
+        uow.entry(await _locked(uow, tenant, "u1")).mark_due(reason="retried by a test")
+        assert seen_at_enqueue == []
+        await uow.commit()
+    # when the queue was called, the status change and its feed record were committed already
+    assert seen_at_enqueue == [("pending", 2)]
+
+
+async def test_nothing_is_fed_or_queued_without_commit(app, api, tenant, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    await _skipped_entry(api, tenant, "u2")
+    calls: list[Any] = []
+
+    async def enqueue(*args: Any) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setattr(unit_of_work, "enqueue_pushes", enqueue)
+    async with UnitOfWork.open(app.state.sessionmaker, app.state.queue) as uow:
+        uow.entry(await _locked(uow, tenant, "u2")).mark_due()
+    assert calls == []
+    assert await _seen_from_outside(app, tenant, "u2") == ("skipped", 1)
+
+
+async def test_a_due_entry_is_queued_on_the_real_queue(app, api, tenant) -> None:  # type: ignore[no-untyped-def]
+    await _skipped_entry(api, tenant, "u3")
+    queue = app.state.queue
+    job_key = job_key_prefix + push_job_id(tenant.tenant_id, "u3")
+    try:
+        async with UnitOfWork.open(app.state.sessionmaker, queue) as uow:
+            uow.entry(await _locked(uow, tenant, "u3")).mark_due()
+            await uow.commit()
+        assert await queue.exists(job_key)
+    finally:
+        await queue.zrem(queue.default_queue_name, push_job_id(tenant.tenant_id, "u3"))
+        await queue.delete(job_key)

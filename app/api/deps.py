@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated, Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Generic, TypeVar
 
 from arq.connections import ArqRedis
 from fastapi import Depends, HTTPException, Path, Request, status
@@ -70,14 +70,15 @@ ApiKeyCache = TenantCache[str, tuple[Tenant, str]]  # key hash → (tenant, stor
 TenantByIdCache = TenantCache[uuid.UUID, Tenant]
 
 
-async def get_api_key_cache(request: Request) -> ApiKeyCache:
-    cache: ApiKeyCache = request.app.state.api_key_cache  # one per process, made in the app's lifespan
-    return cache
+def _from_app_state(name: str, *, optional: bool = False) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency handing over what the lifespan (app.main, from app.bootstrap) put on `app.state` as `name`:
+    one per process, never a module global."""
 
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name, None) if optional else getattr(request.app.state, name)
 
-async def get_tenant_by_id_cache(request: Request) -> TenantByIdCache:
-    cache: TenantByIdCache = request.app.state.tenant_by_id_cache
-    return cache
+    dependency.__name__ = f"app_state_{name}"
+    return dependency
 
 
 _bearer = HTTPBearer(auto_error=False, description="API key from `python -m app.cli create-api-key`")
@@ -88,57 +89,21 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_settings_dep(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_queue(request: Request) -> ArqRedis | None:
-    pool: ArqRedis | None = request.app.state.queue
-    return pool
-
-
-async def get_egress(request: Request) -> EgressPolicy:
-    policy: EgressPolicy = request.app.state.egress
-    return policy
-async def get_secret_box(request: Request) -> SecretBox:
-    box: SecretBox = request.app.state.secret_box
-    return box
-
-
-async def get_redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
-    return redis
-
-
-async def get_engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
-    return engine
-
-
-async def get_metrics_publisher(request: Request) -> MetricsPublisher | None:
-    """This process' publisher of metric increments (None before the lifespan started one)."""
-    publisher: MetricsPublisher | None = getattr(request.app.state, "metrics_publisher", None)
-    return publisher
-
-
-async def get_jira(request: Request) -> JiraClient:
-    """The process's JIRA client: the shared HTTP pool behind the Redis rate limiter all processes share."""
-    jira: JiraClient = request.app.state.jira
-    return jira
-
-
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-EgressDep = Annotated[EgressPolicy, Depends(get_egress)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-QueueDep = Annotated[ArqRedis | None, Depends(get_queue)]
-BoxDep = Annotated[SecretBox, Depends(get_secret_box)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
-EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-MetricsPublisherDep = Annotated[MetricsPublisher | None, Depends(get_metrics_publisher)]
-JiraDep = Annotated[JiraClient, Depends(get_jira)]
-ApiKeyCacheDep = Annotated[ApiKeyCache, Depends(get_api_key_cache)]
-TenantByIdCacheDep = Annotated[TenantByIdCache, Depends(get_tenant_by_id_cache)]
+SettingsDep = Annotated[Settings, Depends(_from_app_state("settings"))]
+QueueDep = Annotated[ArqRedis | None, Depends(_from_app_state("queue"))]
+EgressDep = Annotated[EgressPolicy, Depends(_from_app_state("egress"))]
+BoxDep = Annotated[SecretBox, Depends(_from_app_state("secret_box"))]
+RedisDep = Annotated[Redis, Depends(_from_app_state("redis"))]
+EngineDep = Annotated[AsyncEngine, Depends(_from_app_state("engine"))]
+# the process's JIRA client: the shared HTTP pool behind the Redis rate limiter all processes share
+JiraDep = Annotated[JiraClient, Depends(_from_app_state("jira"))]
+# the shared Redis state `/api/v1/stats` and `/metrics` read (circuit breaker, rate limiter)
+ProbesDep = Annotated[Probes, Depends(_from_app_state("probes"))]
+# this process' publisher of metric increments (None before the lifespan started one)
+MetricsPublisherDep = Annotated[MetricsPublisher | None, Depends(_from_app_state("metrics_publisher", optional=True))]
+ApiKeyCacheDep = Annotated[ApiKeyCache, Depends(_from_app_state("api_key_cache"))]
+TenantByIdCacheDep = Annotated[TenantByIdCache, Depends(_from_app_state("tenant_by_id_cache"))]
 
 
 async def get_unit_of_work(session: SessionDep, queue: QueueDep) -> UnitOfWork:
@@ -149,14 +114,6 @@ async def get_unit_of_work(session: SessionDep, queue: QueueDep) -> UnitOfWork:
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 
-
-async def get_probes(request: Request) -> Probes:
-    """The shared Redis state `/api/v1/stats` and `/metrics` read (circuit breaker, rate limiter)."""
-    probes: Probes = request.app.state.probes
-    return probes
-
-
-ProbesDep = Annotated[Probes, Depends(get_probes)]
 
 
 async def current_tenant(

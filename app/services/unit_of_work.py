@@ -58,8 +58,9 @@ class UnitOfWork:
         # one job per entry; a user action anywhere in the unit puts it ahead of batch work
         self._pushes[key] = min(event.priority, self._pushes.get(key, event.priority))
 
-    async def _flush_feed(self) -> None:
-        """Write the feed records collected so far, last in the transaction: the feed lock is held briefly."""
+    async def flush_feed(self) -> None:
+        """Write the feed records collected so far (`commit` does it first thing). From here until the commit the
+        tenant's feed lock is held, so feed sequence numbers commit in order: keep that stretch short."""
         pending, self._feed = self._feed, []
         if not pending:
             return
@@ -72,7 +73,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         """Feed records, commit, then enqueue the pushes that became due: in this order, always."""
-        await self._flush_feed()
+        await self.flush_feed()
         await self.session.commit()
         pushes, self._pushes = self._pushes, {}
         for priority in (Priority.USER, Priority.BATCH):

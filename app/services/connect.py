@@ -21,6 +21,7 @@ from app.clock import now_utc
 from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
+from app.domain.entry import NotificationKind
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, RateLimited, TransientError
@@ -293,7 +294,7 @@ async def disconnect_link_change(
             connection.status = "auth_required"
             notified.append(connection.user)
             entries_repo.add_notification(
-                session, tenant_id=instance.tenant_id, user=connection.user, kind="auth_required",
+                session, tenant_id=instance.tenant_id, user=connection.user, kind=NotificationKind.AUTH_REQUIRED,
                 jira_instance_id=instance.id,
                 message=f"The JIRA link of {instance.name} changed ({what}): connect your JIRA account again")
         connection.access_token_enc = connection.token_secret_enc = None

@@ -50,8 +50,10 @@ COPY app ./app
 RUN python -m compileall -q -j 0 app workers jirasim migrations
 # numeric, so orchestrators can verify "runs as non-root" (Kubernetes' runAsNonRoot) without reading /etc/passwd
 USER 10001:10001
-# uvicorn reads UVICORN_HOST / UVICORN_PORT (and FORWARDED_ALLOW_IPS); the health check follows UVICORN_PORT
-ENV UVICORN_HOST=0.0.0.0 UVICORN_PORT=8000
+# uvicorn reads UVICORN_HOST / UVICORN_PORT (and FORWARDED_ALLOW_IPS); the health check follows UVICORN_PORT.
+# UVICORN_HTTP=h11: its parser refuses a request head over 16 KiB; httptools (the default) has no such limit
+# (docs/security.md)
+ENV UVICORN_HOST=0.0.0.0 UVICORN_PORT=8000 UVICORN_HTTP=h11
 EXPOSE 8000
 # liveness only (/readyz would mark the container unhealthy whenever PostgreSQL or Redis blips)
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

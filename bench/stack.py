@@ -21,7 +21,7 @@ import httpx
 import psutil
 
 from devstack.servers import free_port
-from devstack.testenv import TestStack, remove_stack_dir, start_test_stack
+from devstack.testenv import API_SERVER_ARGS, TestStack, remove_stack_dir, start_test_stack
 from jirasim.control import SimControl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,8 +151,8 @@ class Bench:
 
     def _start_api(self) -> None:
         self.api_proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.api_port),
-             "--no-access-log", "--log-level", "warning"],
+            [sys.executable, "-m", "uvicorn", "app.main:app", *API_SERVER_ARGS, "--host", "127.0.0.1",
+             "--port", str(self.api_port), "--no-access-log", "--log-level", "warning"],
             env=self.env, cwd=ROOT, start_new_session=True,
         )
         self.rss.watch(self.api_proc.pid, "api")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from devstack.servers import Server, start_postgres, start_redis
-from devstack.testenv import SIMULATOR_NETWORK, migrate, new_encryption_keys
+from devstack.testenv import API_SERVER_ARGS, SIMULATOR_NETWORK, migrate, new_encryption_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data" / "run"
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         env.setdefault("JIRA_ALLOWED_NETWORKS", SIMULATOR_NETWORK)  # the bundled simulator, and nothing else local
         migrate(env["DATABASE_URL"])
         py = sys.executable
-        procs.append(subprocess.Popen([py, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
-                                       str(args.port), "--no-access-log"], env=env, cwd=ROOT))
+        procs.append(subprocess.Popen([py, "-m", "uvicorn", "app.main:app", *API_SERVER_ARGS, "--host", "127.0.0.1",
+                                       "--port", str(args.port), "--no-access-log"], env=env, cwd=ROOT))
         procs.append(subprocess.Popen([py, "-m", "workers"], env=env, cwd=ROOT))
         demo_lines: list[str] = []
         if not args.no_demo:

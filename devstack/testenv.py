@@ -13,6 +13,9 @@ from devstack.servers import Server, start_postgres, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR_NETWORK = "127.0.0.1/32"
+# how every API process here is served: uvicorn's h11 parser refuses a request head over 16 KiB, httptools (its
+# default with uvicorn[standard]) has no such limit (docs/security.md; the image sets UVICORN_HTTP=h11)
+API_SERVER_ARGS = ("--http", "h11")
 
 
 @dataclass

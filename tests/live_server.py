@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from devstack.testenv import API_SERVER_ARGS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +39,7 @@ def live_api_process(env: dict[str, str], *, log_name: str = "live-api") -> Iter
     out_dir.mkdir(exist_ok=True)
     log = (out_dir / f"{log_name}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", "app.main:app", *API_SERVER_ARGS, "--host", "127.0.0.1", "--port", str(port),
          "--no-access-log"],
         cwd=ROOT, env={**os.environ, **env, "LOG_FORMAT": "json"}, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -29,6 +29,7 @@ from app.domain.worklog import jira_time_ms_or_none, utc_ms
 from app.jira.calls import JiraCall, OnCall
 from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient, JiraTarget
+from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, TransientError
 from app.jira.resources import RemoteWorklog, WorklogChanges
 from app.security.secrets import SecretBox
@@ -137,7 +138,10 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
             continue  # this user's token is refused: try another connected user
         except JiraError as exc:
             await _audit_only(deps, tenant_id, calls, user)
-            if deps.circuit is not None:
+            if isinstance(exc, EgressRefused):
+                if deps.circuit is not None:
+                    await deps.circuit.release_trial(instance_id, decision)  # nothing was sent: JIRA's health unknown
+            elif deps.circuit is not None:
                 if isinstance(exc, TransientError):
                     await deps.circuit.record_failure(instance_id)
                 else:

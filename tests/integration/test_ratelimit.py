@@ -167,11 +167,13 @@ async def test_tasks_and_processes_together_stay_within_the_limit(stack, limiter
         assert line.strip() == b"ready", line
         p.stdin.write(b"go\n")
     local = Acquirers(limiter, lambda: inst, 4)
-    # a backlog of 16 acquirers in four processes: run until 40 grants (four windows) went out
+    # a backlog of 16 acquirers in four processes: run until 40 grants (four windows) went out. The log holds
+    # slots, and a waiter that wakes too late gives its slot up (it still counts, docs/coordination.md): on a busy
+    # machine a few slots are never handed out, so wait for some more slots than the grants asserted below
     slots_key = limiter.keys(inst.id)["grants"]
 
     async def forty() -> bool:
-        return int(await limiter._redis.zcard(slots_key)) >= 40
+        return int(await limiter._redis.zcard(slots_key)) >= 48
 
     await wait_until(forty, timeout=120, interval=0.1)
     await local.stop()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.jira.client import JiraClient
     from app.jira.egress import EgressPolicy
     from app.jira.ratelimit import RedisRateLimiter
+    from app.services.credentials import Credentials
     from app.services.push import PushDeps
     from app.services.reconcile import ReconcileDeps
     from app.services.stats import Probes
@@ -104,6 +105,13 @@ class Runtime:
         return InstanceAdmission(self.redis, lease_seconds=self.settings.push_job_timeout_seconds)
 
     @cached_property
+    def credentials(self) -> Credentials:
+        """How requests to JIRA authenticate as a user (keys parsed once per process)."""
+        from app.services.credentials import Credentials
+
+        return Credentials(self.box)
+
+    @cached_property
     def probes(self) -> Probes:
         from app.services.stats import Probes
 
@@ -112,14 +120,14 @@ class Runtime:
     def push_deps(self) -> PushDeps:
         from app.services.push import PushDeps
 
-        return PushDeps(sessionmaker=self.sessionmaker, box=self.box, jira=self.jira, circuit=self.circuit,
-                        redis=self.redis, settings=self.settings, admission=self.admission)
+        return PushDeps(sessionmaker=self.sessionmaker, credentials=self.credentials, jira=self.jira,
+                        circuit=self.circuit, redis=self.redis, settings=self.settings, admission=self.admission)
 
     def reconcile_deps(self, queue: ArqRedis | None) -> ReconcileDeps:
         from app.services.reconcile import ReconcileDeps
 
-        return ReconcileDeps(sessionmaker=self.sessionmaker, box=self.box, jira=self.jira, settings=self.settings,
-                             circuit=self.circuit, queue=queue)
+        return ReconcileDeps(sessionmaker=self.sessionmaker, credentials=self.credentials, jira=self.jira,
+                             settings=self.settings, circuit=self.circuit, queue=queue)
 
     async def close(self) -> None:
         if self.queue is not None:

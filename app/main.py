@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime, settings, runtime.engine, runtime.sessionmaker)
         state.secret_box, state.redis, state.queue, state.http, state.jira, state.probes, state.egress = (
             runtime.box, runtime.redis, runtime.queue, runtime.http, runtime.jira, runtime.probes, runtime.egress)
+        state.credentials = runtime.credentials
         state.api_key_cache, state.tenant_by_id_cache = ApiKeyCache(), TenantByIdCache()
         state.tenant_rate = TenantRateLimit(runtime.redis, settings.tenant_api_rate_per_second)
         # this process' JIRA calls (ticket look-ups, OAuth) join the workers' in the shared totals

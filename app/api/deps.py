@@ -25,6 +25,7 @@ from app.jira.egress import EgressPolicy
 from app.observability import MetricsPublisher
 from app.security.api_keys import hash_api_key, matches
 from app.security.secrets import SecretBox
+from app.services.credentials import Credentials
 from app.services.stats import Probes
 from app.services.unit_of_work import UnitOfWork
 
@@ -98,6 +99,8 @@ RedisDep = Annotated[Redis, Depends(_from_app_state("redis"))]
 EngineDep = Annotated[AsyncEngine, Depends(_from_app_state("engine"))]
 # the process's JIRA client: the shared HTTP pool behind the Redis rate limiter all processes share
 JiraDep = Annotated[JiraClient, Depends(_from_app_state("jira"))]
+# how requests to JIRA authenticate as a user (app.services.credentials)
+CredentialsDep = Annotated[Credentials, Depends(_from_app_state("credentials"))]
 # the shared Redis state `/api/v1/stats` and `/metrics` read (circuit breaker, rate limiter)
 ProbesDep = Annotated[Probes, Depends(_from_app_state("probes"))]
 # this process' publisher of metric increments (None before the lifespan started one)

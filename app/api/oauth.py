@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from app.api.deps import BoxDep, InstanceDep, JiraDep, SessionDep, SettingsDep, TenantDep, UnitOfWorkDep
+from app.api.deps import CredentialsDep, InstanceDep, JiraDep, SessionDep, SettingsDep, TenantDep, UnitOfWorkDep
 from app.api.schemas.common import ErrorOut, error_responses
 from app.api.schemas.jira import OAuthCallbackOut, OAuthStartIn, OAuthStartOut
 from app.domain.origins import allows, origin_of
@@ -44,8 +44,8 @@ def _bad_gateway(exc: connect.ConnectError) -> HTTPException:
     summary="Start connecting a user's JIRA account", responses={**error_responses(401, 404, 422), **_502},
 )
 async def oauth_start(
-    body: OAuthStartIn, instance: InstanceDep, session: SessionDep, tenant: TenantDep, box: BoxDep, jira: JiraDep,
-    settings: SettingsDep,
+    body: OAuthStartIn, instance: InstanceDep, session: SessionDep, tenant: TenantDep, credentials: CredentialsDep,
+    jira: JiraDep, settings: SettingsDep,
 ) -> dict[str, Any]:
     """Fetches a request token (callback `<PUBLIC_BASE_URL>/oauth/jira/callback`, valid 10 minutes) and returns
     the JIRA page where the user approves access. With `expected_jira_user`, the callback checks who approved."""
@@ -54,8 +54,9 @@ async def oauth_start(
                             f"return_url: {origin_of(body.return_url)} is not one of the tenant's allowed_origins "
                             "(PATCH /api/v1/tenant)")
     try:
-        url = await connect.start(session, box, jira, instance=instance, user=body.user, return_url=body.return_url,
-                                  public_base_url=settings.public_base_url, expected_jira_user=body.expected_jira_user)
+        url = await connect.start(session, credentials, jira, instance=instance, user=body.user,
+                                  return_url=body.return_url, public_base_url=settings.public_base_url,
+                                  expected_jira_user=body.expected_jira_user)
     except connect.ConnectError as exc:
         await session.commit()  # keep the audit rows of the failed attempt
         raise _bad_gateway(exc) from None
@@ -70,7 +71,7 @@ async def oauth_start(
                **error_responses(400, 409), **_502},
 )
 async def oauth_callback(
-    uow: UnitOfWorkDep, box: BoxDep, jira: JiraDep,
+    uow: UnitOfWorkDep, credentials: CredentialsDep, jira: JiraDep,
     oauth_token: Annotated[str | None, Query(max_length=500)] = None,
     oauth_verifier: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
@@ -86,7 +87,7 @@ async def oauth_callback(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     await uow.commit()  # single use from now on, whatever happens next
     try:
-        result = await connect.complete(uow, box, jira, request=request, verifier=oauth_verifier)
+        result = await connect.complete(uow, credentials, jira, request=request, verifier=oauth_verifier)
     except connect.InvalidRequestToken as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     except connect.ConnectError as exc:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from app.api.deps import BoxDep, InstanceDep, JiraDep, RedisDep, SessionDep
+from app.api.deps import CredentialsDep, InstanceDep, JiraDep, RedisDep, SessionDep
 from app.api.schemas.common import ErrorOut, SingleLine, error_responses
 from app.api.schemas.jira import SubticketsOut, TicketOut
 from app.db.models import JiraInstanceRow
@@ -55,28 +55,28 @@ async def _run(lookup: TicketLookup, session: SessionDep, work: Awaitable[T]) ->
         await session.commit()
 
 
-def _lookup(session: SessionDep, box: BoxDep, jira: JiraDep, redis: RedisDep, instance: JiraInstanceRow,
-            user: str) -> TicketLookup:
-    return TicketLookup(session, box, jira, redis, instance=instance, user=user)
+def _lookup(session: SessionDep, credentials: CredentialsDep, jira: JiraDep, redis: RedisDep,
+            instance: JiraInstanceRow, user: str) -> TicketLookup:
+    return TicketLookup(session, credentials, jira, redis, instance=instance, user=user)
 
 
 @router.get("/{key}", response_model=TicketOut, summary="Look a ticket up", responses=_ERRORS)
 async def get_ticket(
-    key: KeyPath, user: UserQuery, instance: InstanceDep, session: SessionDep, box: BoxDep, jira: JiraDep,
-    redis: RedisDep,
+    key: KeyPath, user: UserQuery, instance: InstanceDep, session: SessionDep, credentials: CredentialsDep,
+    jira: JiraDep, redis: RedisDep,
 ) -> dict[str, Any]:
     """`key`, `summary` and whether it is a sub-task, as `user` sees it in JIRA (cached for 60 s)."""
-    lookup = _lookup(session, box, jira, redis, instance, user)
+    lookup = _lookup(session, credentials, jira, redis, instance, user)
     ticket = await _run(lookup, session, lookup.ticket(_key(key)))
     return {"key": ticket.key, "summary": ticket.summary, "subtask": ticket.subtask, "parent": ticket.parent}
 
 
 @router.get("/{key}/subtickets", response_model=SubticketsOut, summary="A ticket's sub-tasks", responses=_ERRORS)
 async def get_subtickets(
-    key: KeyPath, user: UserQuery, instance: InstanceDep, session: SessionDep, box: BoxDep, jira: JiraDep,
-    redis: RedisDep,
+    key: KeyPath, user: UserQuery, instance: InstanceDep, session: SessionDep, credentials: CredentialsDep,
+    jira: JiraDep, redis: RedisDep,
 ) -> dict[str, Any]:
     """The sub-tasks of `key` as `user` sees them (cached for 60 s); 404 when `key` does not exist."""
-    lookup = _lookup(session, box, jira, redis, instance, user)
+    lookup = _lookup(session, credentials, jira, redis, instance, user)
     tickets = await _run(lookup, session, lookup.subtickets(_key(key)))
     return {"items": [{"key": t.key, "summary": t.summary} for t in tickets]}

@@ -1,9 +1,11 @@
-"""The JIRA Server/DC REST client: every request signed (OAuth 1.0a RSA-SHA1), gated and observed.
+"""The JIRA Server/DC REST client: every request authenticated, gated and observed.
 
 One `JiraClient` per process wraps the process's pooled `httpx.AsyncClient`. Operations take a
-`JiraTarget` (instance, credentials, priority) and return small dataclasses; failures are raised as the
-taxonomy in `app.jira.errors`. A 429 is waited out and retried here, a bounded number of times, without
-the caller noticing; everything else is the caller's decision.
+`JiraTarget` (instance, credential, priority) and return small dataclasses; failures are raised as the
+taxonomy in `app.jira.errors`. How a request is authenticated is the target's `Credential`
+(`app.jira.credentials`: OAuth 1.0a, personal access token, OAuth 2.0 with refresh); the client only asks it.
+A 429 is waited out and retried here, a bounded number of times, without the caller noticing, and a 401 is
+retried once when the credential could be renewed; everything else is the caller's decision.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from app.config import Settings
 from app.domain.priority import Priority
 from app.domain.worklog import WorklogBody
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
+from app.jira.credentials import Credential
 from app.jira.egress import EgressPolicy, EgressRefused
 from app.jira.errors import (
+    AuthRejected,
     JiraError,
     NotFound,
     RateLimited,
@@ -35,7 +39,6 @@ from app.jira.errors import (
 )
 from app.jira.gate import InstanceRef, RequestGate
 from app.jira.resources import Issue, JiraUser, JsonObject, RemoteWorklog, WorklogChange, WorklogChanges
-from app.jira.signing import KeyCache, OAuthConsumer, PrivateKeyInput, authorization_header
 from app.jira.transport import ACCEPT_ENCODING, InstanceSlots, jira_http_client, read_bounded
 
 API = "/rest/api/2"
@@ -49,18 +52,14 @@ _LEAVE_ESTIMATE = {"adjustEstimate": "leave"}
 
 @dataclass(frozen=True)
 class JiraTarget:
-    """Where and as whom a request goes: the instance, its signing key and the user's access token.
+    """Where and as whom a request goes: the instance (its rate limit), the base URL and the credential.
 
-    `base_url` may carry a context path (`https://host/jira`) and a trailing slash. `private_key` is a PEM
-    or an already loaded key. `token_secret` plays no part in RSA-SHA1 but is kept with the token.
+    `base_url` may carry a context path (`https://host/jira`) and a trailing slash.
     """
 
     instance: InstanceRef
     base_url: str
-    consumer_key: str
-    private_key: PrivateKeyInput = field(repr=False)
-    access_token: str | None = field(default=None, repr=False)
-    token_secret: str | None = field(default=None, repr=False)
+    credential: Credential = field(repr=False)
     priority: Priority = Priority.USER
 
     def url(self, path: str) -> str:
@@ -111,7 +110,7 @@ class JiraClient:
     def __init__(
         self, http: httpx.AsyncClient, *, gate: RequestGate, timeout_seconds: float = 30.0,
         on_call: OnCall | None = None, max_rate_limit_retries: int = 3, max_inline_wait_seconds: float = 30.0,
-        keys: KeyCache | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_response_bytes: int = 8 * 1024 * 1024, connections_per_instance: int = 10,
     ) -> None:
         self._http = http
@@ -124,7 +123,6 @@ class JiraClient:
         self._on_call = on_call
         self._max_rate_limit_retries = max_rate_limit_retries
         self._max_inline_wait = max_inline_wait_seconds
-        self._keys = keys or KeyCache()
         self._sleep = sleep
         self._background: set[asyncio.Task[None]] = set()
 
@@ -133,33 +131,39 @@ class JiraClient:
     async def request(
         self, target: JiraTarget, method: str, path: str, *, operation: str,
         params: Mapping[str, str | int] | None = None, json_body: object = None,
-        callback: str | None = None, verifier: str | None = None, on_call: OnCall | None = None,
+        form: Mapping[str, str] | None = None, on_call: OnCall | None = None,
     ) -> JiraAnswer:
-        """Send one signed request through the gate and return its 2xx answer; raise a `JiraError` otherwise.
+        """Send one authenticated request through the gate and return its 2xx answer; raise a `JiraError` otherwise.
 
-        `path` is relative to the base URL (e.g. `/rest/api/2/myself`). 429s are retried after their
-        `Retry-After`; each attempt is reported to the observers as its own `JiraCall`.
+        `path` is relative to the base URL (e.g. `/rest/api/2/myself`); the body is `json_body` as JSON or `form`
+        form-encoded (token endpoints). 429s are retried after their `Retry-After`, a 401 once when the credential
+        was renewed; each attempt is reported to the observers as its own `JiraCall`.
         """
-        consumer = OAuthConsumer(target.consumer_key, self._keys.load(target.private_key))
         query = _query(params)
         url = target.url(path) + (f"?{query}" if query else "")
-        body = b"" if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
         headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING, "X-Atlassian-Token": "no-check"}
-        if body:
-            headers["Content-Type"] = "application/json"
+        if form is not None:
+            body = _query(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            body = b"" if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+            if body:
+                headers["Content-Type"] = "application/json"
         observers = tuple(o for o in (self._on_call, on_call) if o is not None)
-        instance = target.instance
+        instance, credential = target.instance, target.credential
+        # before the gate: a renewal is a request of its own, through the gate like any other
+        await credential.prepare(on_call)
 
         attempt = 0
+        renewed = False
         while True:
             waited = await self._gate.acquire(instance, target.priority)
             metrics.RATE_LIMITER_WAIT.labels(str(instance.id)).observe(waited)
             request = self._http.build_request(method, url, content=body, headers=headers)
-            # sign the URL exactly as httpx will send it, after the wait so the timestamp is fresh
-            request.headers["Authorization"] = authorization_header(
-                consumer, method=method, url=str(request.url), body=body, token=target.access_token,
-                callback=callback, verifier=verifier,
-            )
+            # authenticate the URL exactly as httpx will send it, after the wait (an OAuth 1.0a timestamp is fresh)
+            authorization = credential.authorization(method, str(request.url), body)
+            if authorization is not None:
+                request.headers["Authorization"] = authorization
             started = time.perf_counter()
             try:
                 response = await self._exchange(request, instance)
@@ -177,6 +181,10 @@ class JiraClient:
                                started, waited)
             if maybe_error is None:
                 return response
+            if isinstance(maybe_error, AuthRejected) and not renewed and await credential.renew_after_rejection(
+                    on_call):
+                renewed = True  # a 401 applied nothing: the same request once more with the renewed credential
+                continue
             if (isinstance(maybe_error, RateLimited) and attempt < self._max_rate_limit_retries
                     and maybe_error.retry_after <= self._max_inline_wait):
                 attempt += 1

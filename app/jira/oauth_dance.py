@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from app.jira.calls import OnCall
 from app.jira.client import JiraClient, JiraTarget
+from app.jira.credentials import OAuth1Signature
 from app.jira.errors import PermanentError
 
 REQUEST_TOKEN_PATH = "/plugins/servlet/oauth/request-token"
@@ -28,14 +29,22 @@ def _tokens(text: str, step: str) -> tuple[str, str]:
     return token, secret
 
 
+def _signed(target: JiraTarget, *, token: str | None = None, callback: str | None = None,
+            verifier: str | None = None) -> JiraTarget:
+    """`target` signed as its consumer with the dance's token, callback or verifier."""
+    if not isinstance(target.credential, OAuth1Signature):
+        raise PermanentError("this JIRA instance is not connected through OAuth 1.0a", status=None)
+    credential = OAuth1Signature(target.credential.consumer, token=token, callback=callback, verifier=verifier)
+    return dataclasses.replace(target, credential=credential)
+
+
 async def fetch_request_token(
     client: JiraClient, target: JiraTarget, callback_url: str, *, on_call: OnCall | None = None,
 ) -> tuple[str, str]:
-    """Step 1: a request token and its secret, with `oauth_callback` set to our callback URL."""
-    response = await client.request(
-        dataclasses.replace(target, access_token=None, token_secret=None), "POST", REQUEST_TOKEN_PATH,
-        operation="fetch_request_token", callback=callback_url, on_call=on_call,
-    )
+    """Step 1: a request token and its secret, with `oauth_callback` set to our callback URL (`target` is signed
+    by the consumer)."""
+    response = await client.request(_signed(target, callback=callback_url), "POST", REQUEST_TOKEN_PATH,
+                                    operation="fetch_request_token", on_call=on_call)
     return _tokens(response.text, "request-token")
 
 
@@ -45,12 +54,11 @@ def authorize_url(base_url: str, token: str) -> str:
 
 
 async def fetch_access_token(
-    client: JiraClient, target: JiraTarget, request_token: str, request_secret: str | None, verifier: str,
+    client: JiraClient, target: JiraTarget, request_token: str, verifier: str,
     *, on_call: OnCall | None = None,
 ) -> tuple[str, str]:
-    """Step 3: exchange the approved request token and its verifier for an access token and secret."""
-    response = await client.request(
-        dataclasses.replace(target, access_token=request_token, token_secret=request_secret), "POST",
-        ACCESS_TOKEN_PATH, operation="fetch_access_token", verifier=verifier, on_call=on_call,
-    )
+    """Step 3: exchange the approved request token and its verifier for an access token and secret (the request
+    token's secret plays no part in RSA-SHA1)."""
+    response = await client.request(_signed(target, token=request_token, verifier=verifier), "POST",
+                                    ACCESS_TOKEN_PATH, operation="fetch_access_token", on_call=on_call)
     return _tokens(response.text, "access-token")

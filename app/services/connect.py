@@ -8,7 +8,6 @@ authentication event as `auth.<event>`; neither ever carries a token or a secret
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import uuid
@@ -26,9 +25,9 @@ from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, RateLimited, TransientError
 from app.jira.oauth_dance import authorize_url, fetch_access_token, fetch_request_token
-from app.security.secrets import SecretBox, SecretDecryptionError, binding
+from app.security.secrets import SecretDecryptionError, binding
 from app.services.audit import CallLog
-from app.services.credentials import consumer_target
+from app.services.credentials import Credentials
 from app.services.entries import resume_after_connect
 from app.services.unit_of_work import UnitOfWork
 
@@ -106,7 +105,7 @@ def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
 
 
 async def start(
-    session: AsyncSession, box: SecretBox, jira: JiraClient, *, instance: JiraInstanceRow, user: str,
+    session: AsyncSession, credentials: Credentials, jira: JiraClient, *, instance: JiraInstanceRow, user: str,
     return_url: str | None, public_base_url: str, expected_jira_user: str | None = None,
 ) -> str:
     """Fetch a request token, remember it, and return the URL where the user approves access.
@@ -115,9 +114,10 @@ async def start(
     """
     now = now_utc()
     calls = CallLog()
+    box = credentials.box
     try:
-        token, secret = await fetch_request_token(jira, consumer_target(box, instance), callback_url(public_base_url),
-                                                  on_call=calls)
+        token, secret = await fetch_request_token(jira, credentials.consumer_target(instance),
+                                                  callback_url(public_base_url), on_call=calls)
     except JiraError as exc:
         calls.write(session, instance.tenant_id)
         message = explain(exc, instance, "request for a request token")
@@ -170,14 +170,14 @@ async def _connection(session: AsyncSession, request: OAuthRequestRow) -> Connec
 
 
 async def complete(
-    uow: UnitOfWork, box: SecretBox, jira: JiraClient, *, request: OAuthRequestRow, verifier: str,
+    uow: UnitOfWork, credentials: Credentials, jira: JiraClient, *, request: OAuthRequestRow, verifier: str,
 ) -> CallbackResult:
     """Finish the dance for a claimed request token: store the access token, or record the denial.
 
     A connect puts the user's `auth_required` entries of the instance back to pending (returned in
     `due_entries`; the unit of work enqueues them at commit) and marks their auth_required notifications read.
     """
-    session = uow.session
+    session, box = uow.session, credentials.box
     now = now_utc()
     tenant_id, user = request.tenant_id, request.user
     result = CallbackResult("denied", tenant_id, user, request.jira_instance_id, request.return_url)
@@ -199,15 +199,13 @@ async def complete(
     try:
         request_token = box.open(request.request_token_enc,
                                  binding("oauth_requests", "request_token", request.id))
-        request_secret = (box.open(request.request_secret_enc, binding("oauth_requests", "request_secret", request.id))
-                          if request.request_secret_enc else None)
     except SecretDecryptionError:
         raise InvalidRequestToken("this oauth_token cannot be used any more: start the connection again") from None
 
     calls = CallLog()
     try:
         access, access_secret = await fetch_access_token(
-            jira, consumer_target(box, instance), request_token, request_secret, verifier, on_call=calls)
+            jira, credentials.consumer_target(instance), request_token, verifier, on_call=calls)
     except JiraError as exc:
         calls.write(session, tenant_id)
         message = explain(exc, instance, "exchange of the approved request token")
@@ -218,7 +216,7 @@ async def complete(
     # who approved, asked before anything is stored: with an expected account it decides whether to store at
     # all (CONTRACT 11); without one it is shown on the connection, and not worth failing the connect over
     try:
-        approved = await _approving_user(jira, consumer_target(box, instance), access, access_secret, calls=calls,
+        approved = await _approving_user(jira, credentials.consumer_target(instance, token=access), calls=calls,
                                          required=request.expected_jira_user is not None)
     except ConnectError:
         calls.write(session, tenant_id)
@@ -253,12 +251,9 @@ async def complete(
     return result
 
 
-async def _approving_user(
-    jira: JiraClient, consumer: JiraTarget, access: str, access_secret: str | None, *, calls: CallLog, required: bool,
-) -> str | None:
-    """The JIRA account the new access token acts for (`myself`); None when JIRA would not say and it is not
-    `required` (else `ConnectError`: nothing can be stored without knowing)."""
-    target = dataclasses.replace(consumer, access_token=access, token_secret=access_secret)
+async def _approving_user(jira: JiraClient, target: JiraTarget, *, calls: CallLog, required: bool) -> str | None:
+    """The JIRA account the new credential in `target` acts for (`myself`); None when JIRA would not say and it is
+    not `required` (else `ConnectError`: nothing can be stored without knowing)."""
     try:
         return (await jira.myself(target, on_call=calls)).name or None
     except JiraError as exc:

@@ -40,10 +40,9 @@ from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, NotFound, PermanentError, RateLimited, TransientError
 from app.jira.locks import LockTimeout, default_lock_ttl, issue_lock
 from app.jira.resources import RemoteWorklog
-from app.security.secrets import SecretBox
 from app.services.audit import audit_calls
 from app.services.connect import reject_connection
-from app.services.credentials import user_target
+from app.services.credentials import Credentials
 from app.services.entries import settle_conflict_for_timetracker
 from app.services.unit_of_work import UnitOfWork
 
@@ -57,7 +56,7 @@ MAX_REFUSAL_SPREAD_SECONDS = 600
 @dataclass
 class PushDeps:
     sessionmaker: async_sessionmaker[AsyncSession]
-    box: SecretBox
+    credentials: Credentials
     jira: JiraClient
     circuit: CircuitBreaker
     redis: Redis
@@ -156,7 +155,7 @@ class PushEngine:
             connection = (
                 await jira_repo.get_connection(uow.session, tenant_id, step.instance_id, row.user) if instance else None
             )
-            target = user_target(self.d.box, instance, connection, priority=Priority(row.priority)) \
+            target = self.d.credentials.user_target(instance, connection, priority=Priority(row.priority)) \
                 if instance and connection else None
             if instance is None or target is None:
                 await self._auth_required(uow, entry, instance, connection)

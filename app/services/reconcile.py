@@ -32,11 +32,10 @@ from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, TransientError
 from app.jira.resources import RemoteWorklog, WorklogChanges
-from app.security.secrets import SecretBox
 from app.services.audit import audit_calls
 from app.services.conflicts import RemoteObservation, observe_remote
 from app.services.connect import reject_connection
-from app.services.credentials import user_target
+from app.services.credentials import Credentials
 from app.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ FIRST_POLL_LOOKBACK = timedelta(minutes=10)  # before the instance existed nothi
 @dataclass
 class ReconcileDeps:
     sessionmaker: async_sessionmaker[AsyncSession]
-    box: SecretBox
+    credentials: Credentials
     jira: JiraClient
     settings: Settings
     circuit: CircuitBreaker | None = None
@@ -105,7 +104,7 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
         tenant_id = instance.tenant_id
         targets: list[tuple[str, JiraTarget]] = []
         for connection in await activity_repo.connected_connections(session, tenant_id, instance_id):
-            target = user_target(deps.box, instance, connection, priority=Priority.BATCH)
+            target = deps.credentials.user_target(instance, connection, priority=Priority.BATCH)
             if target is not None:
                 targets.append((connection.user, target))
         since_updated = instance.reconcile_updated_since or _first_since(instance.created_at, now)

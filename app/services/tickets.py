@@ -21,10 +21,9 @@ from app.db.repositories import jira as jira_repo
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, NotFound, RateLimited, TransientError
-from app.security.secrets import SecretBox
 from app.services.audit import CallLog
 from app.services.connect import reject_connection
-from app.services.credentials import user_target
+from app.services.credentials import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +81,9 @@ async def _store(redis: Redis, key: str, value: Any, seconds: int) -> None:
 class TicketLookup:
     """One user's look-ups on one instance; JIRA calls are written to the audit log in `session`."""
 
-    def __init__(self, session: AsyncSession, box: SecretBox, jira: JiraClient, redis: Redis, *,
+    def __init__(self, session: AsyncSession, credentials: Credentials, jira: JiraClient, redis: Redis, *,
                  instance: JiraInstanceRow, user: str) -> None:
-        self.session, self.box, self.jira, self.redis = session, box, jira, redis
+        self.session, self.credentials, self.jira, self.redis = session, credentials, jira, redis
         self.instance, self.user = instance, user
         self.calls = CallLog()
 
@@ -94,7 +93,7 @@ class TicketLookup:
     async def _target(self) -> JiraTarget:
         connection = await jira_repo.get_connection(self.session, self.instance.tenant_id, self.instance.id,
                                                     self.user)
-        target = user_target(self.box, self.instance, connection) if connection else None
+        target = self.credentials.user_target(self.instance, connection) if connection else None
         if target is None:
             state = "has not connected" if connection is None or connection.status == "denied" else \
                 "must reconnect"

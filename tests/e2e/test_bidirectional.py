@@ -162,7 +162,8 @@ def reconcile_deps(wc: WorkerContext, *, long_ago: bool = False) -> ReconcileDep
     change is long past, so JIRA's edits are conflicts."""
     d = wc.deps
     settings = wc.settings.model_copy(update={"conflict_window_seconds": 0}) if long_ago else wc.settings
-    return ReconcileDeps(sessionmaker=d.sessionmaker, box=d.box, jira=d.jira, settings=settings, circuit=d.circuit)
+    return ReconcileDeps(sessionmaker=d.sessionmaker, credentials=d.credentials, jira=d.jira, settings=settings,
+                         circuit=d.circuit)
 
 
 async def conflict_of(api: Any, world: World, entry_id: str) -> dict[str, Any]:

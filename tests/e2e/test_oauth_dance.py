@@ -64,7 +64,6 @@ async def test_worklog_round_trip_with_the_stored_credentials(
     from app.domain.worklog import build_worklog
     from app.jira.client import JiraClient
     from app.jira.gate import NoGate
-    from app.services.credentials import user_target
 
     setup: JiraSetup = await jira_setup()
     assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
@@ -73,7 +72,7 @@ async def test_worklog_round_trip_with_the_stored_credentials(
         assert instance is not None
         connection = await jira_repo.get_connection(session, instance.tenant_id, instance.id, "jdoe")
         assert connection is not None
-        target = user_target(app.state.secret_box, instance, connection)
+        target = app.state.credentials.user_target(instance, connection)
     assert target is not None
     jira = JiraClient(app.state.http, gate=NoGate())
     body = build_worklog(entry_id="4711", day=date(2026, 11, 25), start=time(9, 0), zone="Europe/Berlin",

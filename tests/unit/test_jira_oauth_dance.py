@@ -43,8 +43,7 @@ async def test_access_token_exchange_signs_request_token_and_verifier() -> None:
         route = mock.post(f"{BASE}/plugins/servlet/oauth/access-token").mock(return_value=httpx.Response(
             200, text="oauth_token=acc-1&oauth_token_secret=acc-sec&oauth_expires_in=157680000"))
         harness = make_client(http)
-        token, secret = await fetch_access_token(harness.client, make_target(access_token=None), "req-1", "sec-1",
-                                                 "verif")
+        token, secret = await fetch_access_token(harness.client, make_target(access_token=None), "req-1", "verif")
     assert (token, secret) == ("acc-1", "acc-sec")
     params = oauth_header_params(route.calls.last.request)
     assert (params["oauth_token"], params["oauth_verifier"]) == ("req-1", "verif")
@@ -64,7 +63,7 @@ async def test_refused_token_request_is_auth_rejected() -> None:
             401, text="oauth_problem=token_rejected&oauth_problem_advice=The%20token%20is%20invalid"))
         harness = make_client(http)
         with pytest.raises(AuthRejected) as info:
-            await fetch_access_token(harness.client, make_target(), "req-1", None, "verif")
+            await fetch_access_token(harness.client, make_target(), "req-1", "verif")
     assert info.value.oauth_problem == "token_rejected"
 
 

@@ -11,7 +11,6 @@ import pytest
 import respx
 
 from app.domain.worklog import WorklogBody
-from app.jira import signing
 from app.jira.errors import PermanentError
 from app.jira.signing import KeyCache, OAuthConsumer, authorization_header
 from tests.unit.test_jira_support import (
@@ -98,24 +97,6 @@ def test_nonce_and_timestamp_change_per_request() -> None:
     a = authorization_header(consumer, method="GET", url=BASE + "/x", token="t")
     b = authorization_header(consumer, method="GET", url=BASE + "/x", token="t")
     assert a != b
-
-
-async def test_private_key_is_parsed_once_across_many_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    parsed: list[bytes] = []
-    real = signing.load_pem_private_key
-
-    def counting(data: bytes, password: bytes | None = None) -> object:
-        parsed.append(data)
-        return real(data, password=password)
-
-    monkeypatch.setattr(signing, "load_pem_private_key", counting)
-    async with respx.mock() as mock, httpx.AsyncClient() as http:
-        mock.get(f"{API}/myself").mock(return_value=httpx.Response(200, json={"name": "jdoe"}))
-        harness = make_client(http)
-        for _ in range(25):
-            # a fresh target each time, as the services build one per job from the database row
-            await harness.client.myself(make_target(private_key=PRIVATE_PEM))
-    assert len(parsed) == 1
 
 
 def test_key_cache_is_keyed_by_fingerprint_not_pem() -> None:

@@ -15,7 +15,9 @@ from oauthlib.oauth1.rfc5849 import signature as oauthlib_signature
 
 from app.jira.calls import JiraCall
 from app.jira.client import JiraClient, JiraTarget
+from app.jira.credentials import Credential, OAuth1Signature
 from app.jira.gate import InstanceRef, Priority
+from app.jira.signing import KeyCache, OAuthConsumer
 
 PRIVATE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PRIVATE_PEM = PRIVATE_KEY.private_bytes(
@@ -32,14 +34,17 @@ ACCESS_TOKEN = "access-token-1"
 INSTANCE = InstanceRef(uuid.UUID("00000000-0000-0000-0000-000000000001"), 10)
 
 
-def make_target(**overrides: object) -> JiraTarget:
-    values: dict[str, object] = {
-        "instance": INSTANCE, "base_url": BASE + "/", "consumer_key": CONSUMER_KEY,
-        "private_key": PRIVATE_PEM, "access_token": ACCESS_TOKEN, "token_secret": "unused-secret",
-        "priority": Priority.USER,
-    }
-    values.update(overrides)
-    return JiraTarget(**values)  # type: ignore[arg-type]
+KEYS = KeyCache()
+
+
+def oauth1(token: str | None = ACCESS_TOKEN, private_key: str = PRIVATE_PEM) -> OAuth1Signature:
+    """The OAuth 1.0a credential the services build: our consumer, a key parsed once, the user's token."""
+    return OAuth1Signature(OAuthConsumer(CONSUMER_KEY, KEYS.load(private_key)), token=token)
+
+
+def make_target(*, credential: Credential | None = None, access_token: str | None = ACCESS_TOKEN,
+                base_url: str = BASE + "/", priority: Priority = Priority.USER) -> JiraTarget:
+    return JiraTarget(INSTANCE, base_url, credential or oauth1(access_token), priority)
 
 
 @dataclass

@@ -73,9 +73,10 @@ class Runtime:
     @cached_property
     def egress(self) -> EgressPolicy:
         """Where JIRA requests may go (JIRA_ALLOWED_NETWORKS)."""
-        from app.jira.egress import EgressPolicy
+        from app.jira.egress import EgressPolicy, resolver_for
 
-        return EgressPolicy(self.settings.jira_allowed_networks)
+        return EgressPolicy(self.settings.jira_allowed_networks,
+                            resolver=resolver_for(self.settings.jira_name_resolution))
 
     @cached_property
     def _jira_pair(self) -> tuple[httpx.AsyncClient, JiraClient]:

@@ -8,7 +8,7 @@ import ipaddress
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     api_max_batch_body_bytes: int = Field(8_388_608, ge=1024)
     tenant_api_rate_per_second: float = Field(100, ge=0)
     jira_allowed_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    # extension: `hosts` resolves JIRA host names from /etc/hosts only and never asks DNS (the test suite uses it:
+    # its traffic stays on loopback, DNS queries included)
+    jira_name_resolution: Literal["system", "hosts"] = "system"
     jira_max_response_bytes: int = Field(8_388_608, ge=1024)
     jira_max_connections_per_instance: int = Field(10, ge=1, le=1000)
     metrics_token: str = Field("", repr=False)

@@ -59,6 +59,8 @@ def start_test_stack(name: str = "test") -> TestStack:
         "ENCRYPTION_KEYS": new_encryption_keys(),
         # the simulator (and every JIRA a test or benchmark starts) listens on 127.0.0.1: allow that, nothing more
         "JIRA_ALLOWED_NETWORKS": SIMULATOR_NETWORK,
+        # every test's traffic stays on loopback, DNS included: JIRA host names come from /etc/hosts only
+        "JIRA_NAME_RESOLUTION": "hosts",
     }
     migrate(pg.url)
     return TestStack(pg, redis, env)

@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 from devstack.testenv import TestStack, remove_stack_dir, start_test_stack
+
+_real_getaddrinfo = socket.getaddrinfo
+# names the test process asked to resolve that would have become a DNS query (traffic off loopback)
+dns_attempts: list[str] = []
+
+
+def _answerable_without_dns(host: object) -> bool:
+    if host is None:
+        return True
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        ipaddress.ip_address(name.strip("[]").split("%", 1)[0])
+        return True
+    except ValueError:
+        pass
+    from app.jira.egress import read_hosts_file
+
+    name = name.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost") or name in read_hosts_file()
+
+
+def _loopback_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if not _answerable_without_dns(host):
+        dns_attempts.append(str(host))
+        raise socket.gaierror(socket.EAI_NONAME, f"{host}: the test suite sends no DNS queries")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_dns_queries() -> Iterator[None]:
+    """Every test's traffic stays on loopback: a name that only DNS could answer is refused, and reported."""
+    socket.getaddrinfo = _loopback_only_getaddrinfo
+    yield
+    socket.getaddrinfo = _real_getaddrinfo
+    assert not dns_attempts, f"the suite tried to resolve names through DNS: {sorted(set(dns_attempts))}"
 
 
 @pytest.fixture(scope="session")

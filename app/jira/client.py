@@ -27,7 +27,7 @@ from app.domain.priority import Priority
 from app.domain.worklog import WorklogBody
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
 from app.jira.credentials import Credential
-from app.jira.egress import EgressPolicy, EgressRefused
+from app.jira.egress import EgressPolicy, EgressRefused, resolver_for
 from app.jira.errors import (
     AuthRejected,
     JiraError,
@@ -96,7 +96,8 @@ def jira_client_from_settings(
     settings: Settings, gate: RequestGate, egress: EgressPolicy | None = None,
 ) -> tuple[httpx.AsyncClient, JiraClient]:
     """The process's pooled, egress-checked HTTP client and the JIRA client on it, bounded as section 11 says."""
-    policy = egress or EgressPolicy(settings.jira_allowed_networks)
+    policy = egress or EgressPolicy(settings.jira_allowed_networks,
+                                    resolver=resolver_for(settings.jira_name_resolution))
     http = jira_http_client(policy, timeout_seconds=settings.jira_timeout_seconds)
     client = JiraClient(http, gate=gate, timeout_seconds=settings.jira_timeout_seconds,
                         max_response_bytes=settings.jira_max_response_bytes,

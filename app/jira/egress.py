@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.jira.errors import PermanentError
@@ -31,6 +32,7 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # how long a create or PATCH waits for DNS before accepting the name (it is checked again on every connection)
 VALIDATION_RESOLVE_SECONDS = 3.0
+HOSTS_FILE = Path("/etc/hosts")
 
 
 class EgressRefused(PermanentError):
@@ -91,17 +93,23 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
-async def system_resolver(host: str, port: int) -> list[IPAddress]:
-    """The addresses the system resolver gives for `host`, without blocking the event loop.
-
-    Special-use names are answered without asking anyone (RFC 6761): `localhost` and `*.localhost` are
-    loopback, `*.invalid` never resolves.
-    """
+def _special_use(host: str) -> list[IPAddress] | None:
+    """RFC 6761 names answered without asking anyone: `localhost` and `*.localhost` are loopback, `*.invalid`
+    never resolves. None for every other name."""
     name = host.rstrip(".").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
     if name == "invalid" or name.endswith(".invalid"):
         raise NameNotResolved(f"{host} does not resolve (a .invalid name)")
+    return None
+
+
+async def system_resolver(host: str, port: int) -> list[IPAddress]:
+    """The addresses the system resolver gives for `host`, without blocking the event loop."""
+    special = _special_use(host)
+    if special is not None:
+        return special
+    name = host.rstrip(".").lower()
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -114,6 +122,50 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
     if not found:
         raise NameNotResolved(f"{host} does not resolve")
     return found
+
+
+def read_hosts_file(path: Path = HOSTS_FILE) -> dict[str, list[IPAddress]]:
+    """Name → addresses from a hosts(5) file; an unreadable file is an empty table."""
+    table: dict[str, list[IPAddress]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return table
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        address = _literal(fields[0]) if fields else None
+        if address is None:
+            continue
+        for name in fields[1:]:
+            known = table.setdefault(name.rstrip(".").lower(), [])
+            if address not in known:
+                known.append(address)
+    return table
+
+
+def hosts_file_resolver(path: Path = HOSTS_FILE) -> Resolver:
+    """A resolver that never asks DNS: special-use names and the hosts file only (`JIRA_NAME_RESOLUTION=hosts`).
+
+    For networks where the service may send nothing but to listed hosts, and for the test suite, whose traffic
+    stays on loopback: a name outside the file does not resolve instead of becoming a DNS query.
+    """
+    table = read_hosts_file(path)
+
+    async def resolve(host: str, port: int) -> list[IPAddress]:
+        special = _special_use(host)
+        if special is not None:
+            return special
+        found = table.get(host.rstrip(".").lower())
+        if not found:
+            raise NameNotResolved(f"{host} does not resolve (not in {path}; JIRA_NAME_RESOLUTION=hosts)")
+        return list(found)
+
+    return resolve
+
+
+def resolver_for(mode: str) -> Resolver:
+    """The resolver `JIRA_NAME_RESOLUTION` names: `system` (DNS through the OS) or `hosts` (no DNS)."""
+    return hosts_file_resolver() if mode == "hosts" else system_resolver
 
 
 class EgressPolicy:

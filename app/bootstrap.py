@@ -107,10 +107,12 @@ class Runtime:
 
     @cached_property
     def credentials(self) -> Credentials:
-        """How requests to JIRA authenticate as a user (keys parsed once per process)."""
+        """How requests to JIRA authenticate as a user (keys parsed once per process; OAuth 2.0 renewals through
+        this process's JIRA client, coordinated in Redis)."""
         from app.services.credentials import Credentials
 
-        return Credentials(self.box)
+        return Credentials(self.box, sessionmaker=self.sessionmaker, jira=self.jira, redis=self.redis,
+                           settings=self.settings)
 
     @cached_property
     def probes(self) -> Probes:

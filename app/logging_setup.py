@@ -60,9 +60,11 @@ _SECRET_PATTERNS = [
     # query/form style (oauth_token=…) and Authorization-header style (oauth_token="…")
     re.compile(r"(oauth_(?:token|token_secret|signature|verifier)=\"?)[^&\s\"',]+"),
     # key/value renderings of our own credential names (kwargs, dict reprs, JSON)
-    re.compile(r"((?:access_token|token_secret|request_secret|private_key_pem|webhook_secret)[\"']?\s*[:=]\s*[\"']?)"
-               r"[^\s\"',&}]+"),
-    re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.=]+", re.IGNORECASE),
+    re.compile(r"((?:access_token|refresh_token|token_secret|request_secret|private_key_pem|webhook_secret|"
+               r"client_secret|code_verifier|personal_access_token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]+"),
+    # an OAuth 2.0 callback's query (its code and state are credentials until used)
+    re.compile(r"([?&](?:code|state)=)[^&\s\"']+"),
+    re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.=+/~]+", re.IGNORECASE),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
 ]
 

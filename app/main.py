@@ -43,8 +43,8 @@ Keeps TimeTracker time entries as worklogs in one or more JIRA Server/Data Cente
 
 TAGS = [
     {"name": "entries", "description": "TimeTracker entries and their sync state"},
-    {"name": "jira-instances", "description": "JIRA Server/DC instances: key pairs, routing, rate limits"},
-    {"name": "connections", "description": "Users' JIRA accounts, connected with OAuth 1.0a"},
+    {"name": "jira-instances", "description": "JIRA Server/DC instances: how users connect, routing, rate limits"},
+    {"name": "connections", "description": "Users' JIRA accounts: OAuth 1.0a, OAuth 2.0 or personal access tokens"},
     {"name": "tickets", "description": "Ticket look-ups in JIRA as the asking user (cached briefly)"},
     {"name": "webhooks", "description": "Signed events from TimeTracker and JIRA"},
     {"name": "conflicts", "description": "JIRA and TimeTracker disagree: list and resolve"},

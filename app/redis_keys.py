@@ -36,6 +36,11 @@ def issue_lock_key(instance_id: uuid.UUID, issue_key: str) -> str:
     return f"{ROOT}:lock:issue:{{{instance_id}}}:{issue_key.strip().upper()}"
 
 
+def token_refresh_lock(connection_id: uuid.UUID) -> str:
+    """Held while one process renews a connection's OAuth 2.0 token (no other process renews it meanwhile)."""
+    return f"{ROOT}:refresh:{{{connection_id}}}"
+
+
 def reconcile_lease(instance_id: uuid.UUID) -> str:
     """Who polls the instance in this reconciliation interval."""
     return f"{ROOT}:reconcile:{{{instance_id}}}:lease"

@@ -1,7 +1,8 @@
-"""JIRA instances API (CONTRACT section 3).
+"""JIRA instances API (CONTRACT sections 3, 11 and 13).
 
-Secrets: the private key is never returned; `webhook_secret` appears in the creation response and in
-the answer of `POST …/webhook-secret` (which replaces it), nowhere else — GET does not show it.
+Secrets: the private key and the OAuth 2.0 client secret are never returned; `webhook_secret` appears in the
+creation response and in the answer of `POST …/webhook-secret` (which replaces it), nowhere else — GET does not
+show it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from app.api.deps import BoxDep, EgressDep, InstanceDep, SessionDep, TenantDep, UnitOfWorkDep
+from app.api.deps import BoxDep, EgressDep, InstanceDep, SessionDep, SettingsDep, TenantDep, UnitOfWorkDep
 from app.api.schemas.common import error_responses
 from app.api.schemas.jira import (
     INSTANCE_EXAMPLE,
@@ -25,10 +26,13 @@ from app.api.schemas.jira import (
     WebhookSecretOut,
     check_sensitive_fields,
 )
+from app.config import Settings
 from app.db.models import JiraInstanceRow
 from app.db.repositories import jira as jira_repo
+from app.domain.auth import AuthKind
 from app.jira.egress import EgressPolicy, EgressRefused
 from app.services import instances as svc
+from app.services.credentials import oauth2_redirect_uri
 
 
 class NoEchoRoute(APIRoute):
@@ -51,16 +55,25 @@ class NoEchoRoute(APIRoute):
 router = APIRouter(prefix="/api/v1/jira-instances", tags=["jira-instances"], route_class=NoEchoRoute)
 
 
-def instance_view(row: JiraInstanceRow) -> dict[str, Any]:
+def instance_view(row: JiraInstanceRow, settings: Settings) -> dict[str, Any]:
+    oauth2 = row.auth == AuthKind.OAUTH2
     return {
-        "id": row.id, "name": row.name, "base_url": row.base_url, "consumer_key": row.consumer_key,
+        "id": row.id, "name": row.name, "base_url": row.base_url, "auth": row.auth, "consumer_key": row.consumer_key,
         "rate_limit_per_second": row.rate_limit_per_second, "project_keys": list(row.project_keys or []),
-        "public_key_pem": row.public_key_pem, "created_at": row.created_at, "updated_at": row.updated_at,
+        "public_key_pem": row.public_key_pem if row.auth == AuthKind.OAUTH1 else None,
+        "client_id": row.oauth2_client_id if oauth2 else None,
+        "redirect_uri": oauth2_redirect_uri(settings.public_base_url) if oauth2 else None,
+        "created_at": row.created_at, "updated_at": row.updated_at,
     }
 
 
 def _conflict(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+
+
+def _invalid(exc: svc.InvalidInstance) -> HTTPException:
+    detail = [{"type": "value_error", "loc": ["body", name], "msg": reason} for name, reason in exc.problems]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
 async def _checked(body: InstanceIn | InstancePatch, egress: EgressPolicy) -> None:
@@ -81,52 +94,61 @@ async def _checked(body: InstanceIn | InstancePatch, egress: EgressPolicy) -> No
     openapi_extra={"requestBody": {"content": {"application/json": {"example": INSTANCE_EXAMPLE}}}},
 )
 async def create_instance(
-    body: InstanceIn, uow: UnitOfWorkDep, tenant: TenantDep, box: BoxDep, egress: EgressDep,
+    body: InstanceIn, uow: UnitOfWorkDep, tenant: TenantDep, box: BoxDep, egress: EgressDep, settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Generates an RSA key pair (or imports `private_key_pem`) and a webhook secret.
+    """With `auth` oauth1 (the default), generates an RSA key pair (or imports `private_key_pem`): paste
+    `public_key_pem` into JIRA's application link. With oauth2, give the `client_id` and `client_secret` of JIRA's
+    incoming External application link whose redirect URL is the answer's `redirect_uri`. With pat, users store
+    personal access tokens (`PUT /api/v1/users/{user}/connections/{instance_id}`).
 
-    Paste `public_key_pem` into JIRA's application link. `webhook_secret` is shown only in this response.
+    A webhook secret is generated; `webhook_secret` is shown only in this response.
     Entries that were skipped for want of an instance are routed again. A `base_url` whose host is, or resolves
     to, a loopback, private or otherwise refused address is 422 unless `JIRA_ALLOWED_NETWORKS` lists it.
     """
     await _checked(body, egress)
     try:
         change = await svc.create_instance(uow, box, tenant, body.command())
+    except svc.InvalidInstance as exc:
+        raise _invalid(exc) from None
     except svc.DuplicateInstanceName as exc:
         raise _conflict(exc) from None
     await uow.commit()  # with the rerouted entries' skipped → pending in the changes feed, then their pushes
-    return {**instance_view(change.row), "webhook_secret": change.webhook_secret}
+    return {**instance_view(change.row, settings), "webhook_secret": change.webhook_secret}
 
 
 @router.get("", response_model=list[InstanceOut], summary="List the JIRA instances", responses=error_responses(401))
-async def list_instances(session: SessionDep, tenant: TenantDep) -> list[dict[str, Any]]:
-    return [instance_view(r) for r in await jira_repo.list_instances(session, tenant.id)]
+async def list_instances(session: SessionDep, tenant: TenantDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    return [instance_view(r, settings) for r in await jira_repo.list_instances(session, tenant.id)]
 
 
 @router.get("/{instance_id}", response_model=InstanceOut, summary="Get a JIRA instance",
             responses=error_responses(401, 404))
-async def get_instance(instance: InstanceDep) -> dict[str, Any]:
+async def get_instance(instance: InstanceDep, settings: SettingsDep) -> dict[str, Any]:
     """The instance without its secrets (the webhook secret was shown once, at creation)."""
-    return instance_view(instance)
+    return instance_view(instance, settings)
 
 
 @router.patch("/{instance_id}", response_model=InstanceOut, summary="Change a JIRA instance",
               responses=error_responses(401, 404, 409, 422))
 async def patch_instance(
     body: InstancePatch, instance: InstanceDep, uow: UnitOfWorkDep, tenant: TenantDep, egress: EgressDep,
-    box: BoxDep,
+    box: BoxDep, settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Change name, base_url, consumer_key, rate_limit_per_second, project_keys or the key pair (a new rate
-    applies within a second). A change of project_keys routes skipped entries again. `base_url` is checked as on
-    creation. A new base_url, consumer_key or key pair disconnects every user of the instance (their tokens belong
-    to the old link): connections become auth_required, each user gets one notification."""
+    """Change name, base_url, auth, consumer_key, the key pair, client_id, client_secret, rate_limit_per_second or
+    project_keys (a new rate applies within a second). A change of project_keys routes skipped entries again.
+    `base_url` is checked as on creation. A new auth, or a new base_url, consumer_key or key pair (oauth1) or
+    client_id (oauth2), disconnects every user of the instance (their tokens belong to the old link): connections
+    become auth_required, each user gets one notification. Switching to oauth1 generates a key pair if the instance
+    has none (unless `private_key_pem` is given); switching to oauth2 needs client_id and client_secret."""
     await _checked(body, egress)
     try:
         change = await svc.update_instance(uow, box, tenant, instance, body.command())
+    except svc.InvalidInstance as exc:
+        raise _invalid(exc) from None
     except svc.DuplicateInstanceName as exc:
         raise _conflict(exc) from None
     await uow.commit()
-    return instance_view(change.row)
+    return instance_view(change.row, settings)
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a JIRA instance",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
+
+from app.domain.auth import AuthKind
 
 
 @dataclass(frozen=True)
@@ -24,14 +26,24 @@ class ChangeEntry:
 
 @dataclass(frozen=True)
 class NewInstance:
-    """A JIRA instance to register (a key pair is generated unless `private_key_pem` is given)."""
+    """A JIRA instance to register (with `oauth1`, a key pair is generated unless `private_key_pem` is given).
+
+    `given` names the fields the caller set (the others are defaults): a field of another `auth` is a mistake."""
 
     name: str
     base_url: str
     consumer_key: str
     rate_limit_per_second: int
     project_keys: list[str]
-    private_key_pem: str | None = None
+    private_key_pem: str | None = field(default=None, repr=False)
+    auth: AuthKind = AuthKind.OAUTH1
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    given: frozenset[str] = frozenset()
+
+
+# fields a change does not copy onto the row as they are: secrets are sealed, the kind and client id are checked
+_NOT_COPIED = ("private_key_pem", "client_secret", "auth", "client_id")
 
 
 @dataclass(frozen=True)
@@ -43,9 +55,16 @@ class ChangeInstance:
     consumer_key: str | None = None
     rate_limit_per_second: int | None = None
     project_keys: list[str] | None = None
-    private_key_pem: str | None = None  # a new key pair (imported; never stored as given)
+    private_key_pem: str | None = field(default=None, repr=False)  # a new key pair (imported; never stored as given)
+    auth: AuthKind | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
 
     def given(self) -> dict[str, object]:
-        """Field name → new value, for the plain fields given (not the key, which is sealed, not copied)."""
+        """Field name → new value, for the plain fields given (not the secrets, the kind or the client id)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "private_key_pem" and getattr(self, f.name) is not None}
+                if f.name not in _NOT_COPIED and getattr(self, f.name) is not None}
+
+    def named(self) -> frozenset[str]:
+        """Every field given."""
+        return frozenset(f.name for f in fields(self) if getattr(self, f.name) is not None)

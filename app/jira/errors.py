@@ -19,6 +19,7 @@ import httpx
 
 _DETAIL_LIMIT = 500
 # anything that looks like an OAuth parameter is cut out of texts we quote back
+_TOKEN_ERROR = re.compile(r"[a-z_]{1,64}")  # RFC 6749 error codes: invalid_grant, invalid_client, …
 _OAUTH_PARAM = re.compile(r"oauth_(token|signature|verifier|token_secret|nonce)\s*=\s*\"?[^\s\",&]*", re.IGNORECASE)
 
 
@@ -53,6 +54,16 @@ class PermanentError(JiraError):
 
 class NotFound(PermanentError):
     """404: the issue or worklog does not exist, or the user may not see it."""
+
+
+class TokenRefused(PermanentError):
+    """An OAuth 2.0 token endpoint refused the request (RFC 6749 5.2): `error` is its code (`invalid_grant`,
+    `invalid_client`, …), `description` its explanation (JIRA's own text, bounded)."""
+
+    def __init__(self, message: str, *, error: str, description: str | None, status: int | None) -> None:
+        super().__init__(message, status=status)
+        self.error = error
+        self.description = description
 
 
 class RateLimited(JiraError):
@@ -129,6 +140,22 @@ def describe_jira_error(status: int, headers: Mapping[str, str], body: bytes) ->
     return f"JIRA answered {_reason(status)}"
 
 
+def token_refusal(status: int, body: bytes) -> TokenRefused | None:
+    """A token endpoint's RFC 6749 error answer (`{"error": "invalid_grant", "error_description": …}`), else None."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, str) or not _TOKEN_ERROR.fullmatch(error):
+        return None
+    raw = data.get("error_description")
+    description = _short(redact(raw), 300) if isinstance(raw, str) and raw.strip() else None
+    detail = f" ({description})" if description else ""
+    return TokenRefused(f"JIRA refused the token request: {error}{detail}", error=error, description=description,
+                        status=status)
+
+
 def oauth_problem_of(headers: Mapping[str, str], body: bytes) -> str | None:
     """The `oauth_problem` JIRA names in `WWW-Authenticate` or in a form-encoded 401 body."""
     m = re.search(r"oauth_problem=\"?([A-Za-z_]+)", headers.get("www-authenticate", ""))
@@ -186,6 +213,8 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     (httpx.Headers does) or carry lower-case names."""
     if 200 <= status < 300:
         return None
+    if status in (400, 401, 403) and (refused := token_refusal(status, body)) is not None:
+        return refused  # only token endpoints answer in RFC 6749's shape
     if status == 401:
         problem = oauth_problem_of(headers, body)
         detail = f" ({problem})" if problem else ""

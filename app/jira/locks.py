@@ -1,4 +1,5 @@
-"""Redis locks that keep writes to one JIRA issue (and pushes of one entry) from running at once (CONTRACT 10.5).
+"""Redis locks that keep writes to one JIRA issue (CONTRACT 10.5), or renewals of one connection's OAuth 2.0
+token (`app.jira.token_refresh`), from running at once.
 
 SET key token NX PX ttl takes the lock; a compare-and-delete script releases it only for the holder, so a
 holder whose lock expired cannot free someone else's. Waiters poll with short jittered sleeps up to
@@ -23,7 +24,8 @@ from app.jira.scripts import register
 from app.redis_keys import issue_lock_key
 
 __all__ = [
-    "HeldLock", "LockTimeout", "acquire_lock", "default_lock_ttl", "issue_lock", "issue_lock_key", "release_lock",
+    "HeldLock", "LockTimeout", "acquire_lock", "default_lock_ttl", "held_lock", "issue_lock", "issue_lock_key",
+    "release_lock",
 ]
 
 
@@ -91,7 +93,9 @@ async def _renew(redis: Redis, lock: HeldLock) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _held(redis: Redis, key: str, ttl: float, max_wait: float, renew: bool) -> AsyncIterator[HeldLock]:
+async def held_lock(redis: Redis, key: str, ttl: float, *, max_wait: float, renew: bool = True
+                    ) -> AsyncIterator[HeldLock]:
+    """`async with held_lock(...)`: `key` is ours (renewed while held, `LockTimeout` after `max_wait`)."""
     lock = await acquire_lock(redis, key, ttl, max_wait=max_wait)
     renewal = asyncio.create_task(_renew(redis, lock)) if renew else None
     try:
@@ -109,5 +113,5 @@ def issue_lock(
     redis: Redis, instance_id: uuid.UUID, issue_key: str, ttl: float, *, max_wait: float = 60.0, renew: bool = True,
 ) -> contextlib.AbstractAsyncContextManager[HeldLock]:
     """`async with issue_lock(...)`: no other process writes to this JIRA issue meanwhile."""
-    return _held(redis, issue_lock_key(instance_id, issue_key), ttl, max_wait, renew)
+    return held_lock(redis, issue_lock_key(instance_id, issue_key), ttl, max_wait=max_wait, renew=renew)
 

@@ -1,4 +1,7 @@
-"""Connecting a user's JIRA account (CONTRACT section 4): OAuth start, callback, list and forget.
+"""Connecting a user's JIRA account (CONTRACT 4, 11, 13): the OAuth 1.0a dance, and what every kind of connect
+shares — claiming an authorization once, checking who approved, storing a working connection (`establish`),
+denials, forgetting, link changes and rejected tokens. OAuth 2.0: `connect_oauth2`; personal access tokens:
+`connect_pat`.
 
 The request token is a bearer credential until it is exchanged: the database keeps only its SHA-256 (for
 the callback's look-up) and a sealed copy (needed to sign the exchange). It is single use and expires
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,6 +24,7 @@ from app.clock import now_utc
 from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
+from app.domain.auth import AuthKind
 from app.domain.entry import NotificationKind
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
@@ -56,16 +61,19 @@ class ConnectError(Exception):
 class WrongJiraUser(Exception):
     """Another JIRA account approved than the one `oauth/start` expected; nothing was stored (HTTP 303/409)."""
 
-    def __init__(self, approved: str, expected: str) -> None:
-        self.message = (f"JIRA user {approved or 'unknown'} approved the connection, but {expected} was expected: "
-                        f"nothing was stored; approve it as {expected}")
+    def __init__(self, approved: str, expected: str, *, token: bool = False) -> None:
+        self.message = (
+            f"this token belongs to JIRA user {approved or 'unknown'}, but {expected} was expected: nothing was "
+            f"stored; use a token of {expected}" if token else
+            f"JIRA user {approved or 'unknown'} approved the connection, but {expected} was expected: nothing was "
+            f"stored; approve it as {expected}")
         super().__init__(self.message)
         self.approved = approved
         self.expected = expected
 
 
 class InvalidRequestToken(ValueError):
-    """The callback's `oauth_token` is unknown, already used or expired (HTTP 400)."""
+    """The callback's `oauth_token` or `state` is unknown, already used or expired (HTTP 400)."""
 
 
 @dataclass
@@ -95,6 +103,8 @@ def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
         return error.message
     if isinstance(error, AuthRejected):
         problem = f" ({error.oauth_problem})" if error.oauth_problem else ""
+        if instance.auth != AuthKind.OAUTH1:
+            return f"{where} rejected our {step}{problem}"
         return (f"{where} rejected our {step}{problem}: check that its application link has consumer key "
                 f"{instance.consumer_key!r} and this instance's public key")
     if isinstance(error, RateLimited):
@@ -102,6 +112,27 @@ def explain(error: JiraError, instance: JiraInstanceRow, step: str) -> str:
     if isinstance(error, TransientError):
         return f"{where} could not be reached for the {step}: {error.message}"
     return f"{where} refused the {step}: {error.message}"
+
+
+def step_failed(session: AsyncSession, exc: JiraError, instance: JiraInstanceRow, user: str, step: str, *,
+                action: str = "auth.connect") -> ConnectError:
+    """The `ConnectError` for a step that JIRA failed, with its audit row (the caller commits, storing nothing else)."""
+    message = explain(exc, instance, step)
+    entries_repo.add_audit(session, tenant_id=instance.tenant_id, action=action, outcome="failed",
+                           jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
+    return ConnectError(message, refused=isinstance(exc, EgressRefused))
+
+
+async def claimed_instance(session: AsyncSession, request: OAuthRequestRow, kind: AuthKind) -> JiraInstanceRow:
+    """The instance a claimed authorization belongs to, still connecting users the way it was started."""
+    name = "oauth_token" if kind is AuthKind.OAUTH1 else "state"
+    instance = await jira_repo.get_instance(session, request.tenant_id, request.jira_instance_id)
+    if instance is None:
+        raise InvalidRequestToken(f"the JIRA instance of this {name} no longer exists")
+    if instance.auth != kind:
+        raise InvalidRequestToken(f"the JIRA instance no longer connects users with {kind.value}: start the "
+                                  "connection again")
+    return instance
 
 
 async def start(
@@ -120,10 +151,8 @@ async def start(
                                                   callback_url(public_base_url), on_call=calls)
     except JiraError as exc:
         calls.write(session, instance.tenant_id)
-        message = explain(exc, instance, "request for a request token")
-        entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.oauth_start", outcome="failed",
-                               jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
-        raise ConnectError(message, refused=isinstance(exc, EgressRefused)) from None
+        raise step_failed(session, exc, instance, user, "request for a request token",
+                          action="auth.oauth_start") from None
     calls.write(session, instance.tenant_id)
     await jira_repo.purge_oauth_requests(session, older_than=now - PURGE_AFTER)
     request_id = uuid.uuid4()
@@ -141,64 +170,65 @@ async def start(
     return authorize_url(instance.base_url, token)
 
 
-async def claim_request(session: AsyncSession, oauth_token: str) -> OAuthRequestRow:
-    """Take the request token for this callback, once: unknown, used or expired → `InvalidRequestToken`.
+async def claim_request(session: AsyncSession, token: str, kind: AuthKind = AuthKind.OAUTH1) -> OAuthRequestRow:
+    """Take the authorization of this callback (its OAuth 1.0a request token or OAuth 2.0 state), once: unknown, used
+    or expired → `InvalidRequestToken`.
 
     The caller commits right away, so a second callback with the same token finds it used even while
     the first one is still talking to JIRA.
     """
     now = now_utc()
-    row = await jira_repo.get_oauth_request(session, token_hash(oauth_token), lock=True) if oauth_token else None
-    if row is None:
-        raise InvalidRequestToken("unknown oauth_token: start the connection again")
+    name = "oauth_token" if kind is AuthKind.OAUTH1 else "state"
+    row = await jira_repo.get_oauth_request(session, token_hash(token), lock=True) if token else None
+    if row is None or row.kind != kind:
+        raise InvalidRequestToken(f"unknown {name}: start the connection again")
     if row.used_at is not None:
-        raise InvalidRequestToken("this oauth_token was already used: start the connection again")
+        raise InvalidRequestToken(f"this {name} was already used: start the connection again")
     if row.expires_at <= now:
-        raise InvalidRequestToken("this oauth_token expired (after 10 minutes): start the connection again")
+        raise InvalidRequestToken(f"this {name} expired (after 10 minutes): start the connection again")
     row.used_at = now
     return row
 
 
-async def _connection(session: AsyncSession, request: OAuthRequestRow) -> ConnectionRow:
-    connection = await jira_repo.get_connection(session, request.tenant_id, request.jira_instance_id, request.user,
-                                                lock=True)
+async def _connection(session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID,
+                      user: str) -> ConnectionRow:
+    connection = await jira_repo.get_connection(session, tenant_id, instance_id, user, lock=True)
     if connection is None:
-        connection = ConnectionRow(id=uuid.uuid4(), tenant_id=request.tenant_id,
-                                   jira_instance_id=request.jira_instance_id, user=request.user, status="denied")
+        connection = ConnectionRow(id=uuid.uuid4(), tenant_id=tenant_id, jira_instance_id=instance_id, user=user,
+                                   status="denied")
         session.add(connection)
     return connection
+
+
+async def denied(session: AsyncSession, request: OAuthRequestRow, instance: JiraInstanceRow) -> CallbackResult:
+    """The user refused access in JIRA: record it (a working connection stays as it is)."""
+    connection = await _connection(session, request.tenant_id, instance.id, request.user)
+    if connection.status != "connected":
+        connection.status = "denied"
+        Credentials.clear_connection(connection)
+        connection.updated_at = now_utc()
+    entries_repo.add_audit(session, tenant_id=request.tenant_id, action="auth.denied", outcome="denied",
+                           jira_instance_id=instance.id, detail=f"{request.user} denied access in JIRA")
+    return CallbackResult("denied", request.tenant_id, request.user, instance.id, request.return_url)
 
 
 async def complete(
     uow: UnitOfWork, credentials: Credentials, jira: JiraClient, *, request: OAuthRequestRow, verifier: str,
 ) -> CallbackResult:
-    """Finish the dance for a claimed request token: store the access token, or record the denial.
+    """Finish the OAuth 1.0a dance for a claimed request token: store the access token, or record the denial.
 
     A connect puts the user's `auth_required` entries of the instance back to pending (returned in
     `due_entries`; the unit of work enqueues them at commit) and marks their auth_required notifications read.
     """
-    session, box = uow.session, credentials.box
-    now = now_utc()
+    session = uow.session
     tenant_id, user = request.tenant_id, request.user
-    result = CallbackResult("denied", tenant_id, user, request.jira_instance_id, request.return_url)
-    instance = await jira_repo.get_instance(session, tenant_id, request.jira_instance_id)
-    if instance is None:
-        raise InvalidRequestToken("the JIRA instance of this oauth_token no longer exists")
-
+    instance = await claimed_instance(session, request, AuthKind.OAUTH1)
     if verifier == DENIED_VERIFIER:
-        connection = await _connection(session, request)
-        # a refused re-authorisation leaves a working connection alone; otherwise the denial is what we know
-        if connection.status != "connected":
-            connection.status = "denied"
-            connection.access_token_enc = connection.token_secret_enc = None
-            connection.updated_at = now
-        entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.denied", outcome="denied",
-                               jira_instance_id=instance.id, detail=f"{user} denied access in JIRA")
-        return result
+        return await denied(session, request, instance)
 
     try:
-        request_token = box.open(request.request_token_enc,
-                                 binding("oauth_requests", "request_token", request.id))
+        request_token = credentials.box.open(request.request_token_enc or b"",
+                                             binding("oauth_requests", "request_token", request.id))
     except SecretDecryptionError:
         raise InvalidRequestToken("this oauth_token cannot be used any more: start the connection again") from None
 
@@ -208,50 +238,55 @@ async def complete(
             jira, credentials.consumer_target(instance), request_token, verifier, on_call=calls)
     except JiraError as exc:
         calls.write(session, tenant_id)
-        message = explain(exc, instance, "exchange of the approved request token")
-        entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.connect", outcome="failed",
-                               jira_instance_id=instance.id, http_status=exc.status, detail=f"{user}: {message}")
-        raise ConnectError(message, refused=isinstance(exc, EgressRefused)) from None
+        raise step_failed(session, exc, instance, user, "exchange of the approved request token") from None
 
-    # who approved, asked before anything is stored: with an expected account it decides whether to store at
-    # all (CONTRACT 11); without one it is shown on the connection, and not worth failing the connect over
     try:
-        approved = await _approving_user(jira, credentials.consumer_target(instance, token=access), calls=calls,
-                                         required=request.expected_jira_user is not None)
-    except ConnectError:
+        approved = await approving_user(jira, credentials.consumer_target(instance, token=access), calls=calls,
+                                        required=request.expected_jira_user is not None)
+        check_expected_user(session, instance, user, expected=request.expected_jira_user, approved=approved)
+    finally:
         calls.write(session, tenant_id)
-        raise
-    if request.expected_jira_user is not None and (approved or "").casefold() != \
-            request.expected_jira_user.casefold():
-        calls.write(session, tenant_id)
-        wrong = WrongJiraUser(approved or "", request.expected_jira_user)
-        entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.wrong_jira_user", outcome="refused",
-                               jira_instance_id=instance.id, detail=f"{user}: {wrong.message}")
-        raise wrong
+    return await establish(
+        uow, instance, user, jira_username=approved, return_url=request.return_url,
+        seal=lambda connection: credentials.seal_connection(connection, access, token_secret=access_secret))
 
-    connection = await _connection(session, request)
+
+def check_expected_user(session: AsyncSession, instance: JiraInstanceRow, user: str, *, expected: str | None,
+                        approved: str | None, token: bool = False) -> None:
+    """CONTRACT 11: with an expected account, another one approving (or owning the token) stores nothing
+    (`WrongJiraUser`, audited)."""
+    if expected is None or (approved or "").casefold() == expected.casefold():
+        return
+    wrong = WrongJiraUser(approved or "", expected, token=token)
+    entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.wrong_jira_user", outcome="refused",
+                           jira_instance_id=instance.id, detail=f"{user}: {wrong.message}")
+    raise wrong
+
+
+async def establish(
+    uow: UnitOfWork, instance: JiraInstanceRow, user: str, *, jira_username: str | None,
+    seal: Callable[[ConnectionRow], None], return_url: str | None = None,
+) -> CallbackResult:
+    """The user's connection works now: `seal` stores its credential, the connection is `connected` as JIRA user
+    `jira_username`, the user's `auth_required` entries of the instance are due again (returned in `due_entries`;
+    the unit of work enqueues them at commit) and their auth_required notifications are read."""
+    session, now, tenant_id = uow.session, now_utc(), instance.tenant_id
+    connection = await _connection(session, tenant_id, instance.id, user)
+    seal(connection)
     connection.status = "connected"
-    connection.access_token_enc = box.seal(access, binding("jira_connections", "access_token", connection.id))
-    connection.token_secret_enc = (
-        box.seal(access_secret, binding("jira_connections", "token_secret", connection.id)) if access_secret else None
-    )
     connection.connected_at = connection.updated_at = now
-    connection.jira_username = approved
-    calls.write(session, tenant_id)
-    result.status, result.jira_username = "connected", connection.jira_username
+    connection.jira_username = jira_username
     entries_repo.add_audit(session, tenant_id=tenant_id, action="auth.connected", outcome="ok",
                            jira_instance_id=instance.id,
-                           detail=f"{user} connected as JIRA user {connection.jira_username or 'unknown'}")
-
+                           detail=f"{user} connected as JIRA user {jira_username or 'unknown'} ({instance.auth})")
     tenant = await session.get(Tenant, tenant_id)
-    assert tenant is not None  # the request row references it
     waiting = list(await jira_repo.entries_waiting_for_auth(session, tenant_id, instance.id, user))
-    result.due_entries = await resume_after_connect(uow, tenant, waiting, now=now)
+    due = await resume_after_connect(uow, tenant, waiting, now=now) if tenant is not None else []
     await jira_repo.mark_auth_notifications_read(session, tenant_id, instance.id, user, at=now)
-    return result
+    return CallbackResult("connected", tenant_id, user, instance.id, return_url, jira_username, due)
 
 
-async def _approving_user(jira: JiraClient, target: JiraTarget, *, calls: CallLog, required: bool) -> str | None:
+async def approving_user(jira: JiraClient, target: JiraTarget, *, calls: CallLog, required: bool) -> str | None:
     """The JIRA account the new credential in `target` acts for (`myself`); None when JIRA would not say and it is
     not `required` (else `ConnectError`: nothing can be stored without knowing)."""
     try:
@@ -262,6 +297,13 @@ async def _approving_user(jira: JiraClient, target: JiraTarget, *, calls: CallLo
                                "start the connection again", refused=isinstance(exc, EgressRefused)) from None
         log.warning("connected, but JIRA's myself failed: %s", exc.message)
         return None
+
+
+def connect_hint(instance: JiraInstanceRow, user: str) -> str:
+    """How `user` connects to the instance, for messages that ask them to."""
+    if instance.auth == AuthKind.PAT:
+        return (f"store a personal access token with PUT /api/v1/users/{user}/connections/{instance.id}")
+    return f"connect it with POST /api/v1/jira-instances/{instance.id}/oauth/start"
 
 
 async def forget(session: AsyncSession, tenant_id: uuid.UUID, instance: JiraInstanceRow, user: str) -> bool:
@@ -292,7 +334,7 @@ async def disconnect_link_change(
                 session, tenant_id=instance.tenant_id, user=connection.user, kind=NotificationKind.AUTH_REQUIRED,
                 jira_instance_id=instance.id,
                 message=f"The JIRA link of {instance.name} changed ({what}): connect your JIRA account again")
-        connection.access_token_enc = connection.token_secret_enc = None
+        Credentials.clear_connection(connection)
         connection.updated_at = now
     if notified:
         entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.link_changed",

@@ -1,4 +1,5 @@
-"""Use cases on JIRA instances: create (key pair, webhook secret), change, delete, rotate the webhook secret.
+"""Use cases on JIRA instances: create (key pair or OAuth 2.0 client, webhook secret), change, delete, rotate the
+webhook secret.
 
 Creating or changing an instance may change where entries go (CONTRACT 3, routing): entries that were
 skipped for want of an instance are routed again in the same unit of work, whose commit feeds their new
@@ -8,6 +9,7 @@ status to the changes feed and then enqueues them (batch priority).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import uuid
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ from app.clock import now_utc
 from app.db.models import JiraInstanceRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
+from app.domain.auth import AuthKind, auth_problems, link_changes
 from app.domain.commands import ChangeInstance, NewInstance
 from app.security.api_keys import new_webhook_secret
 from app.security.rsa_keys import KeyPair, generate_key_pair, import_private_key
@@ -31,6 +34,14 @@ ROUTING_FIELDS = ("project_keys",)
 
 class DuplicateInstanceName(ValueError):
     """Another instance of the tenant already has this name."""
+
+
+class InvalidInstance(ValueError):
+    """The instance's authentication settings do not fit its `auth` (HTTP 422); `problems` are (field, reason)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{name}: {reason}" for name, reason in problems))
+        self.problems = problems
 
 
 @dataclass
@@ -47,45 +58,77 @@ async def _name_taken(session: AsyncSession, tenant_id: uuid.UUID, name: str, *,
 async def create_instance(uow: UnitOfWork, box: SecretBox, tenant: Tenant, data: NewInstance) -> InstanceChange:
     """A new instance with its sealed private key and webhook secret; reroutes skipped entries."""
     session = uow.session
+    problems = auth_problems(data.auth, given=data.given, has_client_id=bool(data.client_id),
+                             has_client_secret=bool(data.client_secret))
+    if problems:
+        raise InvalidInstance(problems)
     if await _name_taken(session, tenant.id, data.name, other_than=None):
         raise DuplicateInstanceName(f"a JIRA instance named {data.name!r} already exists")
-    keys: KeyPair = (
-        import_private_key(data.private_key_pem) if data.private_key_pem is not None
-        else await asyncio.to_thread(generate_key_pair)  # RSA generation would stall every other request
-    )
-    origin = "imported" if data.private_key_pem is not None else "generated"
     instance_id = uuid.uuid4()
     webhook_secret = new_webhook_secret()
     now = now_utc()
     row = JiraInstanceRow(
-        id=instance_id, tenant_id=tenant.id, name=data.name, base_url=data.base_url,
+        id=instance_id, tenant_id=tenant.id, name=data.name, base_url=data.base_url, auth=data.auth.value,
         consumer_key=data.consumer_key, rate_limit_per_second=data.rate_limit_per_second,
         project_keys=list(data.project_keys),
-        private_key_enc=box.seal(keys.private_pem, binding("jira_instances", "private_key", instance_id)),
-        public_key_pem=keys.public_pem,
         webhook_secret_enc=box.seal(webhook_secret, binding("jira_instances", "webhook_secret", instance_id)),
         created_at=now, updated_at=now,
     )
+    how = data.auth.value
+    if data.auth is AuthKind.OAUTH1:
+        keys = await _key_pair(data.private_key_pem)
+        _store_key_pair(box, row, keys)
+        how = f"oauth1, {'imported' if data.private_key_pem is not None else 'generated'} {keys.bits}-bit key"
+    elif data.auth is AuthKind.OAUTH2:
+        row.oauth2_client_id = data.client_id
+        _store_client_secret(box, row, data.client_secret or "")
+        how = f"oauth2, client {data.client_id}"
     session.add(row)
     await _flush(session, data.name)
     entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.created", outcome="ok",
-                           jira_instance_id=instance_id,
-                           detail=f"{data.name} at {data.base_url} ({origin} {keys.bits}-bit key)")
+                           jira_instance_id=instance_id, detail=f"{data.name} at {data.base_url} ({how})")
     due = await reroute_skipped(uow, tenant, now=now)
     return InstanceChange(row, webhook_secret, due)
 
 
-LINK_FIELDS = ("base_url", "consumer_key", "key pair")  # a change of any is a new JIRA link (CONTRACT 11)
+async def _key_pair(private_key_pem: str | None) -> KeyPair:
+    if private_key_pem is not None:
+        return import_private_key(private_key_pem)
+    return await asyncio.to_thread(generate_key_pair)  # RSA generation would stall every other request
+
+
+def _store_key_pair(box: SecretBox, row: JiraInstanceRow, keys: KeyPair) -> None:
+    row.private_key_enc = box.seal(keys.private_pem, binding("jira_instances", "private_key", row.id))
+    row.public_key_pem = keys.public_pem
+
+
+def _store_client_secret(box: SecretBox, row: JiraInstanceRow, secret: str) -> None:
+    row.oauth2_client_secret_enc = box.seal(secret, binding("jira_instances", "oauth2_client_secret", row.id))
+
+
+def _same_client_secret(box: SecretBox, row: JiraInstanceRow, secret: str) -> bool:
+    if row.oauth2_client_secret_enc is None:
+        return False
+    stored = box.open(row.oauth2_client_secret_enc, binding("jira_instances", "oauth2_client_secret", row.id))
+    return hmac.compare_digest(stored.encode(), secret.encode())
 
 
 async def update_instance(
     uow: UnitOfWork, box: SecretBox, tenant: Tenant, row: JiraInstanceRow, patch: ChangeInstance,
 ) -> InstanceChange:
-    """Apply the fields given; a change of `project_keys` reroutes skipped entries, a new link (base_url,
-    consumer_key, key pair) disconnects the instance's users."""
+    """Apply the fields given; a change of `project_keys` reroutes skipped entries, a new link (a new `auth`, or a
+    new base_url, consumer_key, key pair or client_id of the kind in use) disconnects the instance's users.
+
+    Switching to `oauth1` without a key pair generates one (unless `private_key_pem` imports one); switching to
+    `oauth2` needs the client id and secret, given now or stored before. What another kind uses stays stored."""
     session = uow.session
+    before = AuthKind(row.auth)
+    after = patch.auth or before
+    problems = auth_problems(after, given=patch.named(), has_client_id=bool(patch.client_id or row.oauth2_client_id),
+                             has_client_secret=bool(patch.client_secret or row.oauth2_client_secret_enc))
+    if problems:
+        raise InvalidInstance(problems)
     changes = patch.given()
-    new_key = patch.private_key_pem
     if patch.name is not None and patch.name != row.name and await _name_taken(
         session, tenant.id, patch.name, other_than=row.id
     ):
@@ -93,11 +136,19 @@ async def update_instance(
     changed = [name for name, value in changes.items() if getattr(row, name) != value]
     for name in changed:
         setattr(row, name, changes[name])
-    if new_key is not None:
-        keys = import_private_key(new_key)
+    if after is not before:
+        row.auth = after.value
+        changed.append("auth")
+    if patch.client_id is not None and patch.client_id != row.oauth2_client_id:
+        row.oauth2_client_id = patch.client_id
+        changed.append("client_id")
+    if patch.client_secret is not None and not _same_client_secret(box, row, patch.client_secret):
+        _store_client_secret(box, row, patch.client_secret)
+        changed.append("client_secret")
+    if patch.private_key_pem is not None or (after is AuthKind.OAUTH1 and row.private_key_enc is None):
+        keys = await _key_pair(patch.private_key_pem)
         if keys.public_pem != row.public_key_pem:
-            row.private_key_enc = box.seal(keys.private_pem, binding("jira_instances", "private_key", row.id))
-            row.public_key_pem = keys.public_pem
+            _store_key_pair(box, row, keys)
             changed.append("key pair")
     if not changed:
         return InstanceChange(row)
@@ -105,7 +156,7 @@ async def update_instance(
     await _flush(session, row.name)
     entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.updated", outcome="ok",
                            jira_instance_id=row.id, detail="changed " + ", ".join(sorted(changed)))
-    link = [f for f in LINK_FIELDS if f in changed]
+    link = link_changes(before, after, changed)
     if link:
         await disconnect_link_change(session, row, link, now=now)
     due = await reroute_skipped(uow, tenant, now=now) if any(f in changed for f in ROUTING_FIELDS) else []

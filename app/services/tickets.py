@@ -22,7 +22,7 @@ from app.jira.client import JiraClient, JiraTarget
 from app.jira.egress import EgressRefused
 from app.jira.errors import AuthRejected, JiraError, NotFound, RateLimited, TransientError
 from app.services.audit import CallLog
-from app.services.connect import reject_connection
+from app.services.connect import connect_hint, reject_connection
 from app.services.credentials import Credentials
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ class TicketLookup:
         if target is None:
             state = "has not connected" if connection is None or connection.status == "denied" else \
                 "must reconnect"
-            raise NotConnected(f"{self.user} {state} a JIRA account for {self.instance.name}: connect it with "
-                               f"POST /api/v1/jira-instances/{self.instance.id}/oauth/start")
+            raise NotConnected(f"{self.user} {state} a JIRA account for {self.instance.name}: "
+                               f"{connect_hint(self.instance, self.user)}")
         return target
 
     async def ticket(self, key: str) -> Ticket:
@@ -145,8 +145,8 @@ class TicketLookup:
             # CONTRACT 10.6: a rejected token makes the connection auth_required
             await reject_connection(self.session, tenant_id=self.instance.tenant_id, instance_id=self.instance.id,
                                     user=self.user, oauth_problem=exc.oauth_problem, context=" (ticket look-up)")
-            raise NotConnected(f"JIRA {name} rejected {self.user}'s connection: reconnect it with "
-                               f"POST /api/v1/jira-instances/{self.instance.id}/oauth/start")
+            raise NotConnected(f"JIRA {name} rejected {self.user}'s connection: reconnect; "
+                               f"{connect_hint(self.instance, self.user)}")
         if isinstance(exc, RateLimited):
             raise LookupFailed(f"JIRA {name} is rate limiting requests; try again in {exc.retry_after:g} s",
                                retry_after=exc.retry_after)

@@ -7,13 +7,19 @@ Reuse them from any e2e test (and from other test packages with
   with a unique name, so tests never share JIRA data and never need a reset.
 * `jira_setup` (factory): `await jira_setup(**options) -> JiraSetup`. Creates a tenant (unless `tenant=` is
   given), creates a JIRA instance through `POST /api/v1/jira-instances` pointing at a fresh simulator
-  instance, and registers the instance's generated public key as a consumer in the simulator.
-  Options: `project_keys`, `users` (simulator users, default `SIM_USERS`), `issues` (default `SIM_ISSUES`),
+  instance, and sets the simulator up for the instance's `auth`: `oauth1` (default) registers the generated public
+  key as a consumer; `oauth2` registers an External application link (its client id and secret go to the instance,
+  its redirect URL is the service's callback); `pat` needs nothing (users store tokens).
+  Options: `auth`, `project_keys`, `users` (simulator users, default `SIM_USERS`), `issues` (default `SIM_ISSUES`),
   `authorize_mode` ("approve" | "deny" | "manual"), `approve_as`, `sim_rate` (the simulator's own rate
-  limit, default high), `rate_limit_per_second` (ours), `private_key_pem`, `name`, `tenant`.
+  limit, default high), `rate_limit_per_second` (ours), `private_key_pem`, `client_secret` (oauth2: another than
+  the link's), `name`, `tenant`, `sim_extra` (more simulator instance settings, e.g. `{"oauth2":
+  {"access_token_seconds": 4}}`).
 * `connect_user` (factory): `await connect_user(setup, user="jdoe", jira_user="alice") -> str` connects
-  TimeTracker user `user` as JIRA user `jira_user` through the whole OAuth dance (start through the API → the
-  simulator's authorize page in auto-approve mode → our callback) and returns the connection status.
+  TimeTracker user `user` as JIRA user `jira_user` the way the instance's `auth` does it — the whole OAuth dance
+  (start through the API → the simulator's authorize page in auto-approve mode → our callback), or a personal
+  access token made in the simulator and stored through the API — and returns the connection status.
+* `revoke_access(sim control, setup, jira_user)`: what JIRA's "revoke" is for the instance's `auth`.
 * `workers` (factory): `workers(n, **settings)` runs n real `python -m workers` processes on the test stack.
 * `api_without_window` (session): a second API process on the same database with `CONFLICT_WINDOW_SECONDS=0`:
   every entry's last local change is "long ago" for it, so JIRA's edits are conflicts without touching a row.
@@ -34,6 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from jirasim.control import SimControl
 from jirasim.testing import SimServer
 
 SIM_USERS: list[dict[str, Any]] = [
@@ -59,7 +66,12 @@ class JiraSetup:
     instance: dict[str, Any]  # the 201 body of POST /api/v1/jira-instances (with webhook_secret)
     sim_name: str  # the simulator instance's name (for sim.control calls)
     base_url: str  # the simulator instance's URL (= instance["base_url"])
+    # secrets the simulator handed out for this setup (client_secret; pat:<jira user> → token), for leak checks
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def auth(self) -> str:
+        return str(self.instance.get("auth", "oauth1"))
 
     @property
     def instance_id(self) -> str:
@@ -81,35 +93,61 @@ def sim() -> Iterator[SimServer]:
         yield server
 
 
+def oauth2_redirect_uri(settings: Any) -> str:
+    return f"{str(settings.public_base_url).rstrip('/')}/oauth/jira2/callback"
+
+
+async def make_jira_setup(
+    api: httpx.AsyncClient, control: SimControl, tenant: Any, *, sim_name: str, base_url: str, settings: Any,
+    auth: str = "oauth1", name: str | None = None, project_keys: list[str] | None = None,
+    rate_limit_per_second: int = 100, private_key_pem: str | None = None, consumer_key: str | None = None,
+    client_secret: str | None = None, sim_config: dict[str, Any] | None = None,
+) -> JiraSetup:
+    """A JIRA instance of `auth` made through the API on simulator instance `sim_name` (created here from
+    `sim_config` unless it is None: then it exists already)."""
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    body: dict[str, Any] = {
+        "name": name or f"JIRA {sim_name}", "base_url": base_url, "auth": auth,
+        "rate_limit_per_second": rate_limit_per_second,
+        "project_keys": ["PROJ", "OPS"] if project_keys is None else project_keys,
+    }
+    extra: dict[str, Any] = {}
+    if auth == "oauth1":
+        body.update(consumer_key=consumer_key or f"tt-{sim_name}", private_key_pem=private_key_pem)
+    if sim_config is not None:
+        control.add_instance(sim_config)
+    if auth == "oauth2":
+        client = control.add_oauth2_client(sim_name, oauth2_redirect_uri(settings), name="TimeTracker",
+                                           scopes=["WRITE"])
+        extra["client_secret"] = client["client_secret"]
+        body.update(client_id=client["client_id"], client_secret=client_secret or client["client_secret"])
+    r = await api.post("/api/v1/jira-instances", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    instance = r.json()
+    if auth == "oauth1":
+        control.add_consumer(sim_name, instance["consumer_key"], instance["public_key_pem"], name="TimeTracker")
+    return JiraSetup(tenant, headers, instance, sim_name, base_url, extra)
+
+
 @pytest.fixture
-def jira_setup(api: httpx.AsyncClient, sim: SimServer, make_tenant: Any) -> Callable[..., Awaitable[JiraSetup]]:
+def jira_setup(api: httpx.AsyncClient, sim: SimServer, make_tenant: Any,
+               settings: Any) -> Callable[..., Awaitable[JiraSetup]]:
     async def make(
-        *, tenant: Any = None, name: str | None = None, project_keys: list[str] | None = None,
-        users: list[dict[str, Any]] | None = None, issues: list[dict[str, Any]] | None = None,
-        authorize_mode: str = "approve", approve_as: str | None = "alice", sim_rate: float = 1000,
-        rate_limit_per_second: int = 100, private_key_pem: str | None = None, consumer_key: str | None = None,
+        *, tenant: Any = None, authorize_mode: str = "approve", approve_as: str | None = "alice",
+        sim_rate: float = 1000, users: list[dict[str, Any]] | None = None, issues: list[dict[str, Any]] | None = None,
+        sim_extra: dict[str, Any] | None = None, **options: Any,
     ) -> JiraSetup:
-        tenant = tenant or await make_tenant()
-        headers = {"Authorization": f"Bearer {tenant.api_key}"}
         sim_name = f"jira-{uuid.uuid4().hex[:10]}"
-        body: dict[str, Any] = {
-            "name": name or f"JIRA {sim_name}", "base_url": sim.instance_url(sim_name),
-            "consumer_key": consumer_key or f"tt-{sim_name}", "rate_limit_per_second": rate_limit_per_second,
-            "project_keys": ["PROJ", "OPS"] if project_keys is None else project_keys,
-            "private_key_pem": private_key_pem,
-        }
-        r = await api.post("/api/v1/jira-instances", json=body, headers=headers)
-        assert r.status_code == 201, r.text
-        instance = r.json()
-        sim.control.add_instance({
+        config = {
             "name": sim_name, "feed_delay_seconds": 0, "authorize_mode": authorize_mode, "approve_as": approve_as,
             "rate_limit": {"rate": sim_rate, "burst": max(1, int(sim_rate))},
-            "consumers": [{"consumer_key": instance["consumer_key"], "public_key_pem": instance["public_key_pem"],
-                           "name": "TimeTracker"}],
             "users": SIM_USERS if users is None else users,
             "issues": SIM_ISSUES if issues is None else issues,
-        })
-        return JiraSetup(tenant, headers, instance, sim_name, sim.instance_url(sim_name))
+            **(sim_extra or {}),
+        }
+        return await make_jira_setup(api, sim.control, tenant or await make_tenant(), sim_name=sim_name,
+                                     base_url=sim.instance_url(sim_name), settings=settings, sim_config=config,
+                                     **options)
 
     return make
 
@@ -131,14 +169,43 @@ async def oauth_dance(
         page = await browser.get(r.json()["authorize_url"])
     assert page.status_code == 302, page.text
     callback = urlsplit(page.headers["location"])
-    assert callback.path == "/oauth/jira/callback"
+    assert callback.path == ("/oauth/jira2/callback" if setup.auth == "oauth2" else "/oauth/jira/callback")
     return await api.get(f"{callback.path}?{callback.query}")
+
+
+async def store_token(api: httpx.AsyncClient, control: SimControl, setup: JiraSetup, user: str,
+                      jira_user: str) -> httpx.Response:
+    """A personal access token of `jira_user` made in the simulator, stored as `user`'s connection."""
+    token = control.create_pat(setup.sim_name, jira_user, name="TimeTracker")["token"]
+    setup.extra[f"pat:{jira_user}"] = token
+    return await api.put(f"/api/v1/users/{user}/connections/{setup.instance_id}",
+                         json={"personal_access_token": token}, headers=setup.headers)
+
+
+async def connect_as(api: httpx.AsyncClient, control: SimControl, setup: JiraSetup, user: str, jira_user: str) -> str:
+    """Connect `user` as `jira_user` the way the instance's `auth` does; returns the connection status."""
+    if setup.auth == "pat":
+        r = await store_token(api, control, setup, user, jira_user)
+    else:
+        control.set_settings(setup.sim_name, authorize_mode="approve", approve_as=jira_user)
+        r = await oauth_dance(api, setup, user)
+    assert r.status_code == 200, r.text
+    return str(r.json()["status"])
+
+
+def revoke_access(control: SimControl, setup: JiraSetup, jira_user: str) -> int:
+    """What revoking the service's access in JIRA is for the instance's `auth`; returns how many tokens ended."""
+    if setup.auth == "pat":
+        return control.revoke_pats(setup.sim_name, user=jira_user)
+    if setup.auth == "oauth2":
+        return control.revoke_oauth2_tokens(setup.sim_name, user=jira_user)
+    return control.revoke(setup.sim_name, user=jira_user)
 
 
 @pytest.fixture
 async def workers(stack: Any, app: Any, redis: Any) -> AsyncIterator[Callable[..., Any]]:
-    """Factory: `workers(n, **settings)` starts n `python -m workers` processes (settings as env overrides,
-    e.g. SYNC_MAX_ATTEMPTS=3); all are stopped (SIGTERM) after the test.
+    """Factory: `workers(n, output=None, **settings)` starts n `python -m workers` processes (settings as env
+    overrides, e.g. SYNC_MAX_ATTEMPTS=3; `output`: a file for their logs); all are stopped (SIGTERM) after the test.
 
     Afterwards the queue is emptied and nothing is left due: a test that ends with a backlog (on purpose)
     must not hand it to the next test's workers, whose measurements it would disturb.
@@ -149,8 +216,8 @@ async def workers(stack: Any, app: Any, redis: Any) -> AsyncIterator[Callable[..
 
     started: list[Workers] = []
 
-    def make(n: int = 1, **settings: Any) -> Workers:
-        w = Workers(stack.env, **settings).start(n)
+    def make(n: int = 1, *, output: Any = None, **settings: Any) -> Workers:
+        w = Workers(stack.env, output=output, **settings).start(n)
         started.append(w)
         return w
 
@@ -169,10 +236,7 @@ async def workers(stack: Any, app: Any, redis: Any) -> AsyncIterator[Callable[..
 @pytest.fixture
 def connect_user(api: httpx.AsyncClient, sim: SimServer) -> Callable[..., Awaitable[str]]:
     async def connect(setup: JiraSetup, user: str = "jdoe", *, jira_user: str = "alice") -> str:
-        sim.control.set_settings(setup.sim_name, authorize_mode="approve", approve_as=jira_user)
-        r = await oauth_dance(api, setup, user)
-        assert r.status_code == 200, r.text
-        return str(r.json()["status"])
+        return await connect_as(api, sim.control, setup, user, jira_user)
 
     return connect
 

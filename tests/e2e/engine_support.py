@@ -43,42 +43,35 @@ class World:
     consumer_key: str
     headers: dict[str, str] = field(default_factory=dict)
     webhook_secret: str = ""
+    setup: Any = None  # the tests.e2e.conftest.JiraSetup behind it (its auth, the secrets the simulator handed out)
 
 
 async def build_world(app: Any, control: SimControl, instance_url: str, *, sim_instance: str = "jira1",
-                      users: Iterable[str] = ("jdoe",), rate: int = 10) -> World:
-    """A tenant (as `create-tenant` makes it), its JIRA instance through the instances API (the generated public
-    key registered as a consumer in the simulator), and each user connected through the OAuth dance as the
-    JIRA user of the same name."""
+                      users: Iterable[str] = ("jdoe",), rate: int = 10, auth: str = "oauth1") -> World:
+    """A tenant (as `create-tenant` makes it), its JIRA instance of `auth` through the instances API (the simulator
+    set up for it: a consumer with the generated public key, or an External application link), and each user
+    connected as the JIRA user of the same name (the OAuth dance, or a personal access token)."""
     import httpx
 
-    from tests.e2e.conftest import JiraSetup, oauth_dance
+    from tests.e2e.conftest import connect_as, make_jira_setup
 
     async with app.state.sessionmaker() as session:
         tenant = await create_tenant(session, app.state.secret_box, name="E2E", timezone="Europe/Berlin")
         await session.commit()
-    headers = {"Authorization": f"Bearer {tenant.api_key}"}
-    consumer_key = f"tt-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
-        r = await api.post("/api/v1/jira-instances", headers=headers, json={
-            "name": "Main JIRA", "base_url": instance_url, "consumer_key": consumer_key,
-            "rate_limit_per_second": rate, "project_keys": ["PROJ"]})
-        assert r.status_code == 201, r.text
-        instance = r.json()
-        control.add_consumer(sim_instance, consumer_key, instance["public_key_pem"])
-        setup = JiraSetup(tenant, headers, instance, sim_instance, instance_url)
+        setup = await make_jira_setup(api, control, tenant, sim_name=sim_instance, base_url=instance_url,
+                                      settings=app.state.settings, auth=auth, name="Main JIRA", project_keys=["PROJ"],
+                                      rate_limit_per_second=rate)
         for user in users:
-            control.set_settings(sim_instance, authorize_mode="approve", approve_as=user)
-            done = await oauth_dance(api, setup, user)
-            assert done.status_code == 200 and done.json()["status"] == "connected", done.text
-        # a few signed REST calls (ticket look-ups) warm the simulator's OAuth verification up: a cold first one
-        # is slow and would bunch the arrival times of the requests queued behind it
+            assert await connect_as(api, control, setup, user, user) == "connected"
+        # a few authenticated REST calls (ticket look-ups) warm the simulator's credential checks up: a cold first
+        # one is slow and would bunch the arrival times of the requests queued behind it
         for key in ("PROJ-1", "PROJ-2", "PROJ-3"):
-            r = await api.get(f"/api/v1/jira-instances/{instance['id']}/tickets/{key}",
-                              params={"user": next(iter(users))}, headers=headers)
+            r = await api.get(f"/api/v1/jira-instances/{setup.instance_id}/tickets/{key}",
+                              params={"user": next(iter(users))}, headers=setup.headers)
             assert r.status_code == 200, r.text
-    return World(control, sim_instance, tenant, uuid.UUID(instance["id"]), consumer_key, headers,
-                 instance["webhook_secret"])
+    return World(control, sim_instance, tenant, uuid.UUID(setup.instance_id), setup.consumer_key, setup.headers,
+                 setup.webhook_secret, setup)
 
 
 def entry(ticket: str = "PROJ-1", **kw: Any) -> dict[str, Any]:
@@ -91,7 +84,8 @@ def entry(ticket: str = "PROJ-1", **kw: Any) -> dict[str, Any]:
 class Workers:
     """`python -m workers` processes on the test stack, like a supervisor would run them."""
 
-    def __init__(self, env: dict[str, str], **settings: Any) -> None:
+    def __init__(self, env: dict[str, str], *, output: Path | None = None, **settings: Any) -> None:
+        self.output = output  # where their stdout and stderr (the logs) go; None: this process's
         self.env = {**os.environ, **env, "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
                     "SWEEP_INTERVAL_SECONDS": "2", "JIRA_TIMEOUT_SECONDS": "5", "CIRCUIT_RESET_SECONDS": "2",
                     "SYNC_BACKOFF_BASE_SECONDS": "0.2", "RECONCILE_INTERVAL_SECONDS": "3600"}
@@ -100,8 +94,13 @@ class Workers:
 
     def start(self, n: int = 1) -> Workers:
         for _ in range(n):
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "workers"], env=self.env, cwd=ROOT,
-                                               start_new_session=True))
+            out = self.output.open("ab") if self.output is not None else None
+            try:
+                self.procs.append(subprocess.Popen([sys.executable, "-m", "workers"], env=self.env, cwd=ROOT,
+                                                   start_new_session=True, stdout=out, stderr=out))
+            finally:
+                if out is not None:
+                    out.close()  # the child holds its own descriptor
         return self
 
     def kill_one(self) -> None:

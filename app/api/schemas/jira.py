@@ -1,4 +1,4 @@
-"""JIRA instance, connection, OAuth and ticket schemas (CONTRACT sections 3, 4 and 9)."""
+"""JIRA instance, connection, OAuth and ticket schemas (CONTRACT sections 3, 4, 9, 11 and 13)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import SingleLine
+from app.domain.auth import AuthKind
 from app.domain.commands import ChangeInstance, NewInstance
 from app.security.rsa_keys import MAX_PEM_CHARS, KeyImportError, import_private_key
 
@@ -123,6 +124,15 @@ RateLimit = Annotated[int, Field(ge=1, le=1000, description="requests per second
 ProjectKeys = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_PROJECT_KEYS),
                         AfterValidator(normalise_project_keys)]
 PrivateKeyPem = str | None
+Auth = Annotated[Literal["oauth1", "oauth2", "pat"], Field(
+    description="how users connect: oauth1 (OAuth 1.0a application link, the default), oauth2 (Data Center 9+ "
+                "OAuth 2.0 External application link: client_id and client_secret) or pat (personal access tokens, "
+                "Data Center 8.14+)")]
+ClientId = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["1f5d8c8e7a6b4c3d"],
+                                       description="OAuth 2.0: the client ID of JIRA's External application link"),
+                     AfterValidator(_stripped)]
+ClientSecret = Annotated[str, Field(min_length=1, max_length=500, description=(
+    "OAuth 2.0: the client secret of JIRA's External application link (stored encrypted, never returned)"))]
 UserName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["jdoe"])]
 
 
@@ -137,18 +147,24 @@ class InstanceIn(BaseModel):
     rate_limit_per_second: RateLimit = 10
     project_keys: ProjectKeys = Field(default_factory=list)
     private_key_pem: PrivateKeyPem = Field(
-        None, description="import an existing unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits")
+        None, description="oauth1: import an existing unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits")
+    auth: Auth = "oauth1"
+    client_id: ClientId | None = None
+    client_secret: ClientSecret | None = None
 
     def command(self) -> NewInstance:
+        given = frozenset(name for name in self.model_fields_set if getattr(self, name) is not None)
         return NewInstance(name=self.name, base_url=self.base_url, consumer_key=self.consumer_key,
                            rate_limit_per_second=self.rate_limit_per_second, project_keys=list(self.project_keys),
-                           private_key_pem=self.private_key_pem)
+                           private_key_pem=self.private_key_pem, auth=AuthKind(self.auth), client_id=self.client_id,
+                           client_secret=self.client_secret, given=given)
 
 
 class InstancePatch(BaseModel):
     """Fields to change; absent fields stay. `private_key_pem` imports a new key pair (paste the answer's
-    `public_key_pem` into JIRA). A new base_url, consumer_key or key pair disconnects the instance's users: their
-    tokens belong to the old link. The webhook secret is not changed here."""
+    `public_key_pem` into JIRA). A new auth, or a new base_url, consumer_key, key pair (oauth1) or client_id (oauth2),
+    disconnects the instance's users: their tokens belong to the old link. A new client_secret does not. The webhook
+    secret is not changed here."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate_limit_per_second": 5}]})
 
@@ -158,25 +174,36 @@ class InstancePatch(BaseModel):
     rate_limit_per_second: RateLimit | None = None
     project_keys: ProjectKeys | None = None
     private_key_pem: PrivateKeyPem = Field(
-        None, description="a new unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits (disconnects the users)")
+        None, description="oauth1: a new unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits (disconnects "
+                          "the users)")
+    auth: Auth | None = None
+    client_id: ClientId | None = None
+    client_secret: ClientSecret | None = None
 
     def command(self) -> ChangeInstance:
         return ChangeInstance(name=self.name, base_url=self.base_url, consumer_key=self.consumer_key,
                               rate_limit_per_second=self.rate_limit_per_second,
                               project_keys=None if self.project_keys is None else list(self.project_keys),
-                              private_key_pem=self.private_key_pem)
+                              private_key_pem=self.private_key_pem, auth=None if self.auth is None else
+                              AuthKind(self.auth), client_id=self.client_id, client_secret=self.client_secret)
 
 
 class InstanceOut(BaseModel):
-    """A JIRA instance; secrets (private key, webhook secret) are never part of it."""
+    """A JIRA instance; secrets (private key, OAuth 2.0 client secret, webhook secret) are never part of it."""
 
     id: uuid.UUID
     name: str
     base_url: str
+    auth: Auth
     consumer_key: str
     rate_limit_per_second: int
     project_keys: list[str]
-    public_key_pem: str = Field(description="paste into JIRA's application link (incoming authentication)")
+    public_key_pem: str | None = Field(
+        description="oauth1: paste into JIRA's application link (incoming authentication); null for other kinds")
+    client_id: str | None = Field(None, description="oauth2: the client ID of JIRA's External application link")
+    redirect_uri: str | None = Field(
+        None, description="oauth2: the redirect URL to give JIRA's External application link "
+                          "(<PUBLIC_BASE_URL>/oauth/jira2/callback)")
     created_at: datetime
     updated_at: datetime
 
@@ -219,10 +246,26 @@ class OAuthCallbackOut(BaseModel):
 class ConnectionOut(BaseModel):
     jira_instance: uuid.UUID
     jira_instance_name: str
+    auth: Auth
     status: Literal["connected", "auth_required", "denied"]
     connected_at: datetime | None
     jira_username: str | None
     updated_at: datetime
+
+
+class TokenConnectionIn(BaseModel):
+    """A personal access token for an instance with `auth: pat` (JIRA: Profile → Personal Access Tokens)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"personal_access_token": "NjM2MTk4NjQ0OTk5OkqHv2y9u2v1JmJ7c8Qf0l1RZc3J",
+                      "expected_jira_user": "jdoe"}]})
+
+    personal_access_token: Annotated[str, Field(
+        min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$",
+        description="the user's personal access token; checked with JIRA, stored encrypted, never returned")]
+    expected_jira_user: UserName | None = Field(
+        None, description="the JIRA username the token must belong to; a token of another account stores nothing "
+                          "(409)")
 
 
 class TicketOut(BaseModel):

@@ -1,4 +1,4 @@
-"""JIRA instances, users' OAuth connections and pending OAuth request tokens."""
+"""JIRA instances, users' connections (their JIRA credentials, sealed) and pending OAuth authorizations."""
 
 from __future__ import annotations
 
@@ -20,11 +20,17 @@ class JiraInstanceRow(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     base_url: Mapped[str] = mapped_column(String(2000))
+    # how users authenticate (app.domain.auth.AuthKind): oauth1 | oauth2 | pat
+    auth: Mapped[str] = mapped_column(String(10), default="oauth1", server_default="oauth1")
     consumer_key: Mapped[str] = mapped_column(String(200))
     rate_limit_per_second: Mapped[int] = mapped_column(Integer, default=10)
     project_keys: Mapped[list[str]] = mapped_column(ARRAY(String(32)), default=list)
-    private_key_enc: Mapped[bytes] = mapped_column(LargeBinary)
-    public_key_pem: Mapped[str] = mapped_column(Text)
+    # OAuth 1.0a's key pair; none until the instance uses oauth1
+    private_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+    # OAuth 2.0's incoming "External application" link
+    oauth2_client_id: Mapped[str | None] = mapped_column(String(200))
+    oauth2_client_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     webhook_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
     # reconciliation cursors (JIRA epoch milliseconds) for worklog/updated and worklog/deleted
     reconcile_updated_since: Mapped[int | None] = mapped_column(BigInteger)
@@ -46,25 +52,35 @@ class ConnectionRow(Base):
     user: Mapped[str] = mapped_column(String(200))
     jira_username: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))  # connected | auth_required | denied
+    # OAuth 1.0a access token, personal access token or OAuth 2.0 access token
     access_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    token_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # OAuth 1.0a
+    # OAuth 2.0: the refresh token, when the access token expires and when to renew it, and since when a renewal's
+    # answer is missing (app.jira.token_refresh)
+    refresh_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refresh_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refresh_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = now_column()
 
 
 class OAuthRequestRow(Base):
-    """A request token between `oauth/start` and the callback: single use, expires after 10 minutes."""
+    """An authorization between `oauth/start` and the callback: an OAuth 1.0a request token or an OAuth 2.0 state
+    with its PKCE verifier; single use, expires after 10 minutes."""
 
     __tablename__ = "oauth_requests"
 
     id: Mapped[uuid.UUID] = uuid_pk()
+    kind: Mapped[str] = mapped_column(String(10), default="oauth1", server_default="oauth1")  # oauth1 | oauth2
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     jira_instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jira_instances.id", ondelete="CASCADE"))
     user: Mapped[str] = mapped_column(String(200))
-    # SHA-256 of the request token: the token itself is a bearer credential until it is exchanged
+    # SHA-256 of the request token or state: the value itself is a credential until the callback used it
     request_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    request_token_enc: Mapped[bytes] = mapped_column(LargeBinary)
-    request_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    request_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # OAuth 1.0a
+    request_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # OAuth 1.0a
+    code_verifier_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # OAuth 2.0 (PKCE)
     return_url: Mapped[str | None] = mapped_column(String(2000))
     # the JIRA account that is to approve (CONTRACT 11); another one approving stores nothing
     expected_jira_user: Mapped[str | None] = mapped_column(String(200))

@@ -34,6 +34,15 @@ async def get_connection(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def get_connection_by_id(
+    session: AsyncSession, tenant_id: uuid.UUID, connection_id: uuid.UUID, *, lock: bool = False
+) -> ConnectionRow | None:
+    stmt = select(ConnectionRow).where(ConnectionRow.tenant_id == tenant_id, ConnectionRow.id == connection_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def instance_connections(session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID,
                                ) -> list[ConnectionRow]:
     """Every user's connection to one instance, locked, by user."""

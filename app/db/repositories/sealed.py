@@ -34,10 +34,13 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(Tenant, "webhook_secret_enc", "tenants", "webhook_secret"),
     SealedColumn(JiraInstanceRow, "private_key_enc", "jira_instances", "private_key"),
     SealedColumn(JiraInstanceRow, "webhook_secret_enc", "jira_instances", "webhook_secret"),
+    SealedColumn(JiraInstanceRow, "oauth2_client_secret_enc", "jira_instances", "oauth2_client_secret"),
     SealedColumn(ConnectionRow, "access_token_enc", "jira_connections", "access_token"),
     SealedColumn(ConnectionRow, "token_secret_enc", "jira_connections", "token_secret"),
+    SealedColumn(ConnectionRow, "refresh_token_enc", "jira_connections", "refresh_token"),
     SealedColumn(OAuthRequestRow, "request_token_enc", "oauth_requests", "request_token"),
     SealedColumn(OAuthRequestRow, "request_secret_enc", "oauth_requests", "request_secret"),
+    SealedColumn(OAuthRequestRow, "code_verifier_enc", "oauth_requests", "code_verifier"),
 )
 
 

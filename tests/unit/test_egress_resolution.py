@@ -20,11 +20,12 @@ def hosts(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+async def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     async def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("DNS was asked")
 
-    monkeypatch.setattr(asyncio.get_event_loop_policy().get_event_loop().__class__, "getaddrinfo", forbidden)
+    # the running loop's class: asking the policy for "the" loop fails after an earlier test's asyncio.run()
+    monkeypatch.setattr(type(asyncio.get_running_loop()), "getaddrinfo", forbidden)
 
 
 async def test_names_in_the_hosts_file_resolve_to_its_addresses(hosts: Path, no_dns: None) -> None:

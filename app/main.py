@@ -22,22 +22,29 @@ from app.api import (
     webhooks_jira,
     webhooks_timetracker,
 )
+from app.api import me as me_api
 from app.api import metrics as metrics_api
 from app.api import notifications as notifications_api
 from app.api import stats as stats_api
 from app.api import tenant as tenant_api
+from app.api import user_tokens as user_tokens_api
 from app.api.body_limit import BodyLimit
-from app.api.deps import ApiKeyCache, TenantByIdCache
+from app.api.cors import AllowedOrigins, Cors
+from app.api.deps import TENANT_CACHE_SECONDS, ApiKeyCache, TenantByIdCache
 from app.api.tenant_rate import TenantRateLimit
 from app.bootstrap import build
 from app.config import Settings, get_settings
+from app.db.repositories.tenants import all_allowed_origins
 from app.logging_setup import configure_logging
 from app.observability import MetricsPublisher, RequestIdMiddleware
+from app.services.user_tokens import UserTokens
 
 DESCRIPTION = """
 Keeps TimeTracker time entries as worklogs in one or more JIRA Server/Data Center instances.
 
-* Every `/api/v1` call needs `Authorization: Bearer <api key>` (`python -m app.cli create-api-key`).
+* Every `/api/v1` call needs `Authorization: Bearer <api key>` (`python -m app.cli create-api-key`), or a user token
+  (`POST /api/v1/user-tokens`) that acts for one user only: the TimeTracker frontend's credential. Each operation's
+  `x-scope` says which: `tenant` (the API key only) or `user` (a user token too, for its own user's data).
 * Changes are accepted at once (202) and pushed to JIRA by workers; `sync.status` tells where each entry stands.
 """
 
@@ -52,6 +59,7 @@ TAGS = [
     {"name": "changes", "description": "The changes feed: sync status changes and adoptions of JIRA's values"},
     {"name": "audit", "description": "One row per JIRA call, authentication event, adoption and resolution"},
     {"name": "tenant", "description": "The calling tenant's own settings (allowed_origins)"},
+    {"name": "user-tokens", "description": "Short-lived tokens acting for one user, for the TimeTracker frontend"},
     {"name": "operations", "description": "Health, readiness, Prometheus metrics, per-instance stats, dashboard"},
 ]
 
@@ -71,7 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.secret_box, state.redis, state.queue, state.http, state.jira, state.probes, state.egress = (
             runtime.box, runtime.redis, runtime.queue, runtime.http, runtime.jira, runtime.probes, runtime.egress)
         state.credentials = runtime.credentials
-        state.api_key_cache, state.tenant_by_id_cache = ApiKeyCache(), TenantByIdCache()
+        state.api_key_cache = ApiKeyCache(TENANT_CACHE_SECONDS)
+        state.tenant_by_id_cache = TenantByIdCache(TENANT_CACHE_SECONDS)
+        state.user_tokens = UserTokens(runtime.box, runtime.redis, cache_seconds=TENANT_CACHE_SECONDS)
+
+        async def load_origins() -> set[str]:
+            async with runtime.sessionmaker() as session:
+                return await all_allowed_origins(session)
+
+        state.allowed_origins = AllowedOrigins(load_origins, ttl=TENANT_CACHE_SECONDS)
         state.tenant_rate = TenantRateLimit(runtime.redis, settings.tenant_api_rate_per_second)
         # this process' JIRA calls (ticket look-ups, OAuth) join the workers' in the shared totals
         state.metrics_publisher = MetricsPublisher(runtime.redis, role="api")
@@ -104,10 +120,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(stats_api.router)
     app.include_router(tenant_api.router)
+    app.include_router(user_tokens_api.router)
+    app.include_router(me_api.router)
     app.include_router(metrics_api.router)
     app.include_router(dashboard.router)
-    # outermost last: every answer carries a request id, and no body over the limit reaches anything else
+    # outermost last: every answer carries a request id, a browser on an allowed origin may read even a 413, and no
+    # body over the limit reaches anything else
     app.add_middleware(BodyLimit, default=settings.api_max_body_bytes, batch=settings.api_max_batch_body_bytes)
+    app.add_middleware(Cors, origins=lambda scope: scope["app"].state.allowed_origins)
     app.add_middleware(RequestIdMiddleware)
     edge.install(app)
     return app

@@ -68,3 +68,8 @@ METRICS = f"{ROOT}:metrics:v1"
 METRIC_SAMPLES = f"{METRICS}:samples"
 METRIC_META = f"{METRICS}:meta"
 METRIC_PUBLISHERS = f"{METRICS}:publishers"
+
+
+def user_token_generation(tenant_id: uuid.UUID, user: str) -> str:
+    """A user's current user-token generation, cached from PostgreSQL (CONTRACT 14: revocation)."""
+    return f"{ROOT}:user-token-gen:{{{tenant_id}}}:{quote(user, safe='')}"

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import SessionDep, TenantDep
+from app.api.deps import TENANT_ADMIN, SessionDep, TenantDep
 from app.api.schemas.activity import AuditOut
 from app.api.schemas.common import error_responses
 from app.db.repositories import activity as activity_repo
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"], dependencies=[TENANT_ADMIN])
 
 
 @router.get("", response_model=list[AuditOut], summary="Read the audit log", responses=error_responses(401, 422))

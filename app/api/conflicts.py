@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 
-from app.api.deps import SessionDep, TenantDep, UnitOfWorkDep, not_found
+from app.api.deps import USER_SCOPED, CallerDep, SessionDep, UnitOfWorkDep, not_found
 from app.api.schemas.activity import ConflictOut, ResolveIn, ResolveOut
 from app.api.schemas.common import error_responses
 from app.db.models import ConflictRow
@@ -16,7 +16,7 @@ from app.domain.conflict import Winner
 from app.services.conflicts import ConflictAlreadyResolved, ConflictNotFound, resolve_conflict
 from app.services.views import entry_view
 
-router = APIRouter(prefix="/api/v1/conflicts", tags=["conflicts"])
+router = APIRouter(prefix="/api/v1/conflicts", tags=["conflicts"], dependencies=[USER_SCOPED])
 
 
 def conflict_view(row: ConflictRow) -> dict[str, Any]:
@@ -36,21 +36,24 @@ def _conflict_id(raw: str) -> uuid.UUID:
 
 @router.get("", response_model=list[ConflictOut], summary="List conflicts", responses=error_responses(401, 422))
 async def list_conflicts(
-    session: SessionDep, tenant: TenantDep,
+    session: SessionDep, caller: CallerDep,
     status_: Annotated[Literal["open", "resolved"] | None, Query(alias="status")] = None,
     entry_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Newest first; `status=open` lists what still waits for a decision."""
-    rows = await activity_repo.list_conflicts(session, tenant.id, status=status_, entry_id=entry_id, limit=limit)
+    """Newest first; `status=open` lists what still waits for a decision. A user token lists the conflicts of its
+    own user's entries."""
+    rows = await activity_repo.list_conflicts(session, caller.tenant.id, status=status_, entry_id=entry_id,
+                                              limit=limit, user=caller.only_user)
     return [conflict_view(r) for r in rows]
 
 
 @router.get("/{conflict_id}", response_model=ConflictOut, summary="Get a conflict", responses=error_responses(401, 404))
 async def get_conflict(
-    conflict_id: Annotated[str, Path()], session: SessionDep, tenant: TenantDep,
+    conflict_id: Annotated[str, Path()], session: SessionDep, caller: CallerDep,
 ) -> dict[str, Any]:
-    row = await activity_repo.get_conflict(session, tenant.id, _conflict_id(conflict_id))
+    row = await activity_repo.get_conflict(session, caller.tenant.id, _conflict_id(conflict_id),
+                                           user=caller.only_user)
     if row is None:
         raise not_found(f"conflict {conflict_id}")
     return conflict_view(row)
@@ -61,13 +64,14 @@ async def get_conflict(
     responses=error_responses(401, 404, 409, 422),
 )
 async def resolve(
-    conflict_id: Annotated[str, Path()], uow: UnitOfWorkDep, tenant: TenantDep,
+    conflict_id: Annotated[str, Path()], uow: UnitOfWorkDep, caller: CallerDep,
     body: Annotated[ResolveIn, Body(examples=[{"winner": "timetracker"}, {"winner": "jira"}])],
 ) -> dict[str, Any]:
     """`timetracker` writes the entry to JIRA again; `jira` adopts JIRA's values into the entry (a JIRA deletion
     deletes the entry). Either way JIRA and the entry end equal. 409 when the conflict was already resolved."""
     try:
-        conflict, row = await resolve_conflict(uow, tenant.id, _conflict_id(conflict_id), Winner(body.winner))
+        conflict, row = await resolve_conflict(uow, caller.tenant.id, _conflict_id(conflict_id), Winner(body.winner),
+                                               user=caller.only_user)
     except ConflictNotFound:
         raise not_found(f"conflict {conflict_id}") from None
     except ConflictAlreadyResolved as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
+from app.api.deps import route_scope
 from app.api.schemas.common import ErrorOut, ValidationErrorOut, error_responses
 
 # PostgreSQL text cannot hold NUL (untranslatable_character) nor invalid code points (character_not_in_repertoire)
@@ -136,10 +138,32 @@ def _add_links(doc: dict[str, Any]) -> None:
                              for name, (m, p, params) in links.items()}
 
 
+def api_routes(app: FastAPI) -> list[Any]:
+    """Every API route as it is served (with the dependencies of the routers it was included through): FastAPI
+    0.16x keeps included routers as routes of their own and hands out the effective routes through
+    `iter_route_contexts`; older versions list APIRoutes directly."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if contexts is None:
+        return [r for r in app.routes if isinstance(r, APIRoute)]
+    return [c for c in contexts(app.routes) if isinstance(c.original_route, APIRoute)]
+
+
+def _add_scopes(app: FastAPI, doc: dict[str, Any]) -> None:
+    """`x-scope` on every operation: `tenant` (the API key only), `user` (a user token too, for its own user's
+    data) or `public` (no bearer credential), as its dependencies decide (app.api.deps.route_scope)."""
+    for route in api_routes(app):
+        if not route.include_in_schema:
+            continue
+        item = doc.get("paths", {}).get(route.path_format, {})
+        for method in route.methods:
+            if method.lower() in item:
+                item[method.lower()]["x-scope"] = route_scope(route.dependant)
+
+
 def complete_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus what it leaves out: every operation may answer 422 (an unknown query parameter),
     one with a body 400 (not JSON) and 413 (too large), an authenticated one 429 (the tenant's rate); ErrorOut
-    and ValidationErrorOut are always among the components."""
+    and ValidationErrorOut are always among the components; each operation's scope (`x-scope`)."""
     if app.openapi_schema:
         return app.openapi_schema
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
@@ -163,6 +187,7 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
             if "401" in responses and path.startswith(("/api/", "/webhooks/")):  # counted against the tenant's rate
                 responses.setdefault("429", as_doc["429"])
     _add_links(doc)
+    _add_scopes(app, doc)
     app.openapi_schema = doc
     return doc
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import ValidationError
 
-from app.api.deps import SessionDep, TenantDep, UnitOfWorkDep, not_found
+from app.api.deps import USER_SCOPED, CallerDep, SessionDep, UnitOfWorkDep, not_found
 from app.api.schemas.common import error_responses
 from app.api.schemas.entries import (
     ENTRY_EXAMPLE,
@@ -30,7 +30,7 @@ from app.domain.priority import Priority
 from app.services import entries as svc
 from app.services.views import entry_view
 
-router = APIRouter(prefix="/api/v1/entries", tags=["entries"])
+router = APIRouter(prefix="/api/v1/entries", tags=["entries"], dependencies=[USER_SCOPED])
 
 IdPath = Annotated[EntryId, Path(description="TimeTracker's entry id (integers are accepted as strings)")]
 
@@ -45,15 +45,21 @@ def _validation_message(exc: ValidationError) -> str:
 
 @router.put(
     "/{entry_id}", status_code=status.HTTP_202_ACCEPTED, response_model=EntryOut,
-    summary="Create or update an entry", responses=error_responses(401, 404, 422),
+    summary="Create or update an entry", responses=error_responses(401, 403, 404, 422),
 )
 async def put_entry(
-    entry_id: IdPath, uow: UnitOfWorkDep, tenant: TenantDep,
+    entry_id: IdPath, uow: UnitOfWorkDep, caller: CallerDep,
     entry: Annotated[EntryIn, Body(examples=[ENTRY_EXAMPLE])],
 ) -> dict[str, Any]:
-    """Upsert an entry. It is pushed to JIRA asynchronously; an identical or stale PUT changes nothing."""
+    """Upsert an entry. It is pushed to JIRA asynchronously; an identical or stale PUT changes nothing.
+    A user token may write its own user's entries only (another `user` → 403, another user's entry → 404)."""
+    caller.require(entry.user, field="user")
+    row = await repo.get_entry(uow.session, caller.tenant.id, entry_id, lock=True)
+    if row is not None and not caller.acts_for(row.user):
+        raise not_found(f"entry {entry_id}")
     try:
-        result = await svc.accept_change(uow, tenant, entry_id, entry.command(), priority=Priority.USER)
+        result = await svc.accept_change(uow, caller.tenant, entry_id, entry.command(), priority=Priority.USER,
+                                         row=row, row_looked_up=True)
     except svc.UnknownInstance as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     await uow.commit()
@@ -61,24 +67,28 @@ async def put_entry(
 
 
 @router.get("/{entry_id}", response_model=EntryOut, summary="Get an entry and its sync state",
-            responses=error_responses(401, 404))
-async def get_entry(entry_id: IdPath, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
-    row = await repo.get_entry(session, tenant.id, entry_id)
-    if row is None:
+            responses=error_responses(401, 403, 404))
+async def get_entry(entry_id: IdPath, session: SessionDep, caller: CallerDep) -> dict[str, Any]:
+    row = await repo.get_entry(session, caller.tenant.id, entry_id)
+    if row is None or not caller.acts_for(row.user):
         raise not_found(f"entry {entry_id}")
     return entry_view(row)
 
 
 @router.delete(
     "/{entry_id}", status_code=status.HTTP_202_ACCEPTED, response_model=EntryOut,
-    summary="Delete an entry (and its JIRA worklog)", responses=error_responses(401, 404),
+    summary="Delete an entry (and its JIRA worklog)", responses=error_responses(401, 403, 404),
 )
 async def delete_entry(
-    entry_id: IdPath, uow: UnitOfWorkDep, tenant: TenantDep,
+    entry_id: IdPath, uow: UnitOfWorkDep, caller: CallerDep,
     updated_at: Annotated[datetime | None, Query(description="orders the deletion among changes")] = None,
 ) -> dict[str, Any]:
     """The entry stays readable with status `deleted` once its worklog is gone from JIRA."""
-    result = await svc.accept_delete(uow, tenant, entry_id, updated_at=updated_at, priority=Priority.USER)
+    row = await repo.get_entry(uow.session, caller.tenant.id, entry_id, lock=True)
+    if row is None or not caller.acts_for(row.user):
+        raise not_found(f"entry {entry_id}")
+    result = await svc.accept_delete(uow, caller.tenant, entry_id, updated_at=updated_at, priority=Priority.USER,
+                                     row=row)
     if result is None:
         raise not_found(f"entry {entry_id}")
     await uow.commit()
@@ -98,18 +108,19 @@ def _encode_cursor(entry_id: str) -> str:
     return base64.urlsafe_b64encode(entry_id.encode()).decode().rstrip("=")
 
 
-@router.get("", response_model=EntryPage, summary="List entries", responses=error_responses(401, 422))
+@router.get("", response_model=EntryPage, summary="List entries", responses=error_responses(401, 403, 422))
 async def list_entries(
-    session: SessionDep, tenant: TenantDep,
+    session: SessionDep, caller: CallerDep,
     status_: Annotated[SyncStatus | None, Query(alias="status")] = None,
     user: Annotated[str | None, Query(max_length=200)] = None,
     ticket: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    """Entries ordered by id, filtered by sync status, user or ticket; follow `next_cursor`."""
+    """Entries ordered by id, filtered by sync status, user or ticket; follow `next_cursor`. A user token lists its
+    own user's entries (naming another `user` → 403)."""
     rows = await repo.list_entries(
-        session, tenant.id, status=status_.value if status_ else None, user=user,
+        session, caller.tenant.id, status=status_.value if status_ else None, user=caller.user_or(user, field="user"),
         ticket=ticket.strip().upper() if ticket else None, after_id=_decode_cursor(cursor), limit=limit + 1,
     )
     more = len(rows) > limit
@@ -119,10 +130,13 @@ async def list_entries(
 
 @router.post(
     "/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchOut,
-    summary="Accept up to 1000 entries at once", responses=error_responses(401, 422),
+    summary="Accept up to 1000 entries at once", responses=error_responses(401, 403, 422),
 )
-async def batch(body: BatchIn, uow: UnitOfWorkDep, tenant: TenantDep) -> dict[str, Any]:
-    """One transaction; each item is accepted or rejected on its own. Pushed behind single-entry changes."""
+async def batch(body: BatchIn, uow: UnitOfWorkDep, caller: CallerDep) -> dict[str, Any]:
+    """One transaction; each item is accepted or rejected on its own. Pushed behind single-entry changes.
+    A user token: an item naming another `user` → 403 for the whole batch (nothing stored); an item whose id is
+    another user's entry is rejected as not found."""
+    tenant = caller.tenant
     results: list[BatchItemResult] = []
     valid: list[BatchEntryIn] = []
     for index, raw in enumerate(body.entries):
@@ -133,6 +147,7 @@ async def batch(body: BatchIn, uow: UnitOfWorkDep, tenant: TenantDep) -> dict[st
             results.append(BatchItemResult(id=None if raw_id is None else str(raw_id), status="rejected",
                                            error=f"entries[{index}]: {_validation_message(exc)}"))
             continue
+        caller.require(item.user, field=f"entries[{index}].user")
         valid.append(item)
         results.append(BatchItemResult(id=str(item.id), status="accepted"))
     # the last occurrence of an id in one batch wins, as if sent one after another
@@ -141,31 +156,38 @@ async def batch(body: BatchIn, uow: UnitOfWorkDep, tenant: TenantDep) -> dict[st
     rows = await repo.get_entries(uow.session, tenant.id, sorted(latest), lock=True)
     now = now_utc()
     for entry_id, item in latest.items():
+        if entry_id in rows and not caller.acts_for(rows[entry_id].user):
+            _reject(results, entry_id, f"entry {entry_id} not found")
+            continue
         try:
             result = await svc.accept_change(
                 uow, tenant, entry_id, item.command(), priority=Priority.BATCH, routes=routes,
                 row=rows.get(entry_id), row_looked_up=True, now=now,
             )
         except svc.UnknownInstance as exc:
-            for r in results:
-                if r.id == entry_id and r.status == "accepted":
-                    r.status, r.error = "rejected", str(exc)
+            _reject(results, entry_id, str(exc))
             continue
         rows[entry_id] = result.row
     await uow.commit()
     return {"accepted": sum(r.status == "accepted" for r in results), "results": results}
 
 
+def _reject(results: list[BatchItemResult], entry_id: str, error: str) -> None:
+    for r in results:
+        if r.id == entry_id and r.status == "accepted":
+            r.status, r.error = "rejected", error
+
+
 @router.post(
     "/{entry_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=EntryOut,
-    summary="Retry a failed entry", responses=error_responses(401, 404, 409),
+    summary="Retry a failed entry", responses=error_responses(401, 403, 404, 409),
 )
-async def retry_entry(entry_id: IdPath, uow: UnitOfWorkDep, tenant: TenantDep) -> dict[str, Any]:
+async def retry_entry(entry_id: IdPath, uow: UnitOfWorkDep, caller: CallerDep) -> dict[str, Any]:
     """Puts a `failed` (or `skipped`, `auth_required`) entry back to `pending`; 409 for other states."""
-    row = await repo.get_entry(uow.session, tenant.id, entry_id, lock=True)
-    if row is None:
+    row = await repo.get_entry(uow.session, caller.tenant.id, entry_id, lock=True)
+    if row is None or not caller.acts_for(row.user):
         raise not_found(f"entry {entry_id}")
-    if not await svc.retry(uow, tenant, row):
+    if not await svc.retry(uow, caller.tenant, row):
         raise HTTPException(status.HTTP_409_CONFLICT, f"entry {entry_id} is {row.sync_status}: nothing to retry")
     await uow.commit()
     return entry_view(row)

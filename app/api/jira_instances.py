@@ -14,7 +14,16 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from app.api.deps import BoxDep, EgressDep, InstanceDep, SessionDep, SettingsDep, TenantDep, UnitOfWorkDep
+from app.api.deps import (
+    TENANT_ADMIN,
+    BoxDep,
+    EgressDep,
+    InstanceDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+    UnitOfWorkDep,
+)
 from app.api.schemas.common import error_responses
 from app.api.schemas.jira import (
     INSTANCE_EXAMPLE,
@@ -52,7 +61,8 @@ class NoEchoRoute(APIRoute):
         return without_echo
 
 
-router = APIRouter(prefix="/api/v1/jira-instances", tags=["jira-instances"], route_class=NoEchoRoute)
+router = APIRouter(prefix="/api/v1/jira-instances", tags=["jira-instances"], route_class=NoEchoRoute,
+                   dependencies=[TENANT_ADMIN])
 
 
 def instance_view(row: JiraInstanceRow, settings: Settings) -> dict[str, Any]:

@@ -21,13 +21,15 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.api.deps import (
+    USER_SCOPED,
+    Caller,
+    CallerDep,
     CredentialsDep,
     EgressDep,
     InstanceDep,
     JiraDep,
     SessionDep,
     SettingsDep,
-    TenantDep,
     UnitOfWorkDep,
 )
 from app.api.schemas.common import ErrorOut, error_responses
@@ -58,6 +60,11 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
+def _may_return_to(caller: Caller, public_base_url: str, url: str) -> bool:
+    # the service's own origin holds only its own pages (the dashboard): never an open redirect
+    return origin_of(url) == origin_of(public_base_url) or allows(list(caller.tenant.allowed_origins or []), url)
+
+
 def _bad_gateway(exc: connect.ConnectError) -> HTTPException:
     code = status.HTTP_422_UNPROCESSABLE_CONTENT if exc.refused else status.HTTP_502_BAD_GATEWAY
     return HTTPException(code, exc.message)
@@ -65,17 +72,21 @@ def _bad_gateway(exc: connect.ConnectError) -> HTTPException:
 
 @router.post(
     "/api/v1/jira-instances/{instance_id}/oauth/start", response_model=OAuthStartOut,
-    summary="Start connecting a user's JIRA account", responses={**error_responses(401, 404, 409, 422), **_502},
+    summary="Start connecting a user's JIRA account", responses={**error_responses(401, 403, 404, 409, 422), **_502},
+    dependencies=[USER_SCOPED],
 )
 async def oauth_start(
-    body: OAuthStartIn, instance: InstanceDep, session: SessionDep, tenant: TenantDep, credentials: CredentialsDep,
+    body: OAuthStartIn, instance: InstanceDep, session: SessionDep, caller: CallerDep, credentials: CredentialsDep,
     jira: JiraDep, settings: SettingsDep, egress: EgressDep,
 ) -> dict[str, Any]:
     """Returns the JIRA page where the user approves access, valid 10 minutes. OAuth 1.0a: a request token is fetched
     (callback `<PUBLIC_BASE_URL>/oauth/jira/callback`). OAuth 2.0: `<base_url>/rest/oauth2/latest/authorize` with a
     state and a PKCE (S256) challenge (redirect URL `<PUBLIC_BASE_URL>/oauth/jira2/callback`). An instance with
-    personal access tokens answers 409. With `expected_jira_user`, the callback checks who approved."""
-    if body.return_url is not None and not allows(list(tenant.allowed_origins or []), body.return_url):
+    personal access tokens answers 409. With `expected_jira_user`, the callback checks who approved.
+    A user token starts its own user's connection only (another `user` → 403). A `return_url` may point to one of
+    the tenant's `allowed_origins` or to this service's own pages (`PUBLIC_BASE_URL`, e.g. `/dashboard`)."""
+    caller.require(body.user, field="user")
+    if body.return_url is not None and not _may_return_to(caller, settings.public_base_url, body.return_url):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"return_url: {origin_of(body.return_url)} is not one of the tenant's allowed_origins "
                             "(PATCH /api/v1/tenant)")

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.api.deps import ProbesDep, SessionDep, TenantDep
+from app.api.deps import TENANT_ADMIN, ProbesDep, SessionDep, TenantDep
 from app.api.schemas.common import error_responses
 from app.services import stats as svc
 
-router = APIRouter(prefix="/api/v1", tags=["operations"])
+router = APIRouter(prefix="/api/v1", tags=["operations"], dependencies=[TENANT_ADMIN])
 
 
 class StatusCounts(BaseModel):

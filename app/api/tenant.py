@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import ApiKeyCacheDep, TenantByIdCacheDep, TenantDep, UnitOfWorkDep
+from app.api.deps import TENANT_ADMIN, AllowedOriginsDep, ApiKeyCacheDep, TenantByIdCacheDep, TenantDep, UnitOfWorkDep
 from app.api.schemas.common import error_responses
 from app.api.schemas.tenant import TenantOut, TenantPatch
 from app.db.models import Tenant
 from app.services.tenants import set_allowed_origins
 
-router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"], dependencies=[TENANT_ADMIN])
 
 
 def _view(tenant: Tenant) -> dict[str, Any]:
@@ -29,9 +29,11 @@ async def get_tenant(tenant: TenantDep) -> dict[str, Any]:
               responses=error_responses(401, 422))
 async def patch_tenant(
     body: TenantPatch, uow: UnitOfWorkDep, tenant: TenantDep, keys: ApiKeyCacheDep, tenants: TenantByIdCacheDep,
+    cors_origins: AllowedOriginsDep,
 ) -> dict[str, Any]:
-    """`allowed_origins` replaces the list of TimeTracker origins an OAuth `return_url` may point to (an empty list
-    allows any). Other API processes see a change within a few seconds (their tenant cache)."""
+    """`allowed_origins` replaces the list of TimeTracker origins: where an OAuth `return_url` may point (an empty
+    list allows any) and which browser origins may call the API with a user token (CORS; an empty list: none).
+    Other API processes see a change within a few seconds (their tenant cache)."""
     if body.allowed_origins is None:
         return _view(tenant)
     row = await set_allowed_origins(uow.session, tenant.id, body.allowed_origins)
@@ -39,4 +41,5 @@ async def patch_tenant(
     # this process' cached copies of the tenant are stale now
     keys.clear()
     tenants.clear()
+    cors_origins.clear()
     return _view(row)

@@ -190,11 +190,13 @@ async def _dissolve(uow: UnitOfWork, entry: EntrySync, *, wanted: WorklogSnapsho
 
 async def resolve_conflict(
     uow: UnitOfWork, tenant_id: uuid.UUID, conflict_id: uuid.UUID, winner: Winner, *, now: datetime | None = None,
+    user: str | None = None,
 ) -> tuple[ConflictRow, EntryRow | None]:
-    """Decide an open conflict. Returns the conflict and its entry; a push is enqueued when one is due."""
+    """Decide an open conflict (with `user`: only one about an entry of theirs, else `ConflictNotFound`).
+    Returns the conflict and its entry; a push is enqueued when one is due."""
     session = uow.session
     now = now or now_utc()
-    conflict = await activity_repo.get_conflict(session, tenant_id, conflict_id, lock=True)
+    conflict = await activity_repo.get_conflict(session, tenant_id, conflict_id, lock=True, user=user)
     if conflict is None:
         raise ConflictNotFound(str(conflict_id))
     if conflict.status != ConflictStatus.OPEN:

@@ -127,12 +127,14 @@ async def _local_change_settles_conflict(uow: UnitOfWork, entry: EntrySync) -> N
 
 async def accept_delete(
     uow: UnitOfWork, tenant: Tenant, entry_id: str, *, updated_at: datetime | None, priority: Priority,
-    now: datetime | None = None,
+    now: datetime | None = None, row: EntryRow | None = None,
 ) -> Accepted | None:
-    """Mark an entry deleted; its worklog is removed by the push. None when the entry is unknown."""
+    """Mark an entry deleted; its worklog is removed by the push. None when the entry is unknown.
+    `row` is the entry as already read (locked) by the caller, if it was."""
     session = uow.session
     now = now or now_utc()
-    row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
+    if row is None:
+        row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
     if row is None:
         return None
     stamp = updated_at or now

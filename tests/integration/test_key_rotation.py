@@ -190,7 +190,7 @@ def test_cli_prints_a_json_summary(stack: Any, settings: Any) -> None:
         "tenants.webhook_secret", "jira_instances.private_key", "jira_instances.webhook_secret",
         "jira_instances.oauth2_client_secret", "jira_connections.access_token", "jira_connections.token_secret",
         "jira_connections.refresh_token", "oauth_requests.request_token", "oauth_requests.request_secret",
-        "oauth_requests.code_verifier"}
+        "oauth_requests.code_verifier", "user_token_keys.secret"}
     second = run(f"{new},{session_keys}")
     assert second["rotated"] == 0
     back = run(f"{session_keys},{new}")

@@ -30,7 +30,8 @@ def _tables(stack, url: str) -> set[str]:
 
 
 EXPECTED = {"tenants", "api_keys", "jira_instances", "jira_connections", "oauth_requests", "entries",
-            "webhook_deliveries", "audit_log", "conflicts", "notifications", "changes", "alembic_version"}
+            "webhook_deliveries", "audit_log", "conflicts", "notifications", "changes", "user_token_keys",
+            "user_token_generations", "alembic_version"}
 
 
 def test_upgrade_downgrade_upgrade(stack):

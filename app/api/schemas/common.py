@@ -38,13 +38,15 @@ def _no_nul(value: str) -> str:
 
 SingleLine = Annotated[str, AfterValidator(_no_control_chars)]
 Text = Annotated[str, AfterValidator(_no_nul)]
+UserName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["jdoe"])]
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the error codes a route can answer."""
     text = {
         400: "Malformed request",
-        401: "Missing or unknown API key / bad signature",
+        401: "Missing or unknown API key, an expired or revoked user token, or a bad signature",
+        403: "A user token asked for another user's data or for tenant administration",
         404: "Not found (or belongs to another tenant)",
         409: "Conflicts with the current state",
         413: "Body too large",

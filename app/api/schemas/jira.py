@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.api.schemas.common import SingleLine
+from app.api.schemas.common import SingleLine, UserName
 from app.domain.auth import AuthKind
 from app.domain.commands import ChangeInstance, NewInstance
 from app.security.rsa_keys import MAX_PEM_CHARS, KeyImportError, import_private_key
@@ -133,7 +133,6 @@ ClientId = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["
                      AfterValidator(_stripped)]
 ClientSecret = Annotated[str, Field(min_length=1, max_length=500, description=(
     "OAuth 2.0: the client secret of JIRA's External application link (stored encrypted, never returned)"))]
-UserName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["jdoe"])]
 
 
 class InstanceIn(BaseModel):

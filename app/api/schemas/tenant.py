@@ -18,8 +18,9 @@ class TenantOut(BaseModel):
     id: uuid.UUID
     name: str
     timezone: str
-    allowed_origins: list[str] = Field(description="TimeTracker web origins; when not empty, an OAuth return_url "
-                                                   "must be on one of them")
+    allowed_origins: list[str] = Field(description="TimeTracker web origins: browsers there may call the API with a "
+                                                   "user token (CORS); when not empty, an OAuth return_url must be "
+                                                   "on one of them")
     created_at: datetime
 
 

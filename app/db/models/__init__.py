@@ -4,7 +4,7 @@ from app.db.models.activity import AuditRow, ChangeRow, ConflictRow, Notificatio
 from app.db.models.base import Base
 from app.db.models.entries import EntryRow, WebhookDeliveryRow
 from app.db.models.jira import ConnectionRow, JiraInstanceRow, OAuthRequestRow
-from app.db.models.tenancy import ApiKey, Tenant
+from app.db.models.tenancy import ApiKey, Tenant, UserTokenGeneration, UserTokenKey
 
 __all__ = [
     "ApiKey",
@@ -18,5 +18,7 @@ __all__ = [
     "NotificationRow",
     "OAuthRequestRow",
     "Tenant",
+    "UserTokenGeneration",
+    "UserTokenKey",
     "WebhookDeliveryRow",
 ]

@@ -67,11 +67,17 @@ class ChangeRow(Base):
     """The changes feed: every remote adoption and every sync status change, in commit order per tenant."""
 
     __tablename__ = "changes"
-    __table_args__ = (Index("ix_changes_tenant_seq", "tenant_id", "seq"),)
+    __table_args__ = (
+        Index("ix_changes_tenant_seq", "tenant_id", "seq"),
+        # a user token reads the feed of its own entries only (CONTRACT 14)
+        Index("ix_changes_tenant_user_seq", "tenant_id", "user", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     entry_id: Mapped[str] = mapped_column(String(64))
+    # the entry's user at the time of the change (= entry["user"])
+    user: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32))
     entry: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = now_column()

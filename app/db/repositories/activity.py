@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditRow, ConflictRow, ConnectionRow, EntryRow, JiraInstanceRow, NotificationRow
@@ -85,19 +85,33 @@ async def open_conflict_of(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+def _of_users_entry(user: str) -> ColumnElement[bool]:
+    """The conflict is about an entry of `user` (a user token sees its own entries' conflicts only)."""
+    return exists().where(EntryRow.tenant_id == ConflictRow.tenant_id, EntryRow.id == ConflictRow.entry_id,
+                          EntryRow.user == user)
+
+
 async def get_conflict(
-    session: AsyncSession, tenant_id: uuid.UUID, conflict_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession, tenant_id: uuid.UUID, conflict_id: uuid.UUID, *, lock: bool = False,
+    user: str | None = None,
 ) -> ConflictRow | None:
+    """The tenant's conflict (with `user`: only if it is about an entry of theirs)."""
     stmt = select(ConflictRow).where(ConflictRow.tenant_id == tenant_id, ConflictRow.id == conflict_id)
+    if user is not None:
+        stmt = stmt.where(_of_users_entry(user))
     if lock:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def list_conflicts(
-    session: AsyncSession, tenant_id: uuid.UUID, *, status: str | None, entry_id: str | None, limit: int
+    session: AsyncSession, tenant_id: uuid.UUID, *, status: str | None, entry_id: str | None, limit: int,
+    user: str | None = None,
 ) -> list[ConflictRow]:
+    """Newest first; with `user`, only conflicts about that user's entries."""
     stmt = select(ConflictRow).where(ConflictRow.tenant_id == tenant_id)
+    if user is not None:
+        stmt = stmt.where(_of_users_entry(user))
     if status:
         stmt = stmt.where(ConflictRow.status == status)
     if entry_id:
@@ -121,9 +135,13 @@ async def list_notifications(
 
 
 async def get_notification(
-    session: AsyncSession, tenant_id: uuid.UUID, notification_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession, tenant_id: uuid.UUID, notification_id: uuid.UUID, *, lock: bool = False,
+    user: str | None = None,
 ) -> NotificationRow | None:
+    """The tenant's notification (with `user`: only if it is theirs)."""
     stmt = select(NotificationRow).where(NotificationRow.tenant_id == tenant_id, NotificationRow.id == notification_id)
+    if user is not None:
+        stmt = stmt.where(NotificationRow.user == user)
     if lock:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()

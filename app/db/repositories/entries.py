@@ -96,17 +96,19 @@ async def add_changes(session: AsyncSession, changes: Sequence[tuple[uuid.UUID, 
         return
     await session.execute(
         insert(cast(Table, ChangeRow.__table__)),
-        [{"tenant_id": t, "entry_id": e, "kind": k, "entry": view} for t, e, k, view in changes],
+        [{"tenant_id": t, "entry_id": e, "user": view.get("user"), "kind": k, "entry": view}
+         for t, e, k, view in changes],
     )
 
 
-async def list_changes(session: AsyncSession, tenant_id: uuid.UUID, after: int, limit: int) -> list[ChangeRow]:
-    stmt = (
-        select(ChangeRow)
-        .where(ChangeRow.tenant_id == tenant_id, ChangeRow.seq > after)
-        .order_by(ChangeRow.seq)
-        .limit(limit)
-    )
+async def list_changes(
+    session: AsyncSession, tenant_id: uuid.UUID, after: int, limit: int, *, user: str | None = None
+) -> list[ChangeRow]:
+    """Feed records after `after`, oldest first; with `user`, only those about that user's entries."""
+    stmt = select(ChangeRow).where(ChangeRow.tenant_id == tenant_id, ChangeRow.seq > after)
+    if user is not None:
+        stmt = stmt.where(ChangeRow.user == user)
+    stmt = stmt.order_by(ChangeRow.seq).limit(limit)
     return list((await session.execute(stmt)).scalars())
 
 

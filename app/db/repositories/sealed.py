@@ -9,14 +9,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant
+from app.db.models import ConnectionRow, JiraInstanceRow, OAuthRequestRow, Tenant, UserTokenKey
 
 
 @dataclass(frozen=True)
 class SealedColumn:
     """A column holding `SecretBox` envelopes, and the (table, column) its values are bound to."""
 
-    model: type[Tenant] | type[JiraInstanceRow] | type[ConnectionRow] | type[OAuthRequestRow]
+    model: type[Tenant] | type[JiraInstanceRow] | type[ConnectionRow] | type[OAuthRequestRow] | type[UserTokenKey]
     attribute: str
     table: str
     binding_column: str
@@ -41,6 +41,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(OAuthRequestRow, "request_token_enc", "oauth_requests", "request_token"),
     SealedColumn(OAuthRequestRow, "request_secret_enc", "oauth_requests", "request_secret"),
     SealedColumn(OAuthRequestRow, "code_verifier_enc", "oauth_requests", "code_verifier"),
+    SealedColumn(UserTokenKey, "secret_enc", "user_token_keys", "secret"),
 )
 
 

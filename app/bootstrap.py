@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.jira.client import JiraClient
     from app.jira.egress import EgressPolicy
     from app.jira.ratelimit import RedisRateLimiter
+    from app.metrics_history import GaugeSampler, SeriesValues
     from app.services.credentials import Credentials
     from app.services.push import PushDeps
     from app.services.reconcile import ReconcileDeps
@@ -119,6 +120,15 @@ class Runtime:
         from app.services.stats import Probes
 
         return Probes(self.circuit, self.limiter)
+
+    def history_samplers(self) -> list[GaugeSampler]:
+        """What this process samples into the metrics history when it claims a minute (app.metrics_history)."""
+        from app.services.stats import history_gauges
+
+        async def gauges() -> SeriesValues:
+            return await history_gauges(self.sessionmaker, self.probes)
+
+        return [gauges]
 
     def push_deps(self) -> PushDeps:
         from app.services.push import PushDeps

@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.allowed_origins = AllowedOrigins(load_origins, ttl=TENANT_CACHE_SECONDS)
         state.tenant_rate = TenantRateLimit(runtime.redis, settings.tenant_api_rate_per_second)
         # this process' JIRA calls (ticket look-ups, OAuth) join the workers' in the shared totals
-        state.metrics_publisher = MetricsPublisher(runtime.redis, role="api")
+        state.metrics_publisher = MetricsPublisher(runtime.redis, role="api", samplers=runtime.history_samplers())
         state.metrics_publisher.start()
         try:
             yield

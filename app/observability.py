@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import redis_keys
+from app import metrics_history, redis_keys
 from app.logging_setup import log_context
 from app.metrics import REGISTRY
 
@@ -90,13 +90,18 @@ _PUBLISHED: dict[int, _Published] = {}
 
 
 class MetricsPublisher:
-    """Adds this process' metric increments to the shared Redis totals, every couple of seconds and at exit."""
+    """Adds this process' metric increments to the shared Redis totals and to the history (app.metrics_history),
+    every couple of seconds and at exit; and samples the history's gauges with `samplers` in the minutes this
+    process claims."""
 
     def __init__(self, redis: Redis, *, registry: CollectorRegistry = REGISTRY, role: str = "process",
-                 interval: float = PUBLISH_INTERVAL_SECONDS) -> None:
+                 interval: float = PUBLISH_INTERVAL_SECONDS,
+                 samplers: Iterable[metrics_history.GaugeSampler] = ()) -> None:
         self._redis = redis
         self._registry = registry
         self._interval = interval
+        self._samplers = tuple(samplers)
+        self._sampled_minute: int | None = None
         self.process_id = f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._published = _PUBLISHED.setdefault(id(registry), _Published())
         self._task: asyncio.Task[None] | None = None
@@ -112,6 +117,7 @@ class MetricsPublisher:
             pipe = self._redis.pipeline(transaction=True)
             for key, delta in deltas.items():
                 pipe.hincrbyfloat(SAMPLES_KEY, _field(key), delta)
+            metrics_history.add_counters(pipe, metrics_history.series_increments(deltas), at=time.time())
             if meta:
                 pipe.hset(META_KEY, mapping={name: json.dumps(list(tm)) for name, tm in meta.items()})
             pipe.zadd(PUBLISHERS_KEY, {self.process_id: time.time()})
@@ -123,15 +129,36 @@ class MetricsPublisher:
             raise
         return len(deltas)
 
+    async def sample_gauges(self, *, at: float | None = None) -> bool:
+        """Once a minute per process: if this process is the first of the fleet to claim the minute, sample the
+        gauges into the history. True when it did."""
+        at = time.time() if at is None else at
+        minute = metrics_history.bucket_start(at, metrics_history.MINUTE)
+        if not self._samplers or minute == self._sampled_minute:
+            return False
+        self._sampled_minute = minute
+        if not await metrics_history.claim_minute(self._redis, at=at):
+            return False
+        samples: metrics_history.SeriesValues = {}
+        for sampler in self._samplers:
+            for instance, series in (await sampler()).items():
+                samples.setdefault(instance, {}).update(series)
+        pipe = self._redis.pipeline(transaction=False)
+        metrics_history.add_gauges(pipe, samples, at=at)
+        await pipe.execute()
+        return True
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            try:
-                await self.publish()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("could not publish metrics to Redis: %s", exc.__class__.__name__)
+            for step in (self.publish, self.sample_gauges):
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("could not publish metrics to Redis (%s): %s", step.__name__,
+                                exc.__class__.__name__)
 
     def start(self) -> None:
         if self._task is None:

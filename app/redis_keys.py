@@ -73,3 +73,13 @@ METRIC_PUBLISHERS = f"{METRICS}:publishers"
 def user_token_generation(tenant_id: uuid.UUID, user: str) -> str:
     """A user's current user-token generation, cached from PostgreSQL (CONTRACT 14: revocation)."""
     return f"{ROOT}:user-token-gen:{{{tenant_id}}}:{quote(user, safe='')}"
+
+
+def metrics_history(instance: str, step: int, start: int) -> str:
+    """One instance's history bucket of `step` seconds starting at `start` (app.metrics_history)."""
+    return f"{METRICS}:hist:{{{instance}}}:{step}:{start}"
+
+
+def metrics_history_sampler(minute: int) -> str:
+    """Which process sampled the gauges in this minute (and that somebody did)."""
+    return f"{METRICS}:hist:sampled:{minute}"

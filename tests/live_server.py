@@ -25,16 +25,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_api(env: dict[str, str], *, log_name: str = "live-api") -> Iterator[str]:
-    """Start `uvicorn app.main:app`, wait until /healthz answers, yield its base URL, stop it."""
-    with live_api_process(env, log_name=log_name) as (base, _):
+def live_api(env: dict[str, str], *, log_name: str = "live-api", public: bool = False) -> Iterator[str]:
+    """Start `uvicorn app.main:app`, wait until /healthz answers, yield its base URL, stop it. With `public`, its
+    PUBLIC_BASE_URL is its own address (OAuth callbacks a browser follows come back to it)."""
+    with live_api_process(env, log_name=log_name, public=public) as (base, _):
         yield base
 
 
 @contextmanager
-def live_api_process(env: dict[str, str], *, log_name: str = "live-api") -> Iterator[tuple[str, subprocess.Popen]]:
+def live_api_process(env: dict[str, str], *, log_name: str = "live-api",
+                     public: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
     """`live_api`, yielding the process too (its pid, for resident-memory measurements)."""
     port = free_port()
+    if public:
+        env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     out_dir = ROOT / "test-output"
     out_dir.mkdir(exist_ok=True)
     log = (out_dir / f"{log_name}.log").open("wb")

@@ -30,7 +30,8 @@ def worker_settings(settings: Settings | None = None) -> dict[str, Any]:
         ctx["wc"] = build_context(settings)
         ctx["background"] = [asyncio.create_task(sweeper_loop(ctx)), asyncio.create_task(reconcile_loop(ctx))]
         # nobody scrapes a worker: its counters go to Redis, and the API's /metrics serves the fleet's sums
-        ctx["metrics"] = MetricsPublisher(ctx["wc"].redis, role="worker")
+        ctx["metrics"] = MetricsPublisher(ctx["wc"].redis, role="worker",
+                                          samplers=ctx["wc"].runtime.history_samplers())
         ctx["metrics"].start()
         await warm_up()
         # everything built so far lives as long as the process: keep it out of the collector's way, so a

@@ -138,6 +138,13 @@ def _add_links(doc: dict[str, Any]) -> None:
                              for name, (m, p, params) in links.items()}
 
 
+def _as_doc(code: int) -> dict[str, Any]:
+    """The OpenAPI response object of one of `error_responses`' codes."""
+    r = error_responses(code)[code]
+    return {"description": r["description"], "content": {"application/json": {"schema": {
+        "$ref": f"#/components/schemas/{r['model'].__name__}"}}}}
+
+
 def api_routes(app: FastAPI) -> list[Any]:
     """Every API route as it is served (with the dependencies of the routers it was included through): FastAPI
     0.16x keeps included routers as routes of their own and hands out the effective routes through
@@ -155,9 +162,15 @@ def _add_scopes(app: FastAPI, doc: dict[str, Any]) -> None:
         if not route.include_in_schema:
             continue
         item = doc.get("paths", {}).get(route.path_format, {})
+        scope = route_scope(route.dependant)
         for method in route.methods:
-            if method.lower() in item:
-                item[method.lower()]["x-scope"] = route_scope(route.dependant)
+            operation = item.get(method.lower())
+            if operation is None:
+                continue
+            operation["x-scope"] = scope
+            if scope != "public":  # a user token asking for what is not its user's, or for administration
+                operation.setdefault("responses", {}).setdefault("403", _as_doc(403))
+                operation["responses"].setdefault("401", _as_doc(401))
 
 
 def complete_openapi(app: FastAPI) -> dict[str, Any]:
@@ -172,9 +185,8 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
     schemas.setdefault("ErrorOut", ErrorOut.model_json_schema())
     schemas.setdefault("ValidationErrorOut", ValidationErrorOut.model_json_schema(
         ref_template="#/components/schemas/{model}"))
-    shared = error_responses(413, 422, 429)
-    as_doc = {str(code): {"description": r["description"], "content": {"application/json": {"schema": {
-        "$ref": f"#/components/schemas/{r['model'].__name__}"}}}} for code, r in shared.items()}
+    as_doc = {str(code): _as_doc(code) for code in (413, 422, 429)}
+    _add_scopes(app, doc)
     for path, path_item in doc.get("paths", {}).items():
         for operation in path_item.values():
             if not isinstance(operation, dict):
@@ -187,7 +199,6 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
             if "401" in responses and path.startswith(("/api/", "/webhooks/")):  # counted against the tenant's rate
                 responses.setdefault("429", as_doc["429"])
     _add_links(doc)
-    _add_scopes(app, doc)
     app.openapi_schema = doc
     return doc
 

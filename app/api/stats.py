@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from app.api.deps import TENANT_ADMIN, ProbesDep, SessionDep, TenantDep
+from app.api.deps import TENANT_ADMIN, ProbesDep, RedisDep, SessionDep, SettingsDep, TenantDep
 from app.api.schemas.common import error_responses
 from app.services import stats as svc
 
@@ -38,6 +38,8 @@ class CircuitFigures(BaseModel):
     state: str = Field(description="closed | open | half_open", examples=["closed"])
     consecutive_failures: int
     half_open_in_seconds: float = Field(description="while open: time until a trial request is allowed")
+    retry_every_seconds: float = Field(description="while open: how often one trial request is let through "
+                                                   "(CIRCUIT_RESET_SECONDS)")
 
 
 class Waiting(BaseModel):
@@ -103,7 +105,8 @@ STATS_EXAMPLE: dict[str, Any] = {
         "total": 137, "success_rate": 0.9756, "failure_rate": 0.0163,
         "push": {"window_seconds": 3600, "calls": 42, "ok": 40, "failed": 2, "p50_ms": 180.0, "p95_ms": 640.5},
         "queue_length": 3, "due_now": 1,
-        "circuit": {"state": "closed", "consecutive_failures": 0, "half_open_in_seconds": 0.0},
+        "circuit": {"state": "closed", "consecutive_failures": 0, "half_open_in_seconds": 0.0,
+                    "retry_every_seconds": 30.0},
         "rate_limit": {"rate_limit_per_second": 10, "effective_rate_per_second": 10.0, "grants_last_second": 4,
                        "usage": 0.4, "paused_for_seconds": 0.0, "waiting": {"user": 0, "batch": 2}},
     }],
@@ -119,7 +122,61 @@ STATS_EXAMPLE: dict[str, Any] = {
     "/stats", response_model=StatsOut, summary="Sync statistics per JIRA instance",
     responses={200: {"content": {"application/json": {"example": STATS_EXAMPLE}}}, **error_responses(401)},
 )
-async def stats(session: SessionDep, tenant: TenantDep, probes: ProbesDep) -> dict[str, Any]:
+async def stats(session: SessionDep, tenant: TenantDep, probes: ProbesDep, settings: SettingsDep) -> dict[str, Any]:
     """Per JIRA instance of your tenant: entries by status, success rate, push latency p50/p95 over the last hour,
     queue length, circuit state and rate-limit usage; plus the newest failed and conflicting entries."""
-    return await svc.tenant_stats(session, probes, tenant.id)
+    figures = await svc.tenant_stats(session, probes, tenant.id)
+    for instance in figures["instances"]:
+        instance["circuit"]["retry_every_seconds"] = settings.circuit_reset_seconds
+    return figures
+
+
+class HistoryFailures(BaseModel):
+    no_answer: int = Field(description="timeouts and connection errors: JIRA did not answer")
+    auth: int = Field(description="401: JIRA rejected a user's sign-in (they must reconnect)")
+    refused: int = Field(description="other 4xx (400, 403, 404): JIRA refused the request")
+    server: int = Field(description="5xx: JIRA failed")
+
+
+class HistoryPoint(BaseModel):
+    at: datetime = Field(description="start of the bucket")
+    requests_per_second: float = Field(description="requests sent to JIRA (all kinds), per second over the bucket")
+    writes_per_second: float = Field(description="of those, worklog writes (create, update, delete)")
+    rate_limited: int = Field(description="429 answers: JIRA asked to slow down")
+    failures: HistoryFailures
+    outcomes: dict[str, int] = Field(description="push results in the bucket (synced, failed, retry, …)")
+    p50_ms: float | None = Field(description="median JIRA latency; null without requests")
+    p95_ms: float | None = Field(description="95th percentile JIRA latency; null without requests")
+    queue_length: int | None = Field(description="entries waiting to be pushed (the bucket's peak); null when no "
+                                                 "process sampled it")
+    circuit_open: bool | None = Field(description="the circuit was open (JIRA looked down) when sampled")
+    points_used: int | None = Field(description="Jira Cloud points (CONTRACT 12); null for Data Center")
+
+
+class InstanceHistory(BaseModel):
+    id: str
+    name: str
+    rate_limit_per_second: int
+    points: list[HistoryPoint] = Field(description="oldest first; the last bucket is still filling")
+
+
+class HistoryOut(BaseModel):
+    generated_at: datetime
+    window_seconds: int
+    step_seconds: int = Field(description="60 for the last hour, 300 for the last 24 hours")
+    instances: list[InstanceHistory]
+
+
+_WINDOWS = {"1h": 3600, "24h": 86400}
+
+
+@router.get("/stats/history", response_model=HistoryOut, summary="Per-instance history for charts",
+            responses=error_responses(401, 403))
+async def history(
+    session: SessionDep, tenant: TenantDep, redis: RedisDep,
+    window: Annotated[Literal["1h", "24h"], Query(description="the last hour (per minute) or day (per 5 minutes)")]
+    = "1h",
+) -> dict[str, Any]:
+    """Per JIRA instance of your tenant, what the fleet did over time: JIRA requests and writes per second against
+    the rate limit, 429s, failures by kind, JIRA latency p50/p95, queue length and circuit state."""
+    return await svc.tenant_history(session, redis, tenant.id, window_seconds=_WINDOWS[window])

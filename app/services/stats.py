@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics_history
 from app.clock import now_utc
 from app.db.repositories import activity as activity_repo
 from app.db.repositories import stats as repo
@@ -16,6 +18,7 @@ from app.domain.entry import SyncStatus
 from app.domain.priority import Priority
 from app.jira.circuit import CircuitBreaker
 from app.jira.ratelimit import RedisRateLimiter
+from app.metrics_history import SeriesValues
 from app.observability import GaugeFamily, GaugeValue
 
 LATENCY_WINDOW = timedelta(hours=1)
@@ -120,3 +123,70 @@ async def fleet_gauges(session: AsyncSession, probes: Probes) -> list[GaugeFamil
                     "and priority (user, batch); instance 'none' means not routed yet.", queue),
         GaugeFamily("circuit_open", "1 while an instance's circuit is open or half-open, 0 when closed.", circuits),
     ]
+
+
+# -- history (app.metrics_history) ---------------------------------------------------------------------------------
+
+async def history_gauges(sessionmaker: async_sessionmaker[AsyncSession], probes: Probes) -> SeriesValues:
+    """What the history samples once a minute for every instance of every tenant: its queue length and whether its
+    circuit is open (a circuit open between two samples is seen in the failure series, not here)."""
+    async with sessionmaker() as session:
+        instance_ids = await activity_repo.all_instance_ids(session)
+        lengths = await repo.fleet_queue_lengths(session)
+    queued: dict[str, float] = {}
+    for (instance, _priority), n in lengths.items():
+        if instance is not None:
+            queued[str(instance)] = queued.get(str(instance), 0.0) + n
+    out: SeriesValues = {}
+    for instance_id in instance_ids:
+        state, _, _ = await probes.circuit.describe(instance_id)
+        out[str(instance_id)] = {"queue": queued.get(str(instance_id), 0.0),
+                                 "circuit_open": 0.0 if state == "closed" else 1.0}
+    return out
+
+
+def _per_second(value: float, step: int) -> float:
+    return round(value / step, 3)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def history_point(bucket: metrics_history.Bucket, step: int) -> dict[str, Any]:
+    """One chart point of an instance: rates per second over the bucket, counts in it, gauges (None: not sampled),
+    latency quantiles (None: no request)."""
+    c, g = bucket.counters, bucket.gauges
+    latency = metrics_history.latency_buckets(c)
+    return {
+        "at": datetime.fromtimestamp(bucket.start, UTC),
+        "requests_per_second": _per_second(c.get("requests", 0.0), step),
+        "writes_per_second": _per_second(c.get("writes", 0.0), step),
+        "rate_limited": int(c.get("status_429", 0.0)),
+        "failures": {kind: int(c.get(f"fail_{kind}", 0.0)) for kind in metrics_history.FAILURE_KINDS},
+        "outcomes": {name[len("outcome_"):]: int(v) for name, v in sorted(c.items()) if name.startswith("outcome_")},
+        "p50_ms": _ms(metrics_history.quantile(0.5, latency)),
+        "p95_ms": _ms(metrics_history.quantile(0.95, latency)),
+        "queue_length": int(g.get("queue", 0.0)) if bucket.sampled else None,
+        "circuit_open": g.get("circuit_open", 0.0) > 0 if bucket.sampled else None,
+        # Jira Cloud's points (CONTRACT 12): a sampler adds `points_used` for Cloud sites; None elsewhere
+        "points_used": int(g["points_used"]) if "points_used" in g else None,
+    }
+
+
+async def tenant_history(session: AsyncSession, redis: Redis, tenant_id: uuid.UUID, *, window_seconds: int,
+                         now: datetime | None = None) -> dict[str, Any]:
+    """Per instance of the tenant, one point per bucket over the last `window_seconds`, oldest first."""
+    now = now or now_utc()
+    instances = await repo.tenant_instances(session, tenant_id)
+    step, _starts, buckets = await metrics_history.read(
+        redis, [str(i.id) for i in instances], window_seconds=window_seconds, now=now.timestamp())
+    return {
+        "generated_at": now,
+        "window_seconds": window_seconds,
+        "step_seconds": step,
+        "instances": [{
+            "id": str(inst.id), "name": inst.name, "rate_limit_per_second": inst.rate_limit_per_second,
+            "points": [history_point(b, step) for b in buckets[str(inst.id)]],
+        } for inst in instances],
+    }

@@ -212,8 +212,20 @@ async def test_dashboard_page_is_served_with_a_strict_policy(api):
     r = await api.get("/dashboard")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
-    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
-    assert "/api/v1/stats" in r.text and "sessionStorage" in r.text
+    policy = r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    # nothing inline for the policy to refuse: every script and style is a file of its own
+    assert "<script>" not in r.text and "<style" not in r.text and " style=" not in r.text
+    assets = {"main.js": "text/javascript", "operator.js": "/api/v1/stats", "api.js": "sessionStorage",
+              "person.js": "/api/v1/conflicts", "charts.js": "svg", "dashboard.css": "text/css"}
+    for name, needle in assets.items():
+        a = await api.get(f"/dashboard/assets/{name}")
+        assert a.status_code == 200 and a.headers["x-content-type-options"] == "nosniff"
+        assert needle in a.text or a.headers["content-type"].startswith(needle), name
+        assert f"/dashboard/assets/{name}" in r.text or name not in ("main.js", "dashboard.css")
+    for name in ("dashboard.html", "../config.py", "missing.js"):
+        assert (await api.get(f"/dashboard/assets/{name}")).status_code == 404
 
 
 async def test_request_id_is_echoed_or_made(api):

@@ -141,12 +141,36 @@ def cmd_rotate_encryption_key(args: argparse.Namespace, settings: Settings) -> N
         raise SystemExit(1)
 
 
+def cmd_rotate_user_token_key(args: argparse.Namespace, settings: Settings) -> None:
+    from app.services.user_tokens import UserTokens
+
+    try:
+        tenant_id = uuid.UUID(args.tenant)
+    except ValueError:
+        _fail("--tenant: not a tenant id")
+
+    async def run(runtime: Runtime) -> Any:
+        async with runtime.sessionmaker() as session:
+            if await session.get(Tenant, tenant_id) is None:
+                _fail(f"--tenant: no tenant {tenant_id}")
+            tokens = UserTokens(runtime.box, runtime.redis, cache_seconds=0)
+            rotation = await tokens.rotate(session, tenant_id, drop_old=args.revoke_all)
+            await session.commit()
+            return rotation
+
+    rotation = asyncio.run(_with_runtime(settings, run))
+    # API processes keep the secrets they opened for a few seconds (app.api.deps.TENANT_CACHE_SECONDS)
+    print(json.dumps({"tenant_id": str(tenant_id), "version": rotation.version, "dropped": rotation.dropped,
+                      "earlier_tokens": "refused within 5 s" if args.revoke_all else "valid until they expire"}))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-tenant": cmd_create_tenant,
     "create-api-key": cmd_create_api_key,
     "revoke-api-key": cmd_revoke_api_key,
     "sync-pending": cmd_sync_pending,
     "rotate-encryption-key": cmd_rotate_encryption_key,
+    "rotate-user-token-key": cmd_rotate_user_token_key,
 }
 
 
@@ -170,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rotate-encryption-key",
                        help="re-encrypt every stored secret under the first ENCRYPTION_KEYS key; prints a summary")
     p.add_argument("--batch-size", type=int, default=500, help="rows per transaction (default 500)")
+    p = sub.add_parser("rotate-user-token-key",
+                       help="a new secret signs the tenant's user tokens; the previous one verifies until its tokens "
+                            "expire")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--revoke-all", action="store_true",
+                   help="drop every earlier secret now: every user token of the tenant stops working")
     return parser
 
 

@@ -8,9 +8,12 @@ JIRA long after their last local change (conflicts, with a notification each).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +27,7 @@ from app.db.models import UserTokenKey
 from app.security.secrets import binding
 from app.security.user_tokens import KeyId, mint, new_signing_secret
 from tests.integration.jira_world import ENTRY, Jira, outcome, synced_entry
+from tests.waiting import wait_until
 
 
 def bearer(credential: str) -> dict[str, str]:
@@ -196,22 +200,38 @@ async def test_a_database_dump_holds_no_token_and_no_signing_secret_in_clear(
         assert form not in dump
 
 
-async def test_signing_secrets_rotate(api: httpx.AsyncClient, app: Any, tenant: Any) -> None:
+def _rotate(tenant_id: uuid.UUID, *extra: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "app.cli", "rotate-user-token-key", "--tenant", str(tenant_id),
+                           *extra], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+async def test_signing_secrets_rotate_from_the_cli(api: httpx.AsyncClient, tenant: Any) -> None:
     before = await mint_token(api, tenant.api_key, "jdoe")
-    async with app.state.sessionmaker() as session:
-        rotation = await app.state.user_tokens.rotate(session, tenant.tenant_id, drop_old=False)
-        await session.commit()
-    assert rotation.version == 2 and rotation.dropped == 0
-    after = await mint_token(api, tenant.api_key, "jdoe")
-    assert json.loads(base64.urlsafe_b64decode(after.split(".")[0] + "=="))["kid"].endswith(".2")
+    rotated = await asyncio.to_thread(_rotate, tenant.tenant_id)
+    assert (rotated["version"], rotated["dropped"]) == (2, 0)
+
+    async def signed_with_the_new_secret() -> str | None:  # each API process picks it up within its cache time
+        token = await mint_token(api, tenant.api_key, "jdoe")
+        kid = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+        return token if kid.endswith(".2") else None
+
+    after = await wait_until(signed_with_the_new_secret, timeout=20)
     for token in (before, after):  # the previous version still verifies
         assert (await api.get("/api/v1/entries", headers=bearer(token))).status_code == 200
-    async with app.state.sessionmaker() as session:
-        await app.state.user_tokens.rotate(session, tenant.tenant_id, drop_old=True)
-        await session.commit()
-    app.state.user_tokens._secrets.clear()  # what every process' cache does within TENANT_CACHE_SECONDS
-    for token in (before, after):
-        assert (await api.get("/api/v1/entries", headers=bearer(token))).status_code == 401
+    revoked = await asyncio.to_thread(_rotate, tenant.tenant_id, "--revoke-all")
+    assert revoked["version"] == 3 and revoked["dropped"] == 2
+
+    async def refused() -> bool:
+        return all([(await api.get("/api/v1/entries", headers=bearer(t))).status_code == 401 for t in (before, after)])
+
+    await wait_until(refused, timeout=20)
+    bad = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "app.cli", "rotate-user-token-key",
+                                                   "--tenant", "nope"], env=dict(os.environ), capture_output=True,
+                                  text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --tenant: not a tenant id"
 
 
 # -- what a user token may see and change -------------------------------------------------------------------------

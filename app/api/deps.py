@@ -30,7 +30,7 @@ from app.jira.egress import EgressPolicy
 from app.observability import MetricsPublisher
 from app.security.api_keys import hash_api_key, matches
 from app.security.secrets import SecretBox
-from app.security.user_tokens import TokenRejected, looks_like_user_token
+from app.security.user_tokens import TokenExpired, TokenRejected, looks_like_user_token
 from app.services.credentials import Credentials
 from app.services.stats import Probes
 from app.services.unit_of_work import UnitOfWork
@@ -178,10 +178,10 @@ async def _user_token_caller(session: AsyncSession, tenants: TenantByIdCache, us
                              token: str) -> Caller:
     try:
         claims = await user_tokens.verify(session, token)
-    except TokenRejected as exc:
-        expired = str(exc).startswith("ExpiredTokenError")
-        raise _unauthorized("user token expired: ask TimeTracker for a new one" if expired else
-                            "user token not valid (revoked, or not made by this service)") from None
+    except TokenExpired:
+        raise _unauthorized("user token expired: ask TimeTracker for a new one") from None
+    except TokenRejected:
+        raise _unauthorized("user token not valid (revoked, or not made by this service)") from None
     tenant = tenants.get(claims.tenant_id)
     if tenant is None:
         tenant = await get_tenant(session, claims.tenant_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from joserfc import jws, jwt
-from joserfc.errors import JoseError
+from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import OctKey
 
 from app.security.api_keys import KEY_PREFIX
@@ -33,6 +33,10 @@ SECRET_BYTES = 32
 class TokenRejected(Exception):
     """Not a valid user token: malformed, signed with another key, of another tenant, expired or revoked.
     The message is for logs and tests; callers answer a plain 401."""
+
+
+class TokenExpired(TokenRejected):
+    """A genuine token past its `exp`: the frontend should fetch a fresh one."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ def verify(token: str, *, key_id: KeyId, secret: bytes, now: datetime) -> UserTo
             sub={"essential": True}, exp={"essential": True}, tid={"essential": True, "value": str(key_id.tenant_id)},
             gen={"essential": True},
         ).validate(decoded.claims)
+    except ExpiredTokenError:
+        raise TokenExpired("token expired") from None
     except JoseError as exc:
         raise TokenRejected(f"{exc.__class__.__name__}: {exc}") from None
     except (ValueError, UnicodeError) as exc:

@@ -281,7 +281,7 @@ async def test_a_timetracker_page_on_an_allowed_origin_lists_its_users_entries_a
     await page.locator('#sync-entries tr[data-entry="j1"]').wait_for(timeout=15_000)
     rows = await page.locator("#sync-entries tbody tr").evaluate_all("rows => rows.map(r => r.dataset.entry)")
     assert sorted(rows) == ["j1", "j2"]  # jdoe's, never olga's
-    assert "JIRA sync for jdoe" in await page.inner_text("#sync-status")
+    await page.locator("#sync-status", has_text="JIRA sync for jdoe").wait_for(timeout=15_000)
     await page.screenshot(path=str(OUT / "timetracker-page.png"), full_page=True)
 
     # Connect: oauth/start from the browser, JIRA's approval page, our callback, back to this page
@@ -306,7 +306,7 @@ async def test_the_same_page_on_an_origin_the_tenant_did_not_allow_is_blocked(pa
     assert "Could not reach the JIRA sync service" in await page.inner_text("#sync-status")
     assert await page.locator("#sync-entries").is_hidden()
     assert await page.locator("#sync-entries tbody tr").count() == 0
-    assert any("CORS" in line for line in console), console  # the browser says why
+    await wait_until(lambda: any("CORS" in line for line in console), timeout=10, interval=0.1)  # it says why
     # the page itself got its token (same origin); only the cross-origin call was withheld
     token = await page.evaluate("fetch('/api/jira-sync-token').then(r => r.json()).then(b => b.token)")
     blocked = await page.evaluate(
@@ -348,13 +348,17 @@ async def test_a_persons_dashboard_resolves_a_conflict_by_clicking(live, page, a
     assert await page.locator('#my-entries tr[data-entry="p1"] [data-field="status"]').inner_text() != ""
     await page.locator(f'#my-connections li[data-connection="{setup.instance_id}"]').wait_for()
     assert "connected" in await page.inner_text(f'#my-connections li[data-connection="{setup.instance_id}"]')
-    assert await page.locator("#my-notifications li").count() >= 1
+    await page.locator("#my-notifications li").first.wait_for()
     assert await page.locator("#content").is_hidden()  # no operators' view for a user token
     await page.screenshot(path=str(OUT / "person-conflict.png"), full_page=True)
 
-    # keyboard: focus the JIRA button and press Enter
-    await card.get_by_role("button", name="Keep JIRA's version").focus()
+    # the keyboard alone reaches and presses the page's buttons: mark the notification read
+    unread = page.locator("#my-notifications li", has=page.get_by_role("button", name="Mark read")).first
+    await unread.get_by_role("button", name="Mark read").focus()
     await page.keyboard.press("Enter")
+    await page.locator("#my-notifications li.read").first.wait_for(timeout=15_000)
+
+    await card.get_by_role("button", name="Keep JIRA's version").click()
     await page.locator("#no-conflicts").wait_for(state="visible", timeout=15_000)
     assert "JIRA's version kept" in await page.inner_text("#notice")
     conflicts = (await api.get("/api/v1/conflicts?entry_id=p1", headers=setup.headers)).json()

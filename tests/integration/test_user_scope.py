@@ -26,6 +26,7 @@ SCOPES: dict[tuple[str, str], str] = {
     ("post", "/api/v1/jira-instances/{instance_id}/webhook-secret"): "tenant",
     ("post", "/api/v1/jira-instances/{instance_id}/oauth/start"): "user",
     ("get", "/api/v1/users/{user}/connections"): "user",
+    ("put", "/api/v1/users/{user}/connections/{instance_id}"): "user",
     ("delete", "/api/v1/users/{user}/connections/{instance_id}"): "user",
     ("get", "/api/v1/jira-instances/{instance_id}/tickets/{key}"): "user",
     ("get", "/api/v1/jira-instances/{instance_id}/tickets/{key}/subtickets"): "user",

@@ -343,6 +343,11 @@ async def test_a_user_token_connects_and_looks_up_tickets_only_as_its_user(api: 
     assert r.status_code == 403
     r = await api.get(f"/api/v1/jira-instances/{instance}/tickets/PROJ-1", headers=two_users.jira.headers)
     assert r.status_code == 422 and r.json()["detail"].startswith("user:")  # the API key names whose connection
+    pat = {"personal_access_token": "a-token-of-someone"}
+    r = await api.put(f"/api/v1/users/alice/connections/{instance}", json=pat, headers=bob)
+    assert r.status_code == 403  # storing a personal access token for another user
+    r = await api.put(f"/api/v1/users/bob/connections/{instance}", json=pat, headers=bob)
+    assert r.status_code == 409  # for themselves it gets through (this instance takes no tokens: OAuth 1.0a)
     assert (await api.delete(f"/api/v1/users/alice/connections/{instance}", headers=bob)).status_code == 403
     assert (await api.delete(f"/api/v1/users/bob/connections/{instance}", headers=bob)).status_code == 204
     connections = (await api.get("/api/v1/users/alice/connections", headers=two_users.jira.headers)).json()

@@ -110,7 +110,10 @@ class _Decoder:
         self.limit = limit
         self.status = status
         self.size = 0
-        self.parts: list[bytes] = []
+        # one growing buffer rather than a list of decompressed steps: a resized large buffer moves as a whole
+        # (mremap), where hundreds of 256 KiB pieces would leave the allocator's heap fragmented and the
+        # process' resident memory high after a hostile answer
+        self.body = bytearray()
         coding = encoding.strip().lower()
         if coding in ("", "identity"):
             self._inflate = None
@@ -128,7 +131,7 @@ class _Decoder:
         self.size += len(data)
         if self.size > self.limit:
             raise AnswerTooLarge(self.status)
-        self.parts.append(data)
+        self.body += data
 
     async def feed(self, data: bytes, share: Share) -> None:
         """Take in one network read; decompressed output is produced in steps of at most `_STEP` bytes, each
@@ -151,7 +154,7 @@ class _Decoder:
         if self._inflate is not None:
             with contextlib.suppress(zlib.error):
                 self._keep(self._inflate.flush(self.limit - self.size + 1))
-        return b"".join(self.parts)
+        return bytes(self.body)
 
 
 async def read_bounded(response: httpx.Response, limit: int, budget: ByteBudget | None = None) -> bytes:

@@ -73,6 +73,12 @@ async def hostile_instance(app: Any, client: httpx.AsyncClient, two_tenants: tup
     assert r.status_code == 201, r.text
     instance_id = uuid.UUID(r.json()["id"])
     await _connect(app, attacked, instance_id)
+    # Warm the path the attacks take (lazy JIRA side, key parsing, connection pool, allocator arenas) with
+    # harmless look-ups, so the memory measured is what an attack adds, not what a process' first JIRA calls cost.
+    fine = await asyncio.gather(*(client.get(f"/api/v1/jira-instances/{instance_id}/tickets/FINE-{n + 1}",
+                                             params={"user": "jdoe"}, headers=attacked.headers)
+                                  for n in range(CONCURRENT)))
+    assert [r.status_code for r in fine] == [200] * CONCURRENT, [r.text for r in fine]
     return instance_id
 
 

@@ -2,8 +2,8 @@
 
 1. the use case writes its rows; entry transitions (`app.domain.entry_sync.EntrySync`) record feed records
    and pushes that became due;
-2. `commit` writes the changes-feed records last, under each tenant's feed lock (a short hold, so the feed's
-   sequence follows commit order), then commits;
+2. `commit` writes the changes-feed records last (their feed positions are assigned in commit order when they
+   are first read), then commits;
 3. only then are the due pushes handed to the queue. PostgreSQL holds the outbox marker (`due_at`) either
    way, so a queue that is down delays a push (the sweeper finds it) but never loses it.
 
@@ -59,14 +59,12 @@ class UnitOfWork:
         self._pushes[key] = min(event.priority, self._pushes.get(key, event.priority))
 
     async def flush_feed(self) -> None:
-        """Write the feed records collected so far (`commit` does it first thing). From here until the commit the
-        tenant's feed lock is held, so feed sequence numbers commit in order: keep that stretch short."""
+        """Write the feed records collected so far (`commit` does it first thing). They take their place in the
+        feed when a reader first sees them committed (`repo.list_changes`): nothing is locked here."""
         pending, self._feed = self._feed, []
         if not pending:
             return
         await self.session.flush()
-        for tenant_id in sorted({r.entry.tenant_id for r in pending}):
-            await repo.lock_changes_feed(self.session, tenant_id)
         await repo.add_changes(self.session, [
             (r.entry.tenant_id, r.entry.id, r.kind.value, entry_view(r.entry)) for r in pending
         ])

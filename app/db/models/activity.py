@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -64,16 +64,24 @@ class NotificationRow(Base):
 
 
 class ChangeRow(Base):
-    """The changes feed: every remote adoption and every sync status change, in commit order per tenant."""
+    """The changes feed: every remote adoption and every sync status change, in commit order per tenant.
+
+    Writers only insert (`id` is the insertion order); a record's feed position `seq` is assigned when a reader
+    first finds it committed (`app.db.repositories.entries.list_changes`), so positions follow commit order
+    without any lock held by the writers.
+    """
 
     __tablename__ = "changes"
     __table_args__ = (
-        Index("ix_changes_tenant_seq", "tenant_id", "seq"),
+        Index("ix_changes_tenant_seq", "tenant_id", "seq", unique=True),
+        # the records no reader has placed yet, in insertion order
+        Index("ix_changes_tenant_unplaced", "tenant_id", "id", postgresql_where=text("seq IS NULL")),
         # a user token reads the feed of its own entries only (CONTRACT 14)
         Index("ix_changes_tenant_user_seq", "tenant_id", "user", "seq"),
     )
 
-    seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     entry_id: Mapped[str] = mapped_column(String(64))
     # the entry's user at the time of the change (= entry["user"])

@@ -79,14 +79,6 @@ async def instance_routes(session: AsyncSession, tenant_id: uuid.UUID) -> list[I
     return [InstanceRoute(r.id, r.name, r.project_keys or []) for r in rows]
 
 
-async def lock_changes_feed(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    """Serialise feed writers of one tenant until commit, so `seq` order is commit order.
-
-    Without it a reader at `after=N` could miss a lower seq that commits after a higher one.
-    """
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"changes:{tenant_id}"})
-
-
 async def add_changes(session: AsyncSession, changes: Sequence[tuple[uuid.UUID, str, str, dict[str, Any]]]) -> None:
     """Append (tenant, entry id, kind, entry view) records to the feed, in this order, in one statement.
 
@@ -101,15 +93,36 @@ async def add_changes(session: AsyncSession, changes: Sequence[tuple[uuid.UUID, 
     )
 
 
+# Feed positions follow commit order without a writer lock: a reader places the committed records that have no
+# position yet after every placed one (insertion order among them; one entry's records are inserted in the order
+# its changes commit, since each change of an entry waits for the one before). A record still uncommitted is
+# invisible here and is placed by a later read, after everything placed now: a reader that has passed position N
+# never finds a record below N later. Readers of one tenant place records one at a time (an advisory lock held by
+# readers only, until their commit); writers never wait for anything of the feed.
+_LOCK_FEED_READERS = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
+_PLACE_RECORDS = text("""
+    WITH unplaced AS (
+        SELECT id, row_number() OVER (ORDER BY id) AS n FROM changes
+        WHERE tenant_id = :tenant_id AND seq IS NULL ORDER BY id LIMIT :at_most
+    ), last AS (SELECT coalesce(max(seq), 0) AS seq FROM changes WHERE tenant_id = :tenant_id)
+    UPDATE changes SET seq = last.seq + unplaced.n FROM unplaced, last WHERE changes.id = unplaced.id
+""")
+_PLACE_AT_MOST = 10_000  # records placed by one read; more are placed by the next
+
+
 async def list_changes(
     session: AsyncSession, tenant_id: uuid.UUID, after: int, limit: int, *, user: str | None = None
 ) -> list[ChangeRow]:
-    """Feed records after `after`, oldest first; with `user`, only those about that user's entries."""
+    """Feed records with a position after `after`, in position order; with `user`, only those about that user's
+    entries. Places the tenant's newly committed records first (all of them, whoever reads)."""
+    await session.execute(_LOCK_FEED_READERS, {"k": f"changes:{tenant_id}"})
+    await session.execute(_PLACE_RECORDS, {"tenant_id": tenant_id, "at_most": _PLACE_AT_MOST})
     stmt = select(ChangeRow).where(ChangeRow.tenant_id == tenant_id, ChangeRow.seq > after)
     if user is not None:
         stmt = stmt.where(ChangeRow.user == user)
-    stmt = stmt.order_by(ChangeRow.seq).limit(limit)
-    return list((await session.execute(stmt)).scalars())
+    rows = list((await session.execute(stmt.order_by(ChangeRow.seq).limit(limit))).scalars())
+    await session.commit()  # the placements are kept, and the readers' lock is released
+    return rows
 
 
 def add_audit(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import ValidationError
 
-from app.api.deps import USER_SCOPED, CallerDep, SessionDep, UnitOfWorkDep, not_found
+from app.api.deps import USER_SCOPED, Caller, CallerDep, SessionDep, UnitOfWorkDep, not_found
 from app.api.schemas.common import error_responses
 from app.api.schemas.entries import (
     ENTRY_EXAMPLE,
@@ -25,14 +25,24 @@ from app.api.schemas.entries import (
 )
 from app.clock import now_utc
 from app.db.repositories import entries as repo
+from app.db.repositories.entries import LoadedEntry
 from app.domain.entry import SyncStatus
 from app.domain.priority import Priority
 from app.services import entries as svc
+from app.services.unit_of_work import UnitOfWork
 from app.services.views import entry_view
 
 router = APIRouter(prefix="/api/v1/entries", tags=["entries"], dependencies=[USER_SCOPED])
 
 IdPath = Annotated[EntryId, Path(description="TimeTracker's entry id (integers are accepted as strings)")]
+
+
+async def _load_own(uow: UnitOfWork, caller: Caller, entry_id: str) -> LoadedEntry:
+    """The entry read for a change, unless it belongs to another user than a user token's (404, as if absent)."""
+    loaded = await uow.load_entry(caller.tenant.id, entry_id)
+    if loaded.row is not None and not caller.acts_for(loaded.row.user):
+        raise not_found(f"entry {entry_id}")
+    return loaded
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -54,15 +64,17 @@ async def put_entry(
     """Upsert an entry. It is pushed to JIRA asynchronously; an identical or stale PUT changes nothing.
     A user token may write its own user's entries only (another `user` → 403, another user's entry → 404)."""
     caller.require(entry.user, field="user")
-    row = await repo.get_entry(uow.session, caller.tenant.id, entry_id, lock=True)
-    if row is not None and not caller.acts_for(row.user):
-        raise not_found(f"entry {entry_id}")
+    change = entry.command()
+
+    async def accept() -> svc.Accepted:
+        loaded = await _load_own(uow, caller, entry_id)
+        return await svc.accept_change(uow, caller.tenant, entry_id, change, priority=Priority.USER, loaded=loaded)
+
     try:
-        result = await svc.accept_change(uow, caller.tenant, entry_id, entry.command(), priority=Priority.USER,
-                                         row=row, row_looked_up=True)
+        result = await uow.run(accept)
     except svc.UnknownInstance as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    await uow.commit()
+    assert result.row is not None
     return entry_view(result.row)
 
 
@@ -84,14 +96,15 @@ async def delete_entry(
     updated_at: Annotated[datetime | None, Query(description="orders the deletion among changes")] = None,
 ) -> dict[str, Any]:
     """The entry stays readable with status `deleted` once its worklog is gone from JIRA."""
-    row = await repo.get_entry(uow.session, caller.tenant.id, entry_id, lock=True)
-    if row is None or not caller.acts_for(row.user):
+
+    async def accept() -> svc.Accepted | None:
+        loaded = await _load_own(uow, caller, entry_id)
+        return await svc.accept_delete(uow, caller.tenant, entry_id, updated_at=updated_at, priority=Priority.USER,
+                                       loaded=loaded)
+
+    result = await uow.run(accept)
+    if result is None or result.row is None:
         raise not_found(f"entry {entry_id}")
-    result = await svc.accept_delete(uow, caller.tenant, entry_id, updated_at=updated_at, priority=Priority.USER,
-                                     row=row)
-    if result is None:
-        raise not_found(f"entry {entry_id}")
-    await uow.commit()
     return entry_view(result.row)
 
 
@@ -152,23 +165,25 @@ async def batch(body: BatchIn, uow: UnitOfWorkDep, caller: CallerDep) -> dict[st
         results.append(BatchItemResult(id=str(item.id), status="accepted"))
     # the last occurrence of an id in one batch wins, as if sent one after another
     latest: dict[str, BatchEntryIn] = {str(item.id): item for item in valid}
-    routes = await repo.instance_routes(uow.session, tenant.id)
-    rows = await repo.get_entries(uow.session, tenant.id, sorted(latest), lock=True)
-    now = now_utc()
-    for entry_id, item in latest.items():
-        if entry_id in rows and not caller.acts_for(rows[entry_id].user):
-            _reject(results, entry_id, f"entry {entry_id} not found")
-            continue
-        try:
-            result = await svc.accept_change(
-                uow, tenant, entry_id, item.command(), priority=Priority.BATCH, routes=routes,
-                row=rows.get(entry_id), row_looked_up=True, now=now,
-            )
-        except svc.UnknownInstance as exc:
-            _reject(results, entry_id, str(exc))
-            continue
-        rows[entry_id] = result.row
-    await uow.commit()
+
+    async def change() -> dict[str, str]:
+        loaded = await uow.load_entries_locked(tenant.id, sorted(latest))
+        now = now_utc()
+        refused: dict[str, str] = {}
+        for entry_id, item in latest.items():
+            found = loaded[entry_id].row
+            if found is not None and not caller.acts_for(found.user):
+                refused[entry_id] = f"entry {entry_id} not found"
+                continue
+            try:
+                await svc.accept_change(uow, tenant, entry_id, item.command(), priority=Priority.BATCH,
+                                        loaded=loaded[entry_id], now=now)
+            except svc.UnknownInstance as exc:
+                refused[entry_id] = str(exc)
+        return refused
+
+    for entry_id, error in (await uow.run(change)).items():
+        _reject(results, entry_id, error)
     return {"accepted": sum(r.status == "accepted" for r in results), "results": results}
 
 

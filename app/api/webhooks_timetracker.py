@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field, ValidationError
 from app.api.deps import BoxDep, TenantByIdCacheDep, UnitOfWorkDep, enforce_tenant_rate
 from app.api.schemas.common import error_responses
 from app.api.schemas.entries import EntryId, EntryIn, IntegerEntryId
-from app.db.repositories import entries as repo
 from app.db.repositories.tenants import get_tenant
 from app.domain.entry import ChangeOutcome
 from app.domain.priority import Priority
@@ -64,10 +63,9 @@ async def timetracker_webhook(
         tid = uuid.UUID(tenant_id)
     except ValueError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found") from None
-    session = uow.session
     tenant = tenants.get(tid)
     if tenant is None:
-        tenant = await get_tenant(session, tid)
+        tenant = await get_tenant(uow.session, tid)
         if tenant is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "tenant not found")
         tenants.put(tid, tenant)
@@ -80,10 +78,6 @@ async def timetracker_webhook(
     if not x_timetracker_delivery or not x_timetracker_delivery.strip():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-TimeTracker-Delivery header is required")
     delivery = x_timetracker_delivery.strip()
-    # remembered first, in this transaction: a copy delivered before (or committing meanwhile) makes this one a
-    # duplicate without a separate look-up; if this delivery is then rejected, the rollback forgets it again
-    if not await repo.remember_delivery(session, tenant.id, delivery):
-        return JSONResponse({"duplicate": True}, status_code=200)
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -98,18 +92,26 @@ async def timetracker_webhook(
             entry_id, data = str(item.id), item
     except ValidationError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _problem(exc, "entry.")) from None
-    try:
+
+    async def accept() -> svc.Accepted | None:
+        # the delivery id is recorded with what the change writes (or alone, when it writes nothing): a copy
+        # accepted before, or committing meanwhile, makes this one a duplicate; a rejected one is not remembered
         if data is None:
-            result = await svc.accept_delete(uow, tenant, entry_id, updated_at=deleted.updated_at,
-                                             priority=Priority.USER)
-        else:
-            result = await svc.accept_change(uow, tenant, entry_id, data.command(), priority=Priority.USER)
+            return await svc.accept_delete(uow, tenant, entry_id, updated_at=deleted.updated_at,
+                                           priority=Priority.USER, delivery_id=delivery)
+        return await svc.accept_change(uow, tenant, entry_id, data.command(), priority=Priority.USER,
+                                       delivery_id=delivery)
+
+    try:
+        result = await uow.run(accept)
     except svc.UnknownInstance as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"entry.{exc}") from None
-    await uow.commit()
+    if result is not None and result.duplicate:
+        return JSONResponse({"duplicate": True}, status_code=200)
     if result is None:
         return JSONResponse({"accepted": True, "entry": None, "note": "unknown entry: nothing to delete"},
                             status_code=202)
     if result.outcome is ChangeOutcome.STALE:
         return JSONResponse({"stale": True}, status_code=200)
+    assert result.row is not None
     return JSONResponse({"accepted": True, "entry": entry_view(result.row)}, status_code=202)

@@ -15,6 +15,7 @@ from app.clock import now_utc
 from app.db.models import EntryRow, Tenant
 from app.db.repositories import activity as activity_repo
 from app.db.repositories import entries as repo
+from app.db.repositories.entries import LoadedEntry
 from app.domain.commands import ChangeEntry
 from app.domain.conflict import Winner, close_conflict
 from app.domain.entry import (
@@ -37,8 +38,9 @@ class UnknownInstance(ValueError):
 
 @dataclass
 class Accepted:
-    row: EntryRow
+    row: EntryRow | None  # None only for a duplicate delivery of an entry that does not exist
     outcome: ChangeOutcome
+    duplicate: bool = False  # this webhook delivery was accepted before: nothing was done
 
 
 def resolve_instance(ref: str | None, routes: list[InstanceRoute]) -> uuid.UUID | None:
@@ -69,26 +71,25 @@ def _apply_intent(entry: EntrySync, *, routes: list[InstanceRoute], priority: Pr
 
 async def accept_change(
     uow: UnitOfWork, tenant: Tenant, entry_id: str, change: ChangeEntry, *, priority: Priority,
-    routes: list[InstanceRoute] | None = None, row: EntryRow | None = None, row_looked_up: bool = False,
-    now: datetime | None = None,
+    loaded: LoadedEntry | None = None, delivery_id: str | None = None, now: datetime | None = None,
 ) -> Accepted:
     """Upsert one entry. Stale changes and identical ones change nothing and push nothing.
 
-    `row` is the entry as already read (locked) by the caller; with `row_looked_up` a None `row` means the
-    caller found no such entry, so it is not looked up again (a batch reads all its rows in one query).
+    `loaded` is the entry as already read by the caller (a batch reads all its entries at once); otherwise it
+    is read here, and with `delivery_id` an accepted delivery before is answered `duplicate`. Commit with
+    `uow.run`, which runs the change again if the entry changed meanwhile.
     """
-    session = uow.session
     now = now or now_utc()
-    if routes is None and change.jira_instance is not None and change.jira_instance.strip():
-        routes = await repo.instance_routes(session, tenant.id)
-    requested = resolve_instance(change.jira_instance, routes or [])
+    loaded = loaded or await uow.load_entry(tenant.id, entry_id, delivery_id=delivery_id)
+    row = loaded.row
+    if loaded.delivered:
+        return Accepted(row, ChangeOutcome.UNCHANGED, duplicate=True)
+    requested = resolve_instance(change.jira_instance, loaded.routes)
     incoming = EntryContent(
         change.user, change.ticket, change.day, change.start, change.duration,
         change.timezone or tenant.timezone or "UTC", change.description, change.activity, requested,
     )
     stamp = change.updated_at or now
-    if row is None and not row_looked_up:
-        row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
     outcome = classify_change(
         stored_updated_at=row.updated_at if row else None,
         stored=content_of(row) if row else None,
@@ -98,12 +99,12 @@ async def accept_change(
     if row is not None and outcome is ChangeOutcome.STALE:
         return Accepted(row, outcome)
     if row is not None and outcome is ChangeOutcome.UNCHANGED:
-        row.updated_at = stamp
+        if row.updated_at != stamp:
+            row.updated_at = stamp
+            uow.save(row)
         return Accepted(row, outcome)
-    if routes is None:  # only now: a stale or identical change never needs them
-        routes = await repo.instance_routes(session, tenant.id)
     if row is None:
-        row = repo.new_entry(session, tenant.id, entry_id, now=now)
+        row = uow.new_entry(tenant.id, entry_id, now=now)
     row.user, row.ticket, row.date, row.start = incoming.user, incoming.ticket, incoming.day, incoming.start
     row.duration, row.timezone = incoming.duration, incoming.timezone
     row.description, row.activity, row.requested_instance_id = incoming.description, incoming.activity, requested
@@ -113,7 +114,7 @@ async def accept_change(
     row.version = (row.version or 0) + 1
     entry = uow.entry(row, now=now)
     await _local_change_settles_conflict(uow, entry)
-    _apply_intent(entry, routes=routes, priority=priority, content_changed=True)
+    _apply_intent(entry, routes=loaded.routes, priority=priority, content_changed=True)
     return Accepted(row, outcome)
 
 
@@ -127,21 +128,24 @@ async def _local_change_settles_conflict(uow: UnitOfWork, entry: EntrySync) -> N
 
 async def accept_delete(
     uow: UnitOfWork, tenant: Tenant, entry_id: str, *, updated_at: datetime | None, priority: Priority,
-    now: datetime | None = None, row: EntryRow | None = None,
+    loaded: LoadedEntry | None = None, delivery_id: str | None = None, now: datetime | None = None,
 ) -> Accepted | None:
-    """Mark an entry deleted; its worklog is removed by the push. None when the entry is unknown.
-    `row` is the entry as already read (locked) by the caller, if it was."""
-    session = uow.session
+    """Mark an entry deleted; its worklog is removed by the push. None when the entry is unknown. `loaded` and
+    `delivery_id` as for `accept_change`; commit with `uow.run`, as `accept_change`."""
     now = now or now_utc()
-    if row is None:
-        row = await repo.get_entry(session, tenant.id, entry_id, lock=True)
+    loaded = loaded or await uow.load_entry(tenant.id, entry_id, delivery_id=delivery_id)
+    row = loaded.row
+    if loaded.delivered:
+        return Accepted(row, ChangeOutcome.UNCHANGED, duplicate=True)
     if row is None:
         return None
     stamp = updated_at or now
     if stamp < row.updated_at:
         return Accepted(row, ChangeOutcome.STALE)
     if row.is_deleted:
-        row.updated_at = stamp
+        if row.updated_at != stamp:
+            row.updated_at = stamp
+            uow.save(row)
         return Accepted(row, ChangeOutcome.UNCHANGED)
     row.is_deleted = True
     row.updated_at = stamp
@@ -149,8 +153,7 @@ async def accept_delete(
     row.version += 1
     entry = uow.entry(row, now=now)
     await _local_change_settles_conflict(uow, entry)
-    routes = await repo.instance_routes(session, tenant.id)
-    _apply_intent(entry, routes=routes, priority=priority, content_changed=True)
+    _apply_intent(entry, routes=loaded.routes, priority=priority, content_changed=True)
     return Accepted(row, ChangeOutcome.UPDATED)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +43,162 @@ def new_entry(session: AsyncSession, tenant_id: uuid.UUID, entry_id: str, *, now
     )
     session.add(row)
     return row
+
+
+# -- an entry change written in one statement -------------------------------------------------------------------
+# TimeTracker's single-entry changes (PUT, the webhook) read the entry without a lock and write it back, with its
+# feed records and the webhook's delivery id, in one statement guarded by the version read (PostgreSQL's `xmin`,
+# new with every update of the row): outside a transaction that is two round trips per change, none of them
+# waiting for another writer. A write that finds the entry changed meanwhile writes nothing; the unit of work then
+# runs the change again on what is there now (`app.services.unit_of_work.UnitOfWork.run`).
+
+# The statements are text built once at import from the model's own column names (ruff's S608 is silenced for
+# them): every value is a bind parameter.
+_ENTRY_TABLE = cast(Table, EntryRow.__table__)
+_COLUMNS = tuple(c.name for c in _ENTRY_TABLE.columns)
+_KEY = ("tenant_id", "id")
+_SET = tuple(c for c in _COLUMNS if c not in _KEY)
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+@dataclass
+class LoadedEntry:
+    """An entry as read for a change (None: no such entry), detached from any session, with what deciding the
+    change needs: the tenant's routes, and whether this webhook delivery was accepted before."""
+
+    row: EntryRow | None
+    version: str | None  # the row version read (`xmin`): the write's guard
+    routes: list[InstanceRoute]
+    delivered: bool = False
+
+
+NOTHING = text("SELECT 1")  # a statement that only opens the session's transaction
+
+_ROUTES_JSON = ("(SELECT coalesce(json_agg(json_build_array(i.id, i.name, i.project_keys)), '[]'::json) "
+                "FROM jira_instances i WHERE i.tenant_id = $1)")
+_LOAD_ONE = (
+    f"SELECT {', '.join('e.' + _q(c) for c in _COLUMNS)}, e.xmin::text AS row_version, {_ROUTES_JSON} AS routes, "  # noqa: S608
+    "($3::text IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_deliveries d "
+    "WHERE d.tenant_id = $1 AND d.delivery_id = $3)) AS delivered "
+    "FROM (SELECT 1) AS one LEFT JOIN entries e ON e.tenant_id = $1 AND e.id = $2"
+)
+_LOAD_MANY_LOCKED = (
+    f"SELECT {', '.join(_q(c) for c in _COLUMNS)}, xmin::text AS row_version FROM entries "  # noqa: S608
+    "WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE"  # a stable lock order: no deadlocks
+)
+_LOAD_ROUTES = f"SELECT {_ROUTES_JSON}"
+# $1 tenant, $2 id, then the other columns; the last three: the version read, the feed records, the delivery id
+_N = len(_COLUMNS)
+_FEED_AND_DELIVERY = (
+    ", fed AS (INSERT INTO changes (tenant_id, entry_id, \"user\", kind, entry) "  # noqa: S608
+    "SELECT $1, $2, f.rec->'entry'->>'user', f.rec->>'kind', f.rec->'entry' "
+    f"FROM written, jsonb_array_elements(${_N + 2}::jsonb) WITH ORDINALITY AS f(rec, n) ORDER BY f.n), "
+    "delivered AS (INSERT INTO webhook_deliveries (tenant_id, delivery_id) "
+    f"SELECT $1, ${_N + 3}::text FROM written WHERE ${_N + 3}::text IS NOT NULL ON CONFLICT DO NOTHING) "
+    "SELECT count(*) FROM written"
+)
+_UPDATE_ONE = (
+    "WITH written AS (UPDATE entries SET "  # noqa: S608
+    + ", ".join(f"{_q(c)} = ${i + 3}" for i, c in enumerate(_SET))
+    + f" WHERE tenant_id = $1 AND id = $2 AND xmin = ${_N + 1}::text::xid RETURNING 1)" + _FEED_AND_DELIVERY
+)
+_INSERT_ONE = (
+    f"WITH written AS (INSERT INTO entries ({', '.join(_q(c) for c in (*_KEY, *_SET))}) "  # noqa: S608
+    f"VALUES ({', '.join(f'${i + 1}' for i in range(_N))}) ON CONFLICT (tenant_id, id) DO NOTHING "
+    f"RETURNING ${_N + 1}::text IS NULL)"  # the version read (none) is a parameter here too
+    + _FEED_AND_DELIVERY
+)
+_REMEMBER_DELIVERY_ALONE = ("INSERT INTO webhook_deliveries (tenant_id, delivery_id) VALUES ($1, $2) "
+                            "ON CONFLICT DO NOTHING RETURNING 1")
+
+
+def _routes(value: Any) -> list[InstanceRoute]:
+    items = json.loads(value) if isinstance(value, str) else value
+    return [InstanceRoute(uuid.UUID(i), name, keys or []) for i, name, keys in items]
+
+
+def _detached(record: Any) -> EntryRow | None:
+    if record["id"] is None:
+        return None
+    return EntryRow(**{c: record[c] for c in _COLUMNS})
+
+
+async def load_for_change(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, entry_id: str, *, delivery_id: str | None = None
+) -> LoadedEntry:
+    """One round trip: the entry (unlocked), its version, the tenant's routes, and whether `delivery_id` was
+    accepted before."""
+    record = await conn.fetchrow(_LOAD_ONE, tenant_id, entry_id, delivery_id)
+    row = _detached(record)
+    return LoadedEntry(row, record["row_version"] if row else None, _routes(record["routes"]),
+                       bool(record["delivered"]))
+
+
+async def load_many_locked(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, entry_ids: Sequence[str]
+) -> dict[str, LoadedEntry]:
+    """Entries of one tenant, locked until the caller's transaction ends (which must be open), by id; ids without
+    an entry map to an empty one. All share one routes list."""
+    routes = _routes(await conn.fetchval(_LOAD_ROUTES, tenant_id))
+    found = {r["id"]: r for r in await conn.fetch(_LOAD_MANY_LOCKED, tenant_id, list(entry_ids))}
+    return {i: LoadedEntry(_detached(found[i]), found[i]["row_version"], routes) if i in found
+            else LoadedEntry(None, None, routes) for i in entry_ids}
+
+
+def new_detached_entry(tenant_id: uuid.UUID, entry_id: str, *, now: datetime) -> EntryRow:
+    """A new entry, in no session (`write_entry` inserts it): no content yet, pending, never pushed."""
+    return EntryRow(
+        tenant_id=tenant_id, id=entry_id, version=0, synced_version=0, sync_status=SyncStatus.PENDING, attempts=0,
+        is_deleted=False, create_unconfirmed=False, created_at=now, priority=0,
+    )
+
+
+def _write_args(row: EntryRow, version: str | None, feed: list[tuple[str, dict[str, Any]]],
+                delivery_id: str | None) -> tuple[str, list[Any]]:
+    values = [row.tenant_id, row.id, *(getattr(row, c) for c in _SET)]
+    records = json.dumps([{"kind": kind, "entry": view} for kind, view in feed])
+    return (_INSERT_ONE if version is None else _UPDATE_ONE), [*values, version, records, delivery_id]
+
+
+async def write_entry(
+    conn: asyncpg.Connection, row: EntryRow, *, version: str | None, feed: list[tuple[str, dict[str, Any]]],
+    delivery_id: str | None = None,
+) -> bool:
+    """Insert (`version` None) or update the entry with its feed records (kind, entry view) and the delivery id, in
+    one statement; False (nothing written) when the entry changed since it was read at `version`, or was created
+    meanwhile."""
+    sql, args = _write_args(row, version, feed, delivery_id)
+    return bool(await conn.fetchval(sql, *args))
+
+
+_CREATED_BY_OTHERS = ("SELECT count(*) FROM entries WHERE tenant_id = $1 AND id = ANY($2::text[]) "
+                      "AND xmin <> pg_current_xact_id()::xid")
+
+
+async def write_entries_locked(
+    conn: asyncpg.Connection, writes: Sequence[tuple[EntryRow, str | None, list[tuple[str, dict[str, Any]]]]]
+) -> bool:
+    """Several entries of one tenant read with `load_many_locked` in the transaction still open, pipelined (one
+    round trip for all). The ones read are locked, so their guards hold; False when one the read did not find was
+    created by someone else meanwhile (nothing of it was written: run the change again)."""
+    if not writes:
+        return True
+    inserts = [_write_args(row, None, feed, None)[1] for row, version, feed in writes if version is None]
+    updates = [_write_args(row, version, feed, None)[1] for row, version, feed in writes if version is not None]
+    if updates:
+        await conn.executemany(_UPDATE_ONE, updates)
+    if not inserts:
+        return True
+    await conn.executemany(_INSERT_ONE, inserts)
+    return not await conn.fetchval(_CREATED_BY_OTHERS, writes[0][0].tenant_id, [args[1] for args in inserts])
+
+
+async def remember_delivery_alone(conn: asyncpg.Connection, tenant_id: uuid.UUID, delivery_id: str) -> bool:
+    """Record a webhook delivery that wrote no entry (stale, unknown entry); False when it was recorded before."""
+    return await conn.fetchval(_REMEMBER_DELIVERY_ALONE, tenant_id, delivery_id) is not None
 
 
 async def get_entries(

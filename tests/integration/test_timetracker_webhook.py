@@ -88,6 +88,21 @@ async def test_replayed_delivery_is_duplicate_without_effect(api, tenant):
     assert (await entry_of(api, tenant)).json()["duration"] == 30
 
 
+async def test_copies_of_one_delivery_at_once_apply_it_once(api, tenant):
+    """TimeTracker retrying while its first attempt is still in flight: one copy is accepted, every other one is a
+    duplicate (one of them may lose the race to write and run again: it then finds the delivery recorded)."""
+    import asyncio
+
+    body = event(id="race", duration=30)
+    answers = await asyncio.gather(*(send(api, tenant, body, delivery="d-race") for _ in range(8)))
+    assert sorted(r.status_code for r in answers) == [200] * 7 + [202]
+    assert all(r.json() == {"duplicate": True} for r in answers if r.status_code == 200)
+    stale = await asyncio.gather(*(send(api, tenant, event(id="race", duration=10, updated_at="2026-11-01T00:00:00Z"),
+                                        delivery="d-stale") for _ in range(4)))
+    assert sorted(r.json().get("stale", False) for r in stale) == [False] * 3 + [True]
+    assert (await entry_of(api, tenant, "race")).json()["duration"] == 30
+
+
 async def test_rejected_delivery_is_not_remembered(api, tenant):
     assert (await send(api, tenant, event(duration=-1), delivery="d-2")).status_code == 422
     assert (await send(api, tenant, event(duration=20), delivery="d-2")).status_code == 202

@@ -81,3 +81,42 @@ async def test_a_due_entry_is_queued_on_the_real_queue(app, api, tenant) -> None
     finally:
         await queue.zrem(queue.default_queue_name, push_job_id(tenant.tenant_id, "u3"))
         await queue.delete(job_key)
+
+
+async def test_a_change_that_lost_the_race_runs_again_on_what_is_there_now(app, api, tenant) -> None:  # type: ignore[no-untyped-def]
+    """A PUT reads its entry without a lock; when a push records a worklog between that read and the write, the
+    write finds the entry changed, writes nothing, and the change runs again: the worklog stays known."""
+    from datetime import date, time
+
+    from app.db.repositories.tenants import get_tenant
+    from app.domain.commands import ChangeEntry
+    from app.domain.priority import Priority
+    from app.services import entries as svc
+
+    await _skipped_entry(api, tenant, "u4")
+    reads = 0
+    async with app.state.sessionmaker() as session:
+        tenant_row = await get_tenant(session, tenant.tenant_id)
+    change = ChangeEntry(user="jdoe", ticket="NOPE-1", day=date(2026, 11, 25), start=time(9), duration=45,
+                         timezone=None, description="longer", activity=None, jira_instance=None, updated_at=None)
+    async with UnitOfWork.open(app.state.sessionmaker, app.state.queue) as uow:
+
+        async def put() -> svc.Accepted:
+            nonlocal reads
+            reads += 1
+            result = await svc.accept_change(uow, tenant_row, "u4", change, priority=Priority.USER)
+            if reads == 1:  # meanwhile a worker records the worklog it wrote
+                async with UnitOfWork.open(app.state.sessionmaker) as worker:
+                    worker.entry(await _locked(worker, tenant, "u4")).record_written(
+                        worklog_id="10042", instance_id=None, issue="NOPE-1", written=None,  # type: ignore[arg-type]
+                        remote_updated_ms=None)
+                    await worker.commit()
+            return result
+
+        result = await uow.run(put)
+    assert reads == 2
+    assert result.row is not None and result.row.duration == 45 and result.row.worklog_id == "10042"
+    async with app.state.sessionmaker() as session:
+        row = (await session.execute(select(EntryRow).where(
+            EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == "u4"))).scalar_one()
+    assert (row.duration, row.description, row.worklog_id) == (45, "longer", "10042")

@@ -90,3 +90,34 @@ async def test_sync_queue_length_reports_every_known_instance_with_zeros(app: An
     text = (await api.get("/metrics")).text
     for priority in ("user", "batch"):
         assert f'sync_queue_length{{instance="{instance_id}",priority="{priority}"}} 0.0' in text
+
+
+async def test_api_processes_ask_redis_for_admissions_ahead_and_never_admit_more_than_the_rate(redis: Any) -> None:
+    """Two API processes of one tenant at 100/s (bursts of 200): each asks Redis for a twentieth of a second's worth
+    at once (one round trip per five requests), and together they admit no more than the tenant's budget."""
+    import time
+
+    first, second = TenantRateLimit(redis, 100), TenantRateLimit(redis, 100)
+    calls = 0
+    for limit in (first, second):
+        script = limit._script
+
+        async def counted(*args: Any, _script: Any = script, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await _script(*args, **kwargs)
+
+        limit._script = counted  # type: ignore[assignment]
+    tenant_id = uuid.uuid4()
+    started = time.monotonic()
+    admitted = 0
+    for _ in range(90):  # inside the burst: everything is admitted
+        admitted += sum([await limit.check(tenant_id) is None for limit in (first, second)])
+    assert admitted == 180 and calls <= 180 // 5 + 2
+    refused = 0
+    for _ in range(200):  # past the burst: refusals, and never more admitted than the budget so far
+        refused += sum([await limit.check(tenant_id) is not None for limit in (first, second)])
+    admitted += 400 - refused
+    # what Redis granted and nobody used yet (at most one twentieth of a second's rate per process) counts too
+    assert refused > 0
+    assert admitted <= 200 + 100 * (time.monotonic() - started) + 2 * 5

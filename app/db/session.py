@@ -8,11 +8,13 @@ from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+    """`pool_size` connections kept open, `max_overflow` (default: as many) opened when all are busy and closed
+    when returned."""
     engine = create_async_engine(
         database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=1800,
     )
     event.listen(engine.sync_engine.pool, "checkout", _closed_connections_are_replaced)

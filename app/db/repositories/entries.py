@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,6 +59,7 @@ _ENTRY_TABLE = cast(Table, EntryRow.__table__)
 _COLUMNS = tuple(c.name for c in _ENTRY_TABLE.columns)
 _KEY = ("tenant_id", "id")
 _SET = tuple(c for c in _COLUMNS if c not in _KEY)
+_JSON = frozenset(c.name for c in _ENTRY_TABLE.columns if isinstance(c.type, JSONB))  # sent as JSON text
 
 
 def _q(name: str) -> str:
@@ -156,9 +158,14 @@ def new_detached_entry(tenant_id: uuid.UUID, entry_id: str, *, now: datetime) ->
     )
 
 
+def _value(row: EntryRow, column: str) -> Any:
+    value = getattr(row, column)
+    return json.dumps(value) if column in _JSON and value is not None else value
+
+
 def _write_args(row: EntryRow, version: str | None, feed: list[tuple[str, dict[str, Any]]],
                 delivery_id: str | None) -> tuple[str, list[Any]]:
-    values = [row.tenant_id, row.id, *(getattr(row, c) for c in _SET)]
+    values = [row.tenant_id, row.id, *(_value(row, c) for c in _SET)]
     records = json.dumps([{"kind": kind, "entry": view} for kind, view in feed])
     return (_INSERT_ONE if version is None else _UPDATE_ONE), [*values, version, records, delivery_id]
 

@@ -34,14 +34,19 @@ BACKFILL = 10_000
 BATCH = 1000
 
 
+def _generator(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "bench.loadgen", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def loadgen(bench: Bench, tenant: Tenant | list[Tenant], **spec: Any) -> dict[str, Any]:
     """Run the load generator in its own process against the API and return its figures."""
     tenants = tenant if isinstance(tenant, list) else [tenant]
-    full = {"url": bench.api_url, "tenants": [{"api_key": t.api_key, "tenant_id": t.tenant_id,
-                                               "webhook_secret": t.webhook_secret} for t in tenants], **spec}
-    out = subprocess.run([sys.executable, "-m", "bench.loadgen", json.dumps(full)], cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=600).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    return _generator(json.dumps({"url": bench.api_url, **spec, "tenants": [
+        {"api_key": t.api_key, "tenant_id": t.tenant_id, "webhook_secret": t.webhook_secret} for t in tenants]}))
 
 
 def _cpu_seconds(procs: list[psutil.Process], *, with_exited_children: bool = False) -> float:
@@ -146,9 +151,7 @@ def backfill(bench: Bench, tenant: Tenant, n: int) -> dict[str, Any]:
 
 
 def run(bench: Bench, *, quick: bool) -> dict[str, Any]:
-    generator = json.loads(subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", "selftest", "webhook"], cwd=ROOT, check=True, capture_output=True,
-        text=True, timeout=300).stdout.strip().splitlines()[-1])
+    generator = _generator("selftest", "webhook")
     tenants = make_tenants(bench, TENANTS)
     n = 600 if quick else 3000
     seconds = 3 if quick else 10

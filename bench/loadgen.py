@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import time
 import uuid
@@ -280,7 +281,15 @@ def selftest(kind: str = "put", seconds: float = 3.0) -> dict[str, Any]:
     server = multiprocessing.get_context("spawn").Process(target=_serve_answers, args=(port,), daemon=True)
     server.start()
     try:
-        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while True:  # until the server listens (spawning a process takes a while on a busy machine)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or not server.is_alive():
+                    raise
+                time.sleep(0.1)
         spec = {"url": f"http://127.0.0.1:{port}", "api_key": "k", "tenant_id": str(uuid.uuid4()),
                 "webhook_secret": "s", "kind": kind, "prefix": "self", "mode": "closed", "n": int(20000 * seconds),
                 "concurrency": 64}

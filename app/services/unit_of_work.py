@@ -134,7 +134,9 @@ class UnitOfWork:
         return result
 
     async def rollback(self) -> None:
-        """Forget everything of this unit of work that is not committed."""
+        """Forget everything of this unit of work that is not committed. Rows read before stay as they were read
+        (detached), so what the request looked up (its tenant) stays usable; the next attempt reads afresh."""
+        self.session.expunge_all()
         await self.session.rollback()
         self._feed, self._pushes, self._versions, self._to_write = [], {}, {}, {}
         self._delivery, self._locked = None, False

@@ -95,11 +95,12 @@ async def test_a_change_that_lost_the_race_runs_again_on_what_is_there_now(app, 
 
     await _skipped_entry(api, tenant, "u4")
     reads = 0
-    async with app.state.sessionmaker() as session:
-        tenant_row = await get_tenant(session, tenant.tenant_id)
     change = ChangeEntry(user="jdoe", ticket="NOPE-1", day=date(2026, 11, 25), start=time(9), duration=45,
                          timezone=None, description="longer", activity=None, jira_instance=None, updated_at=None)
     async with UnitOfWork.open(app.state.sessionmaker, app.state.queue) as uow:
+        # looked up in the unit of work's own session, as the webhook does: it stays usable after the rollback
+        tenant_row = await get_tenant(uow.session, tenant.tenant_id)
+        assert tenant_row is not None
 
         async def put() -> svc.Accepted:
             nonlocal reads
@@ -114,7 +115,7 @@ async def test_a_change_that_lost_the_race_runs_again_on_what_is_there_now(app, 
             return result
 
         result = await uow.run(put)
-    assert reads == 2
+    assert reads == 2 and tenant_row.id == tenant.tenant_id
     assert result.row is not None and result.row.duration == 45 and result.row.worklog_id == "10042"
     async with app.state.sessionmaker() as session:
         row = (await session.execute(select(EntryRow).where(

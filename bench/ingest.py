@@ -15,6 +15,7 @@ does nothing.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -74,7 +75,7 @@ class Meter:
 
     def sample(self) -> dict[str, Any]:
         backends = self.postmaster.children(recursive=True)
-        stats = self.redis.info("commandstats")
+        stats: dict[str, Any] = self.redis.info("commandstats")  # type: ignore[assignment]
         return {
             "api": _cpu_seconds(self.api),
             "postgres": _cpu_seconds([self.postmaster], with_exited_children=True) + _cpu_seconds(backends),
@@ -189,6 +190,17 @@ def backfill_met(b: dict[str, Any]) -> bool:
     return b["total_s"] < 5 and b["rss_growth_mb"] < 10
 
 
+def cpu_ms_per_change(run: dict[str, Any]) -> float:
+    """CPU every process spent per accepted change: API, PostgreSQL, Redis and the load generator."""
+    return (run["api_cpu_ms_per_change"] + run["postgres_cpu_ms_per_change"] + run["redis_cpu_ms_per_change"]
+            + run["loadgen_cpu_s"] * 1000 / max(1, run["accepted"]))
+
+
+def ceiling(run: dict[str, Any]) -> float:
+    """Changes per second this machine's cores could accept at that CPU per change, with nothing else running."""
+    return 1000 * (os.cpu_count() or 1) / max(0.001, cpu_ms_per_change(run))
+
+
 def report_section(r: dict[str, Any]) -> str:
     g = r["generator"]
     rows = []
@@ -206,11 +218,13 @@ def report_section(r: dict[str, Any]) -> str:
             f"{run['api_cpu_ms_per_change']:.2f} ({run['api_cpu_pct']:.0f}%)",
             f"{run['postgres_cpu_ms_per_change']:.2f}",
             f"{run['redis_cpu_ms_per_change']:.2f}", f"{run['redis_commands_per_change']:.2f}",
+            f"{ceiling(run):.0f}/s",
             f"{run['loadgen_cpu_pct']:.0f}%", " / ".join(map(str, run["load_avg_before"])), target, verdict,
         ])
     head = ["request", "load", "requests", "accepted/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors",
             "API CPU ms/change (all processes, % of one core)", "PostgreSQL CPU ms/change", "Redis CPU ms/change",
-            "Redis commands/change", "load generator CPU", "load average before", "target", "verdict"]
+            "Redis commands/change", "CPU ceiling (cores ÷ CPU per change)", "load generator CPU",
+            "load average before", "target", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
              *("| " + " | ".join(row) + " |" for row in rows)]
     commands = "; ".join(

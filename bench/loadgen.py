@@ -300,7 +300,7 @@ def selftest(kind: str = "put", seconds: float = 3.0) -> dict[str, Any]:
 
 def main() -> None:
     if sys.argv[1] == "selftest":
-        print(json.dumps(selftest(*(sys.argv[2:3] or ["put"]))))
+        print(json.dumps(selftest(sys.argv[2] if len(sys.argv) > 2 else "put")))
         return
     print(json.dumps(uvloop.run(drive(json.loads(sys.argv[1])))))
 

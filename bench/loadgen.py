@@ -78,6 +78,21 @@ def build_requests(spec: dict[str, Any], count: int, host: str) -> list[bytes]:
     return out
 
 
+def _next_message(buf: bytes) -> tuple[bytes, int] | None:
+    """The head of the first complete HTTP/1.1 message in `buf` and its whole size (head, blank line, body), or
+    None while it is incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head, length = buf[:end], 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    size = end + 4 + length
+    return (head, size) if len(buf) >= size else None
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time; calls `done(status)` per complete answer."""
 
@@ -99,22 +114,11 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end]
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            status = head[9:12].decode()
-            self.buf = self.buf[end + 4 + length:]
+        while message := _next_message(self.buf):
+            head, size = message
+            self.buf = self.buf[size:]
             self.busy = False
-            self.gen.done(self, status)
+            self.gen.done(self, head[9:12].decode())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.busy:
@@ -248,18 +252,8 @@ class _Answer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            length = 0
-            for line in self.buf[:end].split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            self.buf = self.buf[end + 4 + length:]
+        while message := _next_message(self.buf):
+            self.buf = self.buf[message[1]:]
             self.transport.write(self.REPLY)
 
 

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     jira_max_response_bytes: int = Field(8_388_608, ge=1024)
     jira_max_connections_per_instance: int = Field(10, ge=1, le=1000)
     metrics_token: str = Field("", repr=False)
+    # CONTRACT section 12: Jira Cloud through the service's one OAuth 2.0 (3LO) app
+    atlassian_client_id: str = ""
+    atlassian_client_secret: str = Field("", repr=False)
+    atlassian_auth_url: str = "https://auth.atlassian.com"
+    atlassian_api_url: str = "https://api.atlassian.com"
+    atlassian_points_per_hour: int = Field(65_000, ge=1)
 
     @property
     def push_job_timeout_seconds(self) -> float:
@@ -142,7 +148,12 @@ class Settings(BaseSettings):
             return parse_networks(v)
         return v
 
-    @field_validator("public_base_url")
+    @property
+    def atlassian_app_configured(self) -> bool:
+        """Whether Jira Cloud sites can be connected (the 3LO app's id and secret are both set)."""
+        return bool(self.atlassian_client_id.strip() and self.atlassian_client_secret.strip())
+
+    @field_validator("public_base_url", "atlassian_auth_url", "atlassian_api_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):

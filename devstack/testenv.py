@@ -9,10 +9,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.servers import Server, start_postgres, start_redis
+from devstack.servers import Server, free_port, start_postgres, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR_NETWORK = "127.0.0.1/32"
+# the service's 3LO app as the simulator registers it (CONTRACT 12): a session's simulator serves Atlassian's platform
+# on the port the stack reserved for it (`TestStack.sim_port`), where ATLASSIAN_AUTH_URL and _API_URL point
+ATLASSIAN_TEST_CLIENT_ID = "tt-test-app"
 # how every API process here is served: uvicorn's h11 parser refuses a request head over 16 KiB, httptools (its
 # default with uvicorn[standard]) has no such limit (docs/security.md; the image sets UVICORN_HTTP=h11)
 API_SERVER_ARGS = ("--http", "h11")
@@ -23,6 +26,11 @@ class TestStack:
     postgres: Server
     redis: Server
     env: dict[str, str]
+    sim_port: int = 0  # where the session's JIRA simulator listens (Atlassian's platform for Jira Cloud included)
+
+    @property
+    def atlassian_client_secret(self) -> str:
+        return self.env["ATLASSIAN_CLIENT_SECRET"]
 
     def stop(self) -> None:
         self.redis.stop()
@@ -53,6 +61,8 @@ def start_test_stack(name: str = "test") -> TestStack:
         shutil.rmtree(base, ignore_errors=True)
     pg = start_postgres(base / "pg")
     redis = start_redis(base / "redis", persist=False)
+    sim_port = free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
     env = {
         "DATABASE_URL": pg.url,
         "REDIS_URL": redis.url,
@@ -61,9 +71,14 @@ def start_test_stack(name: str = "test") -> TestStack:
         "JIRA_ALLOWED_NETWORKS": SIMULATOR_NETWORK,
         # every test's traffic stays on loopback, DNS included: JIRA host names come from /etc/hosts only
         "JIRA_NAME_RESOLUTION": "hosts",
+        # Jira Cloud: the service's 3LO app and Atlassian's platform, both the session simulator's
+        "ATLASSIAN_CLIENT_ID": ATLASSIAN_TEST_CLIENT_ID,
+        "ATLASSIAN_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "ATLASSIAN_AUTH_URL": f"{sim}/auth.atlassian.com",
+        "ATLASSIAN_API_URL": f"{sim}/api.atlassian.com",
     }
     migrate(pg.url)
-    return TestStack(pg, redis, env)
+    return TestStack(pg, redis, env, sim_port)
 
 
 def remove_stack_dir(stack: TestStack) -> None:

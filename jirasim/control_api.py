@@ -411,7 +411,7 @@ async def issue_worklogs(request: Request, sim: Simulator) -> Any:
     if issue is None:
         raise ControlError(404, f"no issue {request.path_params['key']!r}")
     base = _base(request, inst)
-    return [inst.render_worklog(w, base) for w in inst.state.worklogs_of(issue)]
+    return [inst.render_worklog(w, base, properties=True) for w in inst.state.worklogs_of(issue)]
 
 
 async def all_worklogs(request: Request, sim: Simulator) -> Any:
@@ -419,7 +419,7 @@ async def all_worklogs(request: Request, sim: Simulator) -> Any:
     base = _base(request, inst)
     worklogs = sorted(inst.state.worklogs.values(), key=lambda w: w.id)
     return {
-        "worklogs": [inst.render_worklog(w, base) for w in worklogs],
+        "worklogs": [inst.render_worklog(w, base, properties=True) for w in worklogs],  # (Cloud: their properties)
         "deleted": [{"worklogId": k, "deletedTime": v} for k, v in sorted(inst.state.deleted.items())],
         "counts": inst.state.worklog_counts(),
     }

@@ -100,6 +100,26 @@ async def api(app):  # type: ignore[no-untyped-def]
         yield c
 
 
+def atlassian_config(settings: Any, stack: TestStack) -> dict[str, Any]:
+    """The simulated Atlassian platform with the service's 3LO app (its id and secret are the test stack's)."""
+    callback = f"{str(settings.public_base_url).rstrip('/')}/oauth/atlassian/callback"
+    return {"atlassian": {"apps": [{
+        "client_id": settings.atlassian_client_id, "client_secret": stack.atlassian_client_secret,
+        "name": "TimeTracker", "callback_urls": [callback]}]}}
+
+
+@pytest.fixture(scope="session")
+def sim(stack: TestStack, settings: Any) -> Iterator[Any]:
+    """One JIRA simulator for the session, on the port the stack reserved for it: Data Center instances and Jira
+    Cloud sites (ATLASSIAN_AUTH_URL / _API_URL point at it). `tests/e2e/conftest.py`'s `jira_setup` adds a fresh
+    instance per call. Packages that need a simulator of their own define a `sim` fixture of their own."""
+    from jirasim.testing import SimServer
+
+    with SimServer(atlassian_config(settings, stack), port=stack.sim_port) as server:
+        assert server.atlassian_auth_url == settings.atlassian_auth_url
+        yield server
+
+
 @pytest.fixture
 async def make_tenant(app):  # type: ignore[no-untyped-def]
     """Create a tenant: returns (tenant_id, api_key, webhook_secret)."""

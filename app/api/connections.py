@@ -1,4 +1,4 @@
-"""Users' JIRA connections (CONTRACT sections 4 and 13): list, store a personal access token, forget."""
+"""Users' JIRA connections (CONTRACT sections 4, 12 and 13): list, store a personal access token, forget."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ UserPath = Annotated[str, Path(min_length=1, max_length=200, description="TimeTr
 
 def _view(row: ConnectionRow, name: str, auth: str) -> dict[str, Any]:
     return {"jira_instance": row.jira_instance_id, "jira_instance_name": name, "auth": auth, "status": row.status,
-            "connected_at": row.connected_at, "jira_username": row.jira_username, "updated_at": row.updated_at}
+            "connected_at": row.connected_at, "jira_username": row.jira_username, "expires_at": row.expires_at,
+            "updated_at": row.updated_at}
 
 
 @router.get("", response_model=list[ConnectionOut], summary="A user's JIRA connections",

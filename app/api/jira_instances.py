@@ -1,4 +1,4 @@
-"""JIRA instances API (CONTRACT sections 3, 11 and 13).
+"""JIRA instances API (CONTRACT sections 3, 11, 12 and 13).
 
 Secrets: the private key and the OAuth 2.0 client secret are never returned; `webhook_secret` appears in the
 creation response and in the answer of `POST …/webhook-secret` (which replaces it), nowhere else — GET does not
@@ -26,6 +26,7 @@ from app.api.deps import (
 )
 from app.api.schemas.common import error_responses
 from app.api.schemas.jira import (
+    CLOUD_INSTANCE_EXAMPLE,
     INSTANCE_EXAMPLE,
     FieldProblem,
     InstanceCreatedOut,
@@ -41,7 +42,7 @@ from app.db.repositories import jira as jira_repo
 from app.domain.auth import AuthKind
 from app.jira.egress import EgressPolicy, EgressRefused
 from app.services import instances as svc
-from app.services.credentials import oauth2_redirect_uri
+from app.services.credentials import atlassian_redirect_uri, is_cloud, oauth2_redirect_uri
 
 
 class NoEchoRoute(APIRoute):
@@ -66,13 +67,16 @@ router = APIRouter(prefix="/api/v1/jira-instances", tags=["jira-instances"], rou
 
 
 def instance_view(row: JiraInstanceRow, settings: Settings) -> dict[str, Any]:
-    oauth2 = row.auth == AuthKind.OAUTH2
+    oauth2, cloud = row.auth == AuthKind.OAUTH2, is_cloud(row)
+    redirect_uri = (oauth2_redirect_uri(settings.public_base_url) if oauth2 else
+                    atlassian_redirect_uri(settings.public_base_url) if cloud else None)
     return {
-        "id": row.id, "name": row.name, "base_url": row.base_url, "auth": row.auth, "consumer_key": row.consumer_key,
+        "id": row.id, "name": row.name, "deployment": row.deployment, "base_url": row.base_url,
+        "site_url": row.site_url, "cloud_id": row.cloud_id, "auth": row.auth,
+        "consumer_key": None if cloud else row.consumer_key,
         "rate_limit_per_second": row.rate_limit_per_second, "project_keys": list(row.project_keys or []),
         "public_key_pem": row.public_key_pem if row.auth == AuthKind.OAUTH1 else None,
-        "client_id": row.oauth2_client_id if oauth2 else None,
-        "redirect_uri": oauth2_redirect_uri(settings.public_base_url) if oauth2 else None,
+        "client_id": row.oauth2_client_id if oauth2 else None, "redirect_uri": redirect_uri,
         "created_at": row.created_at, "updated_at": row.updated_at,
     }
 
@@ -101,7 +105,8 @@ async def _checked(body: InstanceIn | InstancePatch, egress: EgressPolicy) -> No
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=InstanceCreatedOut,
     summary="Add a JIRA instance", responses=error_responses(401, 409, 422),
-    openapi_extra={"requestBody": {"content": {"application/json": {"example": INSTANCE_EXAMPLE}}}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"examples": {
+        "datacenter": {"value": INSTANCE_EXAMPLE}, "cloud": {"value": CLOUD_INSTANCE_EXAMPLE}}}}}},
 )
 async def create_instance(
     body: InstanceIn, uow: UnitOfWorkDep, tenant: TenantDep, box: BoxDep, egress: EgressDep, settings: SettingsDep,
@@ -111,13 +116,18 @@ async def create_instance(
     incoming External application link whose redirect URL is the answer's `redirect_uri`. With pat, users store
     personal access tokens (`PUT /api/v1/users/{user}/connections/{instance_id}`).
 
+    A Jira Cloud site: `deployment: cloud` and its `site_url` (no base_url, consumer key or key pair); its users
+    connect through the service's 3LO app (needs ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET, else 422), and its
+    `cloud_id` is learnt from the first connection.
+
     A webhook secret is generated; `webhook_secret` is shown only in this response.
     Entries that were skipped for want of an instance are routed again. A `base_url` whose host is, or resolves
     to, a loopback, private or otherwise refused address is 422 unless `JIRA_ALLOWED_NETWORKS` lists it.
     """
     await _checked(body, egress)
     try:
-        change = await svc.create_instance(uow, box, tenant, body.command())
+        change = await svc.create_instance(uow, box, tenant, body.command(),
+                                           atlassian_app_configured=settings.atlassian_app_configured)
     except svc.InvalidInstance as exc:
         raise _invalid(exc) from None
     except svc.DuplicateInstanceName as exc:

@@ -1,7 +1,8 @@
-"""Connecting a user's JIRA account through OAuth (CONTRACT sections 4, 11 and 13): start and the callbacks.
+"""Connecting a user's JIRA account through OAuth (CONTRACT sections 4, 11, 12 and 13): start and the callbacks.
 
 `oauth/start` answers the JIRA page where the user approves access: OAuth 1.0a (`auth: oauth1`, a request token
-fetched from JIRA) or OAuth 2.0 (`auth: oauth2`, a state and a PKCE challenge; nothing is sent to JIRA yet).
+fetched from JIRA), OAuth 2.0 (`auth: oauth2`, a state and a PKCE challenge; nothing is sent to JIRA yet) or, for a
+Jira Cloud site, Atlassian's consent page for the service's 3LO app (a state; nothing is sent yet).
 Instances with `auth: pat` take personal access tokens instead (`PUT /api/v1/users/{user}/connections/{id}`).
 
 The callbacks carry no API key: each is bound to the single-use request token or state that `start` made.
@@ -38,8 +39,8 @@ from app.db.models import OAuthRequestRow
 from app.domain.auth import AuthKind
 from app.domain.origins import allows, origin_of
 from app.jira.egress import EgressRefused
-from app.services import connect, connect_oauth2
-from app.services.credentials import OAUTH2_CALLBACK_PATH
+from app.services import connect, connect_atlassian, connect_oauth2
+from app.services.credentials import ATLASSIAN_CALLBACK_PATH, OAUTH2_CALLBACK_PATH
 from app.services.unit_of_work import UnitOfWork
 
 router = APIRouter(tags=["connections"])
@@ -81,8 +82,10 @@ async def oauth_start(
 ) -> dict[str, Any]:
     """Returns the JIRA page where the user approves access, valid 10 minutes. OAuth 1.0a: a request token is fetched
     (callback `<PUBLIC_BASE_URL>/oauth/jira/callback`). OAuth 2.0: `<base_url>/rest/oauth2/latest/authorize` with a
-    state and a PKCE (S256) challenge (redirect URL `<PUBLIC_BASE_URL>/oauth/jira2/callback`). An instance with
-    personal access tokens answers 409. With `expected_jira_user`, the callback checks who approved.
+    state and a PKCE (S256) challenge (redirect URL `<PUBLIC_BASE_URL>/oauth/jira2/callback`). Jira Cloud: Atlassian's
+    `<ATLASSIAN_AUTH_URL>/authorize` for the service's 3LO app (callback `<PUBLIC_BASE_URL>/oauth/atlassian/callback`;
+    without ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET: 422). An instance with personal access tokens answers 409.
+    With `expected_jira_user` (on Cloud an accountId), the callback checks who approved.
     A user token starts its own user's connection only (another `user` → 403). A `return_url` may point to one of
     the tenant's `allowed_origins` or to this service's own pages (`PUBLIC_BASE_URL`, e.g. `/dashboard`)."""
     caller.require(body.user, field="user")
@@ -94,6 +97,20 @@ async def oauth_start(
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"JIRA instance {instance.name!r} connects users with personal access tokens: "
                             f"{connect.connect_hint(instance, body.user)}")
+    if instance.auth == AuthKind.ATLASSIAN:
+        try:
+            # the callback's code exchange and site look-up would be refused
+            await egress.check_base_url(settings.atlassian_auth_url)
+            await egress.check_base_url(settings.atlassian_api_url)
+            url = await connect_atlassian.start(session, credentials, instance=instance, user=body.user,
+                                                return_url=body.return_url,
+                                                expected_jira_user=body.expected_jira_user)
+        except EgressRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
+        except connect_atlassian.AppNotConfigured as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
+        await session.commit()
+        return {"authorize_url": url}
     if instance.auth == AuthKind.OAUTH2:
         try:
             await egress.check_base_url(instance.base_url)  # the callback's code exchange would be refused
@@ -142,8 +159,9 @@ async def _answer(uow: UnitOfWork, token: str, kind: AuthKind,
     if result.status == "connected" and result.return_url:
         return RedirectResponse(result.return_url, status_code=status.HTTP_303_SEE_OTHER)
     body = OAuthCallbackOut(status=result.status,  # type: ignore[arg-type]
-                            user=result.user, jira_instance=result.jira_instance, jira_username=result.jira_username)
-    return JSONResponse(body.model_dump(mode="json"))
+                            user=result.user, jira_instance=result.jira_instance, jira_username=result.jira_username,
+                            reason=result.reason)
+    return JSONResponse(body.model_dump(mode="json", exclude={"reason"} if result.reason is None else None))
 
 
 @router.get(connect.CALLBACK_PATH, response_model=OAuthCallbackOut, summary="JIRA's OAuth 1.0a callback (no API key)",
@@ -176,4 +194,22 @@ async def oauth2_callback(
     if not code and not error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "code is missing: start the connection again")
     return await _answer(uow, state, AuthKind.OAUTH2, lambda request: connect_oauth2.complete(
+        uow, credentials, jira, request=request, code=code, error=error, error_description=error_description))
+
+
+@router.get(ATLASSIAN_CALLBACK_PATH, response_model=OAuthCallbackOut,
+            summary="Atlassian's 3LO callback (Jira Cloud; no API key)", responses=_CALLBACK_ANSWERS)
+async def atlassian_callback(
+    uow: UnitOfWorkDep, credentials: CredentialsDep, jira: JiraDep, state: QueryValue = None, code: QueryValue = None,
+    error: QueryValue = None, error_description: QueryValue = None,
+) -> Response:
+    """Exchanges the code for an access and a refresh token (stored encrypted), finds the instance's site among
+    those the consent reaches (its `cloud_id`), or records a denial: `error=access_denied`, or an Atlassian account
+    that cannot reach the site (`denied`, with the reason). An unknown, used or expired `state` is 400, and so is a
+    code Atlassian refuses: nothing is stored."""
+    if not state:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "state is missing: start the connection again")
+    if not code and not error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "code is missing: start the connection again")
+    return await _answer(uow, state, AuthKind.ATLASSIAN, lambda request: connect_atlassian.complete(
         uow, credentials, jira, request=request, code=code, error=error, error_description=error_description))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 
-from app.domain.auth import AuthKind
+from app.domain.auth import AuthKind, Deployment
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,14 @@ class ChangeEntry:
 
 @dataclass(frozen=True)
 class NewInstance:
-    """A JIRA instance to register (with `oauth1`, a key pair is generated unless `private_key_pem` is given).
+    """A JIRA instance to register (with `oauth1`, a key pair is generated unless `private_key_pem` is given): a Data
+    Center server at `base_url`, or a Jira Cloud site at `site_url`.
 
-    `given` names the fields the caller set (the others are defaults): a field of another `auth` is a mistake."""
+    `given` names the fields the caller set (the others are defaults): a field of another `auth` or deployment is a
+    mistake."""
 
     name: str
-    base_url: str
+    base_url: str | None
     consumer_key: str
     rate_limit_per_second: int
     project_keys: list[str]
@@ -39,11 +41,14 @@ class NewInstance:
     auth: AuthKind = AuthKind.OAUTH1
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
+    deployment: Deployment = Deployment.DATACENTER
+    site_url: str | None = None
     given: frozenset[str] = frozenset()
 
 
-# fields a change does not copy onto the row as they are: secrets are sealed, the kind and client id are checked
-_NOT_COPIED = ("private_key_pem", "client_secret", "auth", "client_id")
+# fields a change does not copy onto the row as they are: secrets are sealed, the kind, client id, deployment and
+# site are checked
+_NOT_COPIED = ("private_key_pem", "client_secret", "auth", "client_id", "deployment", "site_url")
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ class ChangeInstance:
     auth: AuthKind | None = None
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
+    deployment: Deployment | None = None  # may only repeat the instance's own (a deployment is not changed)
+    site_url: str | None = None
 
     def given(self) -> dict[str, object]:
         """Field name → new value, for the plain fields given (not the secrets, the kind or the client id)."""

@@ -6,8 +6,10 @@ Pure functions: no I/O. One place formats `started`; one place builds and parses
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 NO_ACTIVITY = "no activity specified"
@@ -16,6 +18,8 @@ _ANCHOR = re.compile(r"^#(?P<id>[^:\s]+):\s?(?P<rest>.*)\Z", re.DOTALL)
 _STARTED = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{4}$")
 # JIRA Server/DC comments are capped (by default 32767 characters); stay well inside it
 MAX_COMMENT_CHARS = 32_000
+# the worklog property the service writes on Jira Cloud beside the comment's `#<id>:` anchor (CONTRACT 12)
+WORKLOG_PROPERTY_KEY = "timetracker"
 
 
 @dataclass(frozen=True)
@@ -169,3 +173,58 @@ def jira_time_ms_or_none(value: str | None) -> int | None:
     except ValueError:
         return None
 
+
+@dataclass(frozen=True)
+class WorklogMarker:
+    """Who a worklog belongs to in the service: a tenant's entry. Written as the worklog property
+    `{"key": "timetracker", "value": {"tenant": …, "entry": …}}` on Cloud, where worklogs have properties."""
+
+    tenant: str
+    entry: str
+
+    def as_property(self) -> dict[str, Any]:
+        """The worklog property (`EntityProperty`) that carries the marker."""
+        return {"key": WORKLOG_PROPERTY_KEY, "value": {"tenant": self.tenant, "entry": self.entry}}
+
+    @classmethod
+    def of_properties(cls, properties: object) -> WorklogMarker | None:
+        """The marker among a worklog's properties (`[{"key", "value"}]` as JIRA lists them), or None."""
+        if not isinstance(properties, list):
+            return None
+        for prop in properties:
+            if isinstance(prop, Mapping) and prop.get("key") == WORKLOG_PROPERTY_KEY:
+                value = prop.get("value")
+                if isinstance(value, Mapping) and isinstance(value.get("tenant"), str) \
+                        and isinstance(value.get("entry"), str):
+                    return cls(value["tenant"], value["entry"])
+                return cls("", "")  # a property of that key that is not ours to read: it marks nothing of ours
+        return None
+
+
+class Candidate(Protocol):
+    """A worklog found on the issue, as far as adopting it is concerned."""
+
+    @property
+    def author(self) -> str | None: ...
+    @property
+    def anchor(self) -> str | None: ...
+    @property
+    def marker(self) -> WorklogMarker | None: ...
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+def our_worklog(found: Sequence[C], *, marker: WorklogMarker, author: str) -> C | None:
+    """The worklog a create with an unknown outcome made, among the issue's worklogs (CONTRACT 10.2, 11, 12).
+
+    Only the connection's own JIRA user (`author`) can have written it; anyone can type an anchor into a comment.
+    First the one carrying our worklog property (Cloud: it survives an edited comment and tells two tenants' entries
+    of the same id apart), else the first one carrying the entry's `#<id>:` anchor and no property naming another
+    entry (Data Center has no properties: the anchor alone)."""
+    wanted = author.casefold()
+    mine = [w for w in found if (w.author or "").casefold() == wanted]
+    by_property = next((w for w in mine if w.marker == marker), None)
+    if by_property is not None:
+        return by_property
+    return next((w for w in mine if w.marker is None and w.anchor == marker.entry), None)

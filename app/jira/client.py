@@ -1,7 +1,8 @@
-"""The JIRA Server/DC REST client: every request authenticated, gated and observed.
+"""The JIRA REST client (Server/DC, and Jira Cloud through Atlassian's gateway): every request authenticated, gated
+and observed.
 
 One `JiraClient` per process wraps the process's pooled `httpx.AsyncClient`. Operations take a
-`JiraTarget` (instance, credential, priority) and return small dataclasses; failures are raised as the
+`JiraTarget` (instance, credential, priority, deployment) and return small dataclasses; failures are raised as the
 taxonomy in `app.jira.errors`. How a request is authenticated is the target's `Credential`
 (`app.jira.credentials`: OAuth 1.0a, personal access token, OAuth 2.0 with refresh); the client only asks it.
 A 429 is waited out and retried here, a bounded number of times, without the caller noticing, and a 401 is
@@ -23,8 +24,9 @@ import httpx
 from app import metrics
 from app.budget import ByteBudget
 from app.config import Settings
+from app.domain.auth import Deployment
 from app.domain.priority import Priority
-from app.domain.worklog import WorklogBody
+from app.domain.worklog import WorklogBody, WorklogMarker, our_worklog
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
 from app.jira.credentials import Credential
 from app.jira.egress import EgressPolicy, EgressRefused, resolver_for
@@ -54,13 +56,20 @@ _LEAVE_ESTIMATE = {"adjustEstimate": "leave"}
 class JiraTarget:
     """Where and as whom a request goes: the instance (its rate limit), the base URL and the credential.
 
-    `base_url` may carry a context path (`https://host/jira`) and a trailing slash.
+    `base_url` may carry a context path (`https://host/jira`) and a trailing slash; on Jira Cloud it is the site's
+    base behind Atlassian's gateway (`<api>/ex/jira/<cloudId>`), and worklogs have properties there.
     """
 
     instance: InstanceRef
     base_url: str
     credential: Credential = field(repr=False)
     priority: Priority = Priority.USER
+    deployment: Deployment = Deployment.DATACENTER
+
+    @property
+    def has_worklog_properties(self) -> bool:
+        """Jira Cloud keeps worklog properties; Server/DC refuses a body that carries them."""
+        return self.deployment is Deployment.CLOUD
 
     def url(self, path: str) -> str:
         """The absolute URL of a path below the base URL (context path kept)."""
@@ -243,23 +252,34 @@ class JiraClient:
 
     # -- worklogs ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _worklog_json(target: JiraTarget, body: WorklogBody, marker: WorklogMarker | None) -> dict[str, object]:
+        data = body.as_json()
+        if marker is not None and target.has_worklog_properties:
+            data["properties"] = [marker.as_property()]
+        return data
+
     async def create_worklog(
-        self, target: JiraTarget, issue_key: str, body: WorklogBody, *, on_call: OnCall | None = None,
+        self, target: JiraTarget, issue_key: str, body: WorklogBody, *, marker: WorklogMarker | None = None,
+        on_call: OnCall | None = None,
     ) -> RemoteWorklog:
-        """Add a worklog to an issue, leaving the issue's remaining estimate alone."""
+        """Add a worklog to an issue, leaving the issue's remaining estimate alone; on Cloud with `marker` as its
+        worklog property (in the same request)."""
         data = await self._json(target, "POST", f"{API}/issue/{_segment(issue_key)}/worklog",
-                                operation="create_worklog", params=_LEAVE_ESTIMATE, json_body=body.as_json(),
-                                on_call=on_call)
+                                operation="create_worklog", params=_LEAVE_ESTIMATE,
+                                json_body=self._worklog_json(target, body, marker), on_call=on_call)
         return RemoteWorklog.from_json(data)
 
     async def update_worklog(
         self, target: JiraTarget, issue_key: str, worklog_id: str, body: WorklogBody, *,
-        on_call: OnCall | None = None,
+        marker: WorklogMarker | None = None, on_call: OnCall | None = None,
     ) -> RemoteWorklog:
-        """Overwrite a worklog's started, timeSpentSeconds and comment, leaving the estimate alone."""
+        """Overwrite a worklog's started, timeSpentSeconds and comment, leaving the estimate alone (on Cloud, and
+        its `marker` property)."""
         data = await self._json(
             target, "PUT", f"{API}/issue/{_segment(issue_key)}/worklog/{_segment(worklog_id)}",
-            operation="update_worklog", params=_LEAVE_ESTIMATE, json_body=body.as_json(), on_call=on_call)
+            operation="update_worklog", params=_LEAVE_ESTIMATE, json_body=self._worklog_json(target, body, marker),
+            on_call=on_call)
         return RemoteWorklog.from_json(data)
 
     async def delete_worklog(
@@ -288,13 +308,15 @@ class JiraClient:
     async def list_issue_worklogs(
         self, target: JiraTarget, issue_key: str, *, on_call: OnCall | None = None,
     ) -> list[RemoteWorklog]:
-        """Every worklog of an issue, following startAt/maxResults until `total`."""
+        """Every worklog of an issue (on Cloud with their properties), following startAt/maxResults until `total`."""
         found: list[RemoteWorklog] = []
         start = 0
+        expand = {"expand": "properties"} if target.has_worklog_properties else {}
         for _ in range(_MAX_PAGES):
             data = await self._json(target, "GET", f"{API}/issue/{_segment(issue_key)}/worklog",
                                     operation="list_issue_worklogs",
-                                    params={"startAt": start, "maxResults": _WORKLOG_PAGE_SIZE}, on_call=on_call)
+                                    params={"startAt": start, "maxResults": _WORKLOG_PAGE_SIZE, **expand},
+                                    on_call=on_call)
             page = [RemoteWorklog.from_json(w) for w in data.get("worklogs") or []]
             page_start = int(data.get("startAt") or 0)
             if page_start < start:
@@ -305,17 +327,14 @@ class JiraClient:
                 break
         return found
 
-    async def find_worklog_by_anchor(
-        self, target: JiraTarget, issue_key: str, entry_id: str, *, author: str, on_call: OnCall | None = None,
+    async def find_our_worklog(
+        self, target: JiraTarget, issue_key: str, marker: WorklogMarker, *, author: str,
+        on_call: OnCall | None = None,
     ) -> RemoteWorklog | None:
-        """The issue's worklog carrying the `#<entry_id>:` anchor and written by `author` (the connection's JIRA
-        user; the first, if a past failure made several). Anyone can type our anchor into a comment: a worklog of
-        another author is never ours to adopt (CONTRACT 11)."""
-        wanted = author.casefold()
-        for worklog in await self.list_issue_worklogs(target, issue_key, on_call=on_call):
-            if worklog.anchor == entry_id and (worklog.author or "").casefold() == wanted:
-                return worklog
-        return None
+        """The issue's worklog of the entry `marker` names, written by `author` (the connection's JIRA user): on Cloud
+        found by its worklog property first, else by the `#<entry>:` anchor (`app.domain.worklog.our_worklog`)."""
+        return our_worklog(await self.list_issue_worklogs(target, issue_key, on_call=on_call), marker=marker,
+                           author=author)
 
     async def worklogs_updated_since(
         self, target: JiraTarget, since_ms: int, *, on_call: OnCall | None = None,

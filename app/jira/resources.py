@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain.worklog import anchor_of
+from app.domain.cloud import AccessibleSite
+from app.domain.worklog import WorklogMarker, anchor_of
 
 JsonObject = dict[str, Any]
 
@@ -15,16 +16,18 @@ def _str(value: object) -> str:
 
 
 def _user_name(user: object) -> str | None:
-    # Server/DC identifies users by `name` (the login); `key` is the fallback for renamed users
+    # Server/DC identifies users by `name` (the login), `key` the fallback for renamed users; Cloud by `accountId`
     if not isinstance(user, dict):
         return None
-    name = user.get("name") or user.get("key")
+    name = user.get("name") or user.get("key") or user.get("accountId")
     return str(name) if name else None
 
 
 @dataclass(frozen=True)
 class RemoteWorklog:
-    """A worklog as JIRA holds it; `anchor` is the entry id of our `#<id>:` anchor, if any."""
+    """A worklog as JIRA holds it; `anchor` is the entry id of our `#<id>:` anchor, if any; `marker` our worklog
+    property, when JIRA listed the properties (Cloud, `expand=properties`); `author` a username or (Cloud) an
+    accountId."""
 
     id: str
     issue_id: str
@@ -34,6 +37,7 @@ class RemoteWorklog:
     updated: str
     author: str | None
     anchor: str | None
+    marker: WorklogMarker | None = None
 
     @classmethod
     def from_json(cls, data: JsonObject) -> RemoteWorklog:
@@ -48,6 +52,7 @@ class RemoteWorklog:
             updated=_str(data.get("updated")),
             author=_user_name(data.get("author")),
             anchor=anchor_of(comment),
+            marker=WorklogMarker.of_properties(data.get("properties")),
         )
 
 
@@ -100,7 +105,7 @@ class Issue:
 
 @dataclass(frozen=True)
 class JiraUser:
-    """The user an access token acts for (`myself`)."""
+    """The user an access token acts for (`myself`); `name` is the username, or on Cloud the accountId."""
 
     name: str
     key: str | None
@@ -112,9 +117,17 @@ class JiraUser:
     def from_json(cls, data: JsonObject) -> JiraUser:
         """Read `myself`."""
         return cls(
-            name=_str(data.get("name")),
+            name=_str(data.get("name") or data.get("accountId")),
             key=data.get("key"),
             display_name=_str(data.get("displayName")),
             email=data.get("emailAddress"),
             time_zone=data.get("timeZone"),
         )
+
+
+def accessible_sites(data: object) -> list[AccessibleSite]:
+    """Read Atlassian's `oauth/token/accessible-resources` (a list of `{"id", "url", "name", "scopes"}`)."""
+    if not isinstance(data, list):
+        return []
+    return [AccessibleSite(_str(s.get("id")), _str(s.get("url")), _str(s.get("name")))
+            for s in data if isinstance(s, dict)]

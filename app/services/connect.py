@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ class CallbackResult:
     return_url: str | None
     jira_username: str | None = None
     due_entries: list[str] = field(default_factory=list)
+    reason: str | None = None  # why a connection was denied, for a person
 
 
 def token_hash(token: str) -> str:
@@ -170,6 +172,29 @@ async def start(
     return authorize_url(instance.base_url, token)
 
 
+async def remember_state(
+    session: AsyncSession, credentials: Credentials, *, instance: JiraInstanceRow, user: str, kind: AuthKind,
+    return_url: str | None, expected_jira_user: str | None, verifier: str | None = None, how: str,
+) -> str:
+    """A new random OAuth 2.0 `state` (stored as its SHA-256, single use, ten minutes, bound to tenant, instance and
+    user), with the PKCE `verifier` sealed when there is one; audited as `auth.oauth_start`. Returns the state."""
+    now = now_utc()
+    state = secrets.token_urlsafe(32)
+    await jira_repo.purge_oauth_requests(session, older_than=now - PURGE_AFTER)
+    request_id = uuid.uuid4()
+    session.add(OAuthRequestRow(
+        id=request_id, kind=kind.value, tenant_id=instance.tenant_id, jira_instance_id=instance.id,
+        user=user, request_token_hash=token_hash(state),
+        code_verifier_enc=credentials.box.seal(verifier, binding("oauth_requests", "code_verifier", request_id))
+        if verifier else None,
+        return_url=return_url, expected_jira_user=expected_jira_user, created_at=now,
+        expires_at=now + REQUEST_TOKEN_TTL,
+    ))
+    entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.oauth_start", outcome="ok",
+                           jira_instance_id=instance.id, detail=f"{user} was sent to {how} to approve access")
+    return state
+
+
 async def claim_request(session: AsyncSession, token: str, kind: AuthKind = AuthKind.OAUTH1) -> OAuthRequestRow:
     """Take the authorization of this callback (its OAuth 1.0a request token or OAuth 2.0 state), once: unknown, used
     or expired → `InvalidRequestToken`.
@@ -200,16 +225,19 @@ async def _connection(session: AsyncSession, tenant_id: uuid.UUID, instance_id: 
     return connection
 
 
-async def denied(session: AsyncSession, request: OAuthRequestRow, instance: JiraInstanceRow) -> CallbackResult:
-    """The user refused access in JIRA: record it (a working connection stays as it is)."""
+async def denied(session: AsyncSession, request: OAuthRequestRow, instance: JiraInstanceRow, *,
+                 reason: str | None = None) -> CallbackResult:
+    """The user refused access in JIRA (or, `reason`, the approval cannot serve the instance): record it (a working
+    connection stays as it is)."""
     connection = await _connection(session, request.tenant_id, instance.id, request.user)
     if connection.status != "connected":
         connection.status = "denied"
         Credentials.clear_connection(connection)
         connection.updated_at = now_utc()
     entries_repo.add_audit(session, tenant_id=request.tenant_id, action="auth.denied", outcome="denied",
-                           jira_instance_id=instance.id, detail=f"{request.user} denied access in JIRA")
-    return CallbackResult("denied", request.tenant_id, request.user, instance.id, request.return_url)
+                           jira_instance_id=instance.id,
+                           detail=f"{request.user}: {reason}" if reason else f"{request.user} denied access in JIRA")
+    return CallbackResult("denied", request.tenant_id, request.user, instance.id, request.return_url, reason=reason)
 
 
 async def complete(

@@ -10,15 +10,10 @@ the expected one store nothing.
 
 from __future__ import annotations
 
-import secrets
-import uuid
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.clock import now_utc
 from app.db.models import JiraInstanceRow, OAuthRequestRow
 from app.db.repositories import entries as entries_repo
-from app.db.repositories import jira as jira_repo
 from app.domain.auth import AuthKind
 from app.jira.client import JiraClient
 from app.jira.errors import JiraError, TokenRefused
@@ -26,8 +21,6 @@ from app.jira.oauth2 import authorize_url, new_code_verifier
 from app.security.secrets import SecretDecryptionError, binding
 from app.services.audit import CallLog
 from app.services.connect import (
-    PURGE_AFTER,
-    REQUEST_TOKEN_TTL,
     CallbackResult,
     ConnectError,
     InvalidRequestToken,
@@ -36,8 +29,8 @@ from app.services.connect import (
     claimed_instance,
     denied,
     establish,
+    remember_state,
     step_failed,
-    token_hash,
 )
 from app.services.credentials import Credentials
 from app.services.unit_of_work import UnitOfWork
@@ -58,20 +51,10 @@ async def start(
     expected_jira_user: str | None = None,
 ) -> str:
     """Remember a new state and PKCE verifier; return the URL where the user approves access."""
-    now = now_utc()
-    state, verifier = secrets.token_urlsafe(32), new_code_verifier()
-    await jira_repo.purge_oauth_requests(session, older_than=now - PURGE_AFTER)
-    request_id = uuid.uuid4()
-    session.add(OAuthRequestRow(
-        id=request_id, kind=AuthKind.OAUTH2.value, tenant_id=instance.tenant_id, jira_instance_id=instance.id,
-        user=user, request_token_hash=token_hash(state),
-        code_verifier_enc=credentials.box.seal(verifier, binding("oauth_requests", "code_verifier", request_id)),
-        return_url=return_url, expected_jira_user=expected_jira_user, created_at=now,
-        expires_at=now + REQUEST_TOKEN_TTL,
-    ))
-    entries_repo.add_audit(session, tenant_id=instance.tenant_id, action="auth.oauth_start", outcome="ok",
-                           jira_instance_id=instance.id,
-                           detail=f"{user} was sent to JIRA to approve access (OAuth 2.0)")
+    verifier = new_code_verifier()
+    state = await remember_state(session, credentials, instance=instance, user=user, kind=AuthKind.OAUTH2,
+                                 return_url=return_url, expected_jira_user=expected_jira_user, verifier=verifier,
+                                 how="JIRA (OAuth 2.0)")
     return authorize_url(instance.base_url, credentials.oauth2_client(instance), state=state, verifier=verifier)
 
 

@@ -1,5 +1,5 @@
-"""Use cases on JIRA instances: create (key pair or OAuth 2.0 client, webhook secret), change, delete, rotate the
-webhook secret.
+"""Use cases on JIRA instances: create (a Data Center server with a key pair or an OAuth 2.0 client, or a Jira Cloud
+site; a webhook secret), change, delete, rotate the webhook secret.
 
 Creating or changing an instance may change where entries go (CONTRACT 3, routing): entries that were
 skipped for want of an instance are routed again in the same unit of work, whose commit feeds their new
@@ -20,7 +20,7 @@ from app.clock import now_utc
 from app.db.models import JiraInstanceRow, Tenant
 from app.db.repositories import entries as entries_repo
 from app.db.repositories import jira as jira_repo
-from app.domain.auth import AuthKind, auth_problems, link_changes
+from app.domain.auth import AuthKind, Deployment, auth_problems, deployment_problems, link_changes
 from app.domain.commands import ChangeInstance, NewInstance
 from app.security.api_keys import new_webhook_secret
 from app.security.rsa_keys import KeyPair, generate_key_pair, import_private_key
@@ -55,11 +55,16 @@ async def _name_taken(session: AsyncSession, tenant_id: uuid.UUID, name: str, *,
     return any(i.name == name and i.id != other_than for i in await jira_repo.list_instances(session, tenant_id))
 
 
-async def create_instance(uow: UnitOfWork, box: SecretBox, tenant: Tenant, data: NewInstance) -> InstanceChange:
-    """A new instance with its sealed private key and webhook secret; reroutes skipped entries."""
+async def create_instance(uow: UnitOfWork, box: SecretBox, tenant: Tenant, data: NewInstance, *,
+                          atlassian_app_configured: bool = False) -> InstanceChange:
+    """A new instance with its sealed private key and webhook secret; reroutes skipped entries. A Cloud site needs
+    the service's 3LO app (`atlassian_app_configured`)."""
     session = uow.session
-    problems = auth_problems(data.auth, given=data.given, has_client_id=bool(data.client_id),
-                             has_client_secret=bool(data.client_secret))
+    problems = deployment_problems(data.deployment, data.auth, given=data.given, has_site_url=bool(data.site_url),
+                                   has_base_url=bool(data.base_url), app_configured=atlassian_app_configured)
+    if data.deployment is Deployment.DATACENTER:
+        problems += auth_problems(data.auth, given=data.given, has_client_id=bool(data.client_id),
+                                  has_client_secret=bool(data.client_secret))
     if problems:
         raise InvalidInstance(problems)
     if await _name_taken(session, tenant.id, data.name, other_than=None):
@@ -67,14 +72,18 @@ async def create_instance(uow: UnitOfWork, box: SecretBox, tenant: Tenant, data:
     instance_id = uuid.uuid4()
     webhook_secret = new_webhook_secret()
     now = now_utc()
+    cloud = data.deployment is Deployment.CLOUD
     row = JiraInstanceRow(
-        id=instance_id, tenant_id=tenant.id, name=data.name, base_url=data.base_url, auth=data.auth.value,
-        consumer_key=data.consumer_key, rate_limit_per_second=data.rate_limit_per_second,
+        id=instance_id, tenant_id=tenant.id, name=data.name,
+        # a Cloud site's address stands in for base_url (what messages name); its API is the gateway's
+        base_url=(data.site_url if cloud else data.base_url) or "", deployment=data.deployment.value,
+        site_url=data.site_url if cloud else None, auth=data.auth.value,
+        consumer_key="" if cloud else data.consumer_key, rate_limit_per_second=data.rate_limit_per_second,
         project_keys=list(data.project_keys),
         webhook_secret_enc=box.seal(webhook_secret, binding("jira_instances", "webhook_secret", instance_id)),
         created_at=now, updated_at=now,
     )
-    how = data.auth.value
+    how = "Jira Cloud, 3LO" if cloud else data.auth.value
     if data.auth is AuthKind.OAUTH1:
         keys = await _key_pair(data.private_key_pem)
         _store_key_pair(box, row, keys)
@@ -86,7 +95,7 @@ async def create_instance(uow: UnitOfWork, box: SecretBox, tenant: Tenant, data:
     session.add(row)
     await _flush(session, data.name)
     entries_repo.add_audit(session, tenant_id=tenant.id, action="instance.created", outcome="ok",
-                           jira_instance_id=instance_id, detail=f"{data.name} at {data.base_url} ({how})")
+                           jira_instance_id=instance_id, detail=f"{data.name} at {row.base_url} ({how})")
     due = await reroute_skipped(uow, tenant, now=now)
     return InstanceChange(row, webhook_secret, due)
 
@@ -124,8 +133,18 @@ async def update_instance(
     session = uow.session
     before = AuthKind(row.auth)
     after = patch.auth or before
-    problems = auth_problems(after, given=patch.named(), has_client_id=bool(patch.client_id or row.oauth2_client_id),
-                             has_client_secret=bool(patch.client_secret or row.oauth2_client_secret_enc))
+    deployment = Deployment(row.deployment)
+    problems: list[tuple[str, str]] = []
+    if patch.deployment is not None and patch.deployment is not deployment:
+        problems.append(("deployment", f"cannot be changed (this instance is {deployment.value}): worklog ids and "
+                                       "users differ between deployments; create a new instance instead"))
+    problems += deployment_problems(deployment, after, given=patch.named() - {"deployment"},
+                                    has_site_url=bool(patch.site_url or row.site_url), has_base_url=bool(row.base_url),
+                                    app_configured=True)
+    if deployment is Deployment.DATACENTER:
+        problems += auth_problems(after, given=patch.named(),
+                                  has_client_id=bool(patch.client_id or row.oauth2_client_id),
+                                  has_client_secret=bool(patch.client_secret or row.oauth2_client_secret_enc))
     if problems:
         raise InvalidInstance(problems)
     changes = patch.given()
@@ -139,6 +158,11 @@ async def update_instance(
     if after is not before:
         row.auth = after.value
         changed.append("auth")
+    if patch.site_url is not None and patch.site_url != row.site_url:
+        # another site: its id is learnt again by the next connection (the users' consents may not reach it)
+        row.site_url = row.base_url = patch.site_url
+        row.cloud_id = None
+        changed.append("site_url")
     if patch.client_id is not None and patch.client_id != row.oauth2_client_id:
         row.oauth2_client_id = patch.client_id
         changed.append("client_id")

@@ -31,7 +31,7 @@ from app.domain.entry_sync import EntrySync, SyncedEntry
 from app.domain.priority import Priority
 from app.domain.snapshot import WorklogSnapshot
 from app.domain.sync import Create, Delete, Done, Find, JiraStep, Update, backoff_seconds, next_step
-from app.domain.worklog import jira_time_ms_or_none
+from app.domain.worklog import WorklogMarker, jira_time_ms_or_none
 from app.jira.admission import InstanceAdmission, in_flight_cap
 from app.jira.calls import JiraCall
 from app.jira.circuit import CircuitBreaker
@@ -219,7 +219,8 @@ class PushEngine:
 
         try:
             async with issue_lock(self.d.redis, step.instance_id, step.issue, ttl=default_lock_ttl(self.d.settings)):
-                result = await self._execute(step, target, entry_id, collect, plan.jira_username)
+                result = await self._execute(step, target, WorklogMarker(str(tenant_id), entry_id), collect,
+                                             plan.jira_username)
         except LockTimeout:
             await self.d.circuit.release_trial(step.instance_id, decision)
             return 1.0  # another writer holds the issue for long: come back, no attempt spent
@@ -252,22 +253,23 @@ class PushEngine:
         return await self._record(tenant_id, entry_id, plan, calls, result=result)
 
     async def _execute(
-        self, step: JiraStep, target: JiraTarget, entry_id: str, on_call: Callable[[JiraCall], Awaitable[None]],
-        jira_username: str | None = None,
+        self, step: JiraStep, target: JiraTarget, marker: WorklogMarker,
+        on_call: Callable[[JiraCall], Awaitable[None]], jira_username: str | None = None,
     ) -> RemoteWorklog | bool | None:
         jira = self.d.jira
         match step:
             case Create():
-                return await jira.create_worklog(target, step.issue, step.body, on_call=on_call)
+                return await jira.create_worklog(target, step.issue, step.body, marker=marker, on_call=on_call)
             case Update():
-                return await jira.update_worklog(target, step.issue, step.worklog_id, step.body, on_call=on_call)
+                return await jira.update_worklog(target, step.issue, step.worklog_id, step.body, marker=marker,
+                                                 on_call=on_call)
             case Delete():
                 return await jira.delete_worklog(target, step.issue, step.worklog_id, on_call=on_call)
             case Find():
                 # only the connection's own JIRA user's worklog may be adopted; a connection that never learnt
                 # who it is (JIRA's myself failed at connect time) asks now
                 author = jira_username or (await jira.myself(target, on_call=on_call)).name
-                return await jira.find_worklog_by_anchor(target, step.issue, entry_id, author=author, on_call=on_call)
+                return await jira.find_our_worklog(target, step.issue, marker, author=author, on_call=on_call)
 
     async def _record_calls(self, tenant_id: uuid.UUID, entry_id: str, calls: list[JiraCall]) -> None:
         if calls:

@@ -7,7 +7,9 @@ rate limiter at BATCH priority. Cursors move only after everything was processed
 the previous one by `OVERLAP_MS`: JIRA leaves out the last minute, and processing is idempotent anyway.
 
 JIRA answers these feeds with what the polling user may see. The service polls as one connected user of the
-instance's tenant; worklogs on issues that user cannot see are only learned of through webhooks.
+instance's tenant; worklogs on issues that user cannot see are only learned of through webhooks. Jira Cloud's feeds
+are the same behind Atlassian's gateway (authors are accountIds); a Cloud poll also tells users whose consent ends
+within 30 days (`connect_atlassian.notify_expiring`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from app.jira.resources import RemoteWorklog, WorklogChanges
 from app.services.audit import audit_calls
 from app.services.conflicts import RemoteObservation, observe_remote
 from app.services.connect import reject_connection
-from app.services.credentials import Credentials
+from app.services.connect_atlassian import notify_expiring
+from app.services.credentials import Credentials, is_cloud
 from app.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,8 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
         if instance is None:
             report.reason = "instance no longer exists"
             return report
+        if is_cloud(instance) and await notify_expiring(session, instance, now=now):
+            await session.commit()
         tenant_id = instance.tenant_id
         targets: list[tuple[str, JiraTarget]] = []
         for connection in await activity_repo.connected_connections(session, tenant_id, instance_id):

@@ -1,15 +1,19 @@
 """Shared end-to-end fixtures: the JIRA simulator, JIRA instances created through the API, connected users.
 
 Reuse them from any e2e test (and from other test packages with
-`from tests.e2e.conftest import sim, jira_setup, connect_user  # noqa: F401`):
+`from tests.e2e.conftest import jira_setup, connect_user  # noqa: F401`):
 
-* `sim` (session): a `SimServer` with no instances. Every `jira_setup` call adds its own simulator instance
-  with a unique name, so tests never share JIRA data and never need a reset.
+* `sim` (session, defined in tests/conftest.py for every package): a `SimServer` with no instances, on the port the
+  test stack reserved for it (`stack.sim_port`), so it is Atlassian's platform for Jira Cloud too (ATLASSIAN_AUTH_URL
+  / _API_URL point there; the service's 3LO app is registered). Every `jira_setup` call adds its own simulator
+  instance with a unique name, so tests never share JIRA data and never need a reset.
 * `jira_setup` (factory): `await jira_setup(**options) -> JiraSetup`. Creates a tenant (unless `tenant=` is
   given), creates a JIRA instance through `POST /api/v1/jira-instances` pointing at a fresh simulator
   instance, and sets the simulator up for the instance's `auth`: `oauth1` (default) registers the generated public
   key as a consumer; `oauth2` registers an External application link (its client id and secret go to the instance,
-  its redirect URL is the service's callback); `pat` needs nothing (users store tokens).
+  its redirect URL is the service's callback); `pat` needs nothing (users store tokens); `3lo` makes the simulator
+  instance a Jira Cloud site and the instance `deployment: cloud` with its `site_url` (`sim_extra` may carry
+  `cloud_limits`).
   Options: `auth`, `project_keys`, `users` (simulator users, default `SIM_USERS`), `issues` (default `SIM_ISSUES`),
   `authorize_mode` ("approve" | "deny" | "manual"), `approve_as`, `sim_rate` (the simulator's own rate
   limit, default high), `rate_limit_per_second` (ours), `private_key_pem`, `client_secret` (oauth2: another than
@@ -17,8 +21,9 @@ Reuse them from any e2e test (and from other test packages with
   {"access_token_seconds": 4}}`).
 * `connect_user` (factory): `await connect_user(setup, user="jdoe", jira_user="alice") -> str` connects
   TimeTracker user `user` as JIRA user `jira_user` the way the instance's `auth` does it — the whole OAuth dance
-  (start through the API → the simulator's authorize page in auto-approve mode → our callback), or a personal
-  access token made in the simulator and stored through the API — and returns the connection status.
+  (start through the API → the simulator's authorize page in auto-approve mode, Atlassian's consent page for Cloud
+  → our callback), or a personal access token made in the simulator and stored through the API — and returns the
+  connection status.
 * `revoke_access(sim control, setup, jira_user)`: what JIRA's "revoke" is for the instance's `auth`.
 * `workers` (factory): `workers(n, **settings)` runs n real `python -m workers` processes on the test stack.
 * `api_without_window` (session): a second API process on the same database with `CONFLICT_WINDOW_SECONDS=0`:
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,15 +91,12 @@ class JiraSetup:
         return str(self.instance["webhook_secret"])
 
 
-@pytest.fixture(scope="session")
-def sim() -> Iterator[SimServer]:
-    """One simulator server for the session; `jira_setup` adds a fresh instance per call."""
-    with SimServer() as server:
-        yield server
-
-
 def oauth2_redirect_uri(settings: Any) -> str:
     return f"{str(settings.public_base_url).rstrip('/')}/oauth/jira2/callback"
+
+
+CALLBACK_PATHS = {"oauth1": "/oauth/jira/callback", "oauth2": "/oauth/jira2/callback",
+                  "3lo": "/oauth/atlassian/callback"}
 
 
 async def make_jira_setup(
@@ -112,6 +114,10 @@ async def make_jira_setup(
         "project_keys": ["PROJ", "OPS"] if project_keys is None else project_keys,
     }
     extra: dict[str, Any] = {}
+    if auth == "3lo":
+        sim_config = None if sim_config is None else cloud_site(sim_config)
+        del body["base_url"]
+        body.update(deployment="cloud", site_url=site_url(sim_name))
     if auth == "oauth1":
         body.update(consumer_key=consumer_key or f"tt-{sim_name}", private_key_pem=private_key_pem)
     if sim_config is not None:
@@ -124,9 +130,23 @@ async def make_jira_setup(
     r = await api.post("/api/v1/jira-instances", json=body, headers=headers)
     assert r.status_code == 201, r.text
     instance = r.json()
+    if auth == "3lo":
+        # the site's API behind the gateway
+        base_url = next(i["url"] for i in control.instances() if i["name"] == sim_name)
     if auth == "oauth1":
         control.add_consumer(sim_name, instance["consumer_key"], instance["public_key_pem"], name="TimeTracker")
     return JiraSetup(tenant, headers, instance, sim_name, base_url, extra)
+
+
+def site_url(sim_name: str) -> str:
+    """The address of the simulator's Cloud site `sim_name` (the simulator's default)."""
+    return f"https://{sim_name}.atlassian.net"
+
+
+def cloud_site(config: dict[str, Any]) -> dict[str, Any]:
+    """A simulator instance config as a Jira Cloud site: no Data Center rate limit (the site has Cloud's limits)."""
+    site = {k: v for k, v in config.items() if k not in ("rate_limit", "authorize_mode", "approve_as")}
+    return {**site, "deployment": "cloud", "site_url": site_url(config["name"])}
 
 
 @pytest.fixture
@@ -169,7 +189,7 @@ async def oauth_dance(
         page = await browser.get(r.json()["authorize_url"])
     assert page.status_code == 302, page.text
     callback = urlsplit(page.headers["location"])
-    assert callback.path == ("/oauth/jira2/callback" if setup.auth == "oauth2" else "/oauth/jira/callback")
+    assert callback.path == CALLBACK_PATHS[setup.auth]
     return await api.get(f"{callback.path}?{callback.query}")
 
 
@@ -186,6 +206,9 @@ async def connect_as(api: httpx.AsyncClient, control: SimControl, setup: JiraSet
     """Connect `user` as `jira_user` the way the instance's `auth` does; returns the connection status."""
     if setup.auth == "pat":
         r = await store_token(api, control, setup, user, jira_user)
+    elif setup.auth == "3lo":
+        control.set_atlassian(authorize_mode="approve", approve_as=jira_user, approve_sites=None)
+        r = await oauth_dance(api, setup, user)
     else:
         control.set_settings(setup.sim_name, authorize_mode="approve", approve_as=jira_user)
         r = await oauth_dance(api, setup, user)
@@ -199,6 +222,8 @@ def revoke_access(control: SimControl, setup: JiraSetup, jira_user: str) -> int:
         return control.revoke_pats(setup.sim_name, user=jira_user)
     if setup.auth == "oauth2":
         return control.revoke_oauth2_tokens(setup.sim_name, user=jira_user)
+    if setup.auth == "3lo":
+        return control.revoke_atlassian(user=jira_user)
     return control.revoke(setup.sim_name, user=jira_user)
 
 

@@ -1,13 +1,17 @@
-"""Each way a Data Center instance connects its users (CONTRACT 13), end to end with real workers and the simulator:
+"""Each way an instance connects its users (CONTRACT 12, 13), end to end with real workers and the simulator:
 connect, sync 20 entries, JIRA revokes the access → `auth_required` (a notification, no attempts spent) → the user
 reconnects → everything synced, one worklog per entry; and no secret of the kind in a database dump, in the logs of
 the API and of the workers (at DEBUG), or in Redis.
 
-OAuth 2.0 adds: the access tokens expire mid-backlog while two workers push, and exactly one renewal happens.
+OAuth 2.0 (Data Center) and 3LO (Jira Cloud) add: the access tokens expire mid-backlog while the workers push (four
+processes on Cloud), and exactly one renewal happens (Atlassian's reuse detection never fires); on Cloud every
+worklog carries its property, the revocation shows as `invalid_grant` at the next renewal, and the connection's
+consent ends a year after it.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +40,23 @@ def _secrets(sim: SimServer, setup: JiraSetup) -> dict[str, str]:
         found[f"oauth2 token or code {i}"] = value
     for i, value in enumerate(state.pats):
         found[f"personal access token {i}"] = value
+    platform = sim.sim.atlassian
+    for i, value in enumerate([*platform.access_tokens, *platform.refresh_tokens, *platform.codes]):
+        found[f"atlassian token or code {i}"] = value
     return found
 
 
-@pytest.mark.parametrize("auth", ["oauth1", "pat", "oauth2"])
+def _refused_renewals(sim: SimServer) -> int:
+    return int(sim.control.atlassian_counters()["oauth"].get("invalid_grant", 0))
+
+
+def _oauth_counts(sim: SimServer, setup: JiraSetup) -> dict[str, int]:
+    if setup.auth == "3lo":
+        return dict(sim.control.atlassian_counters()["oauth_by_user"].get("alice", {}))
+    return dict(sim.control.oauth2_tokens(setup.sim_name)["counts"])
+
+
+@pytest.mark.parametrize("auth", ["oauth1", "pat", "oauth2", "3lo"])
 async def test_connect_sync_revoke_reconnect_and_no_secret_anywhere(
     api: Any, app: Any, sim: SimServer, jira_setup: Any, connect_user: Any, workers: Any, redis: Any, settings: Any,
     tmp_path: Path, auth: str,
@@ -48,20 +65,28 @@ async def test_connect_sync_revoke_reconnect_and_no_secret_anywhere(
         setup: JiraSetup = await jira_setup(auth=auth, issues=[{"key": f"PROJ-{i}"} for i in range(1, 11)])
         assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
         worker_logs = tmp_path / "workers.log"
-        workers(2, output=worker_logs, LOG_LEVEL="DEBUG", LOG_FORMAT="json")
+        workers(4 if auth == "3lo" else 2, output=worker_logs, LOG_LEVEL="DEBUG", LOG_FORMAT="json")
+        refreshing = auth in ("oauth2", "3lo")
+        before = _oauth_counts(sim, setup) if refreshing else {}
 
         first = [f"{auth}-{i}" for i in range(20)]
         for n, entry_id in enumerate(first):
             body = entry(ticket=f"PROJ-{n % 10 + 1}", duration=15 + n)
             assert (await api.put(f"/api/v1/entries/{entry_id}", json=body, headers=setup.headers)).status_code == 202
-            if auth == "oauth2" and n == 9:
+            if n == 9 and auth == "oauth2":
                 sim.control.expire_oauth2_tokens(setup.sim_name, user="alice")  # mid-backlog
+            if n == 9 and auth == "3lo":
+                sim.control.expire_atlassian_tokens(user="alice")
         await wait_until(lambda: _all(app, setup, first, "synced"), timeout=60)
-        if auth == "oauth2":
-            counts = sim.control.oauth2_tokens(setup.sim_name)["counts"]
-            # ten pushes met the expired token in two worker processes: one renewal served them all
-            assert counts["refreshes"] == 1 and counts.get("refresh_reuse", 0) == 0, counts
+        if refreshing:
+            counts = _oauth_counts(sim, setup)
+            # ten pushes met the expired token in several worker processes: one renewal served them all, and no
+            # replaced refresh token was ever presented again
+            assert counts.get("refreshes", 0) - before.get("refreshes", 0) == 1, counts
+            assert counts.get("refresh_reuse", 0) == counts.get("reuse_within_interval", 0) == 0, counts
+            assert counts.get("reuse_detected", 0) == 0, counts
 
+        refused_before = _refused_renewals(sim)
         assert revoke_access(sim.control, setup, "alice") >= 1
         parked = [f"{auth}-late-{i}" for i in range(3)]
         for n, entry_id in enumerate(parked):
@@ -73,6 +98,8 @@ async def test_connect_sync_revoke_reconnect_and_no_secret_anywhere(
             assert sync["attempts"] == 0 and "connect" in sync["last_error"]
         connections = (await api.get("/api/v1/users/jdoe/connections", headers=setup.headers)).json()
         assert [(c["auth"], c["status"]) for c in connections] == [(auth, "auth_required")]
+        if auth == "3lo":  # Atlassian refused the next renewal (invalid_grant): the consent is gone
+            assert _refused_renewals(sim) > refused_before
         notes = (await api.get("/api/v1/notifications?user=jdoe&unread=true", headers=setup.headers)).json()
         assert [n["kind"] for n in notes] == ["auth_required"]
 
@@ -82,13 +109,25 @@ async def test_connect_sync_revoke_reconnect_and_no_secret_anywhere(
             assert (await api.get(f"/api/v1/entries/{entry_id}", headers=setup.headers)).json()["sync"]["attempts"] == 1
         found = worklogs_by_anchor(sim.control, setup.sim_name)
         assert sorted(found) == sorted(first + parked)
-        assert all(len(w) == 1 and w[0]["author"]["name"] == "alice" for w in found.values())
+        alice = sim.control.atlassian()["accounts"]["alice"] if auth == "3lo" else "alice"
+        assert all(len(w) == 1 and _author(w[0]) == alice for w in found.values())
+        if auth == "3lo":
+            tenant = str(setup.tenant.tenant_id)
+            assert all(w[0]["properties"] == [{"key": "timetracker", "value": {"tenant": tenant, "entry": entry_id}}]
+                       for entry_id, w in found.items())
+            [connection] = (await api.get("/api/v1/users/jdoe/connections", headers=setup.headers)).json()
+            consent_ends = datetime.fromisoformat(connection["expires_at"]) - datetime.now(UTC)
+            assert timedelta(days=364) < consent_ends <= timedelta(days=365)
+            instance = (await api.get(f"/api/v1/jira-instances/{setup.instance_id}", headers=setup.headers)).json()
+            assert instance["cloud_id"] == sim.cloud_id(setup.sim_name)
         # what JIRA saw: every request of ours it accepted was authenticated the instance's way
         kinds = {e["auth"] for e in sim.control.log(setup.sim_name)
                  if "/rest/api/2/" in e["path"] and 200 <= e["status"] < 300}
         assert kinds == {auth}
 
     secrets = _secrets(sim, setup)
+    if auth == "3lo":
+        secrets["the service's 3LO app secret"] = settings.atlassian_client_secret
     assert len(secrets) >= 2
     places = {"database dump": database_dump(settings, tmp_path), "API logs": api_logs.getvalue(),
               "worker logs": worker_logs.read_text(errors="replace"), "Redis": await redis_dump(redis)}
@@ -96,3 +135,8 @@ async def test_connect_sync_revoke_reconnect_and_no_secret_anywhere(
     for place, text in places.items():
         for name, value in secrets.items():
             assert value not in text, f"{name} in the {place}"
+
+
+def _author(worklog: dict[str, Any]) -> str:
+    author = worklog["author"]
+    return str(author.get("name") or author["accountId"])

@@ -1,7 +1,8 @@
 """Fixtures for integration tests that need state only the service itself should make: JIRA instances made
 through the API on the simulator, users connected through the OAuth dance, worklogs written by the push engine.
 
-* `sim`, `jira_setup`, `connect_user`, `api_without_window`: the e2e fixtures (see tests/e2e/conftest.py).
+* `jira_setup`, `connect_user`, `api_without_window`: the e2e fixtures (see tests/e2e/conftest.py); `sim` is
+  tests/conftest.py's.
 * `pusher` (session): `await pusher(tenant_id, entry_id)` runs the push engine in this process until the entry
   is settled — what a worker does with its job.
 * `make_jira` / `jira`: a tenant's JIRA instance on the simulator with TimeTracker user jdoe connected as JIRA
@@ -22,8 +23,7 @@ from jirasim.testing import SimServer
 from tests.e2e import conftest as e2e
 from tests.integration.jira_world import ISSUES, Jira
 
-# the e2e fixtures, for the tests of this package too
-sim = e2e.sim
+# the e2e fixtures, for the tests of this package too (`sim` is tests/conftest.py's)
 jira_setup = e2e.jira_setup
 connect_user = e2e.connect_user
 api_without_window = e2e.api_without_window

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from jirasim.testing import SimServer
-from tests.e2e.conftest import JiraSetup, jira_setup, sim  # noqa: F401
+from tests.e2e.conftest import JiraSetup, jira_setup  # noqa: F401
 from tests.leaks import captured_logs, database_dump
 
 

@@ -8,7 +8,7 @@ import httpx
 import respx
 from prometheus_client import generate_latest
 
-from app.domain.worklog import WorklogBody
+from app.domain.worklog import WorklogBody, WorklogMarker
 from app.jira.calls import JiraCall
 from app.jira.client import JiraClient
 from app.jira.gate import NoGate, Priority
@@ -85,19 +85,21 @@ async def test_issue_worklogs_stop_when_jira_ignores_start_at() -> None:
     assert route.call_count == 2
 
 
-async def test_find_worklog_by_anchor_only_among_the_authors_own() -> None:
+async def test_find_our_worklog_by_anchor_only_among_the_authors_own() -> None:
     planted = {**worklog(2, "#4711: Dev: planted"), "author": {"name": "mallory", "key": "JIRAUSER9"}}
     page = {"startAt": 0, "maxResults": 4, "total": 4,
             "worklogs": [worklog(1, "someone else's"), planted, worklog(3, "#4711: Dev: mine"),
                          worklog(4, "#47110: x: y")]}
     async with respx.mock() as mock, httpx.AsyncClient() as http:
-        mock.get(f"{API}/issue/PROJ-1/worklog").mock(return_value=httpx.Response(200, json=page))
+        route = mock.get(f"{API}/issue/PROJ-1/worklog").mock(return_value=httpx.Response(200, json=page))
         client = make_client(http).client
-        found = await client.find_worklog_by_anchor(make_target(), "PROJ-1", "4711", author="JDoe")
-        missing = await client.find_worklog_by_anchor(make_target(), "PROJ-1", "999", author="jdoe")
-        not_ours = await client.find_worklog_by_anchor(make_target(), "PROJ-1", "4711", author="someone")
+        found = await client.find_our_worklog(make_target(), "PROJ-1", WorklogMarker("t", "4711"), author="JDoe")
+        missing = await client.find_our_worklog(make_target(), "PROJ-1", WorklogMarker("t", "999"), author="jdoe")
+        not_ours = await client.find_our_worklog(make_target(), "PROJ-1", WorklogMarker("t", "4711"),
+                                                 author="someone")
     assert found is not None and found.id == "3"  # mallory's worklog with our anchor came first: not adopted
     assert missing is None and not_ours is None
+    assert "expand" not in route.calls.last.request.url.params  # Data Center has no worklog properties
 
 
 async def test_updated_feed_follows_next_page_on_our_base_url() -> None:

@@ -1,4 +1,4 @@
-"""JIRA instance, connection, OAuth and ticket schemas (CONTRACT sections 3, 4, 9, 11 and 13)."""
+"""JIRA instance, connection, OAuth and ticket schemas (CONTRACT sections 3, 4, 9, 11, 12 and 13)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import SingleLine, UserName
-from app.domain.auth import AuthKind
+from app.domain.auth import AuthKind, Deployment, default_auth
+from app.domain.cloud import normalise_site_url
 from app.domain.commands import ChangeInstance, NewInstance
 from app.security.rsa_keys import MAX_PEM_CHARS, KeyImportError, import_private_key
 
@@ -21,6 +22,10 @@ MAX_PROJECT_KEYS = 1000
 INSTANCE_EXAMPLE: dict[str, Any] = {
     "name": "Main JIRA", "base_url": "https://jira.example.com/jira", "consumer_key": "timetracker",
     "rate_limit_per_second": 10, "project_keys": ["PROJ", "OPS"], "private_key_pem": None,
+}
+CLOUD_INSTANCE_EXAMPLE: dict[str, Any] = {
+    "name": "Acme Cloud", "deployment": "cloud", "site_url": "https://acme.atlassian.net",
+    "project_keys": ["PROJ"], "rate_limit_per_second": 10,
 }
 
 
@@ -82,14 +87,17 @@ class FieldProblem(ValueError):
 
 
 def check_sensitive_fields(data: InstanceIn | InstancePatch) -> None:
-    """Check and normalise `base_url` (in place) and `private_key_pem`; raises `FieldProblem`."""
-    if data.base_url is not None:
-        if len(data.base_url) > MAX_URL_CHARS:
-            raise FieldProblem("base_url", f"must be at most {MAX_URL_CHARS} characters")
+    """Check and normalise `base_url` and `site_url` (in place) and `private_key_pem`; raises `FieldProblem`."""
+    for name, normalise in (("base_url", normalise_base_url), ("site_url", normalise_site_url)):
+        value = getattr(data, name)
+        if value is None:
+            continue
+        if len(value) > MAX_URL_CHARS:
+            raise FieldProblem(name, f"must be at most {MAX_URL_CHARS} characters")
         try:
-            data.base_url = normalise_base_url(data.base_url)
+            setattr(data, name, normalise(value))
         except ValueError as exc:
-            raise FieldProblem("base_url", str(exc)) from None
+            raise FieldProblem(name, str(exc)) from None
     pem = getattr(data, "private_key_pem", None)
     if pem is not None:
         if len(pem) > MAX_PEM_CHARS:
@@ -115,7 +123,14 @@ def check_return_url(value: str | None) -> str | None:
 # base_url and private_key_pem are checked by `check_sensitive_fields`, outside pydantic: a pydantic error
 # echoes its input, and neither a key nor credentials in a URL may be sent back in a 422
 BaseUrl = Annotated[str, Field(examples=["https://jira.example.com/jira"],
-                               description="http(s); may carry a context path; no credentials, query or fragment")]
+                               description="Data Center: http(s); may carry a context path; no credentials, query or "
+                                           "fragment")]
+SiteUrl = Annotated[str, Field(examples=["https://acme.atlassian.net"],
+                               description="Jira Cloud: the site's https:// address (never contacted: the service "
+                                           "reaches the site through Atlassian's API gateway)")]
+DeploymentName = Annotated[Literal["datacenter", "cloud"], Field(
+    description="datacenter (a Jira Data Center or Server at base_url, the default) or cloud (a Jira Cloud site at "
+                "site_url, connected through the service's OAuth 2.0 (3LO) app)")]
 InstanceName = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["Main JIRA"]),
                          AfterValidator(_stripped)]
 ConsumerKey = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["timetracker"]),
@@ -124,10 +139,10 @@ RateLimit = Annotated[int, Field(ge=1, le=1000, description="requests per second
 ProjectKeys = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=MAX_PROJECT_KEYS),
                         AfterValidator(normalise_project_keys)]
 PrivateKeyPem = str | None
-Auth = Annotated[Literal["oauth1", "oauth2", "pat"], Field(
+Auth = Annotated[Literal["oauth1", "oauth2", "pat", "3lo"], Field(
     description="how users connect: oauth1 (OAuth 1.0a application link, the default), oauth2 (Data Center 9+ "
                 "OAuth 2.0 External application link: client_id and client_secret) or pat (personal access tokens, "
-                "Data Center 8.14+)")]
+                "Data Center 8.14+); Jira Cloud sites always use 3lo (the service's OAuth 2.0 app)")]
 ClientId = Annotated[SingleLine, Field(min_length=1, max_length=200, examples=["1f5d8c8e7a6b4c3d"],
                                        description="OAuth 2.0: the client ID of JIRA's External application link"),
                      AfterValidator(_stripped)]
@@ -136,39 +151,49 @@ ClientSecret = Annotated[str, Field(min_length=1, max_length=500, description=(
 
 
 class InstanceIn(BaseModel):
-    """A JIRA Server/DC instance to sync to; without `private_key_pem` the service generates an RSA key pair."""
+    """A JIRA Server/DC instance to sync to (without `private_key_pem` the service generates an RSA key pair), or a
+    Jira Cloud site (`deployment: cloud`, `site_url`; no consumer key, no key pair)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [INSTANCE_EXAMPLE]})
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [INSTANCE_EXAMPLE, CLOUD_INSTANCE_EXAMPLE]})
 
     name: InstanceName
-    base_url: BaseUrl
+    deployment: DeploymentName = "datacenter"
+    base_url: BaseUrl | None = None
+    site_url: SiteUrl | None = None
     consumer_key: ConsumerKey = "timetracker"
     rate_limit_per_second: RateLimit = 10
     project_keys: ProjectKeys = Field(default_factory=list)
     private_key_pem: PrivateKeyPem = Field(
         None, description="oauth1: import an existing unencrypted PKCS#8 or PKCS#1 RSA key of 2048 to 4096 bits")
-    auth: Auth = "oauth1"
+    auth: Auth | None = Field(None, description="default: oauth1 on Data Center, 3lo on Cloud")
     client_id: ClientId | None = None
     client_secret: ClientSecret | None = None
 
     def command(self) -> NewInstance:
         given = frozenset(name for name in self.model_fields_set if getattr(self, name) is not None)
+        deployment = Deployment(self.deployment)
+        auth = AuthKind(self.auth) if self.auth is not None else default_auth(deployment)
         return NewInstance(name=self.name, base_url=self.base_url, consumer_key=self.consumer_key,
                            rate_limit_per_second=self.rate_limit_per_second, project_keys=list(self.project_keys),
-                           private_key_pem=self.private_key_pem, auth=AuthKind(self.auth), client_id=self.client_id,
-                           client_secret=self.client_secret, given=given)
+                           private_key_pem=self.private_key_pem, auth=auth, client_id=self.client_id,
+                           client_secret=self.client_secret, deployment=deployment, site_url=self.site_url,
+                           given=given)
 
 
 class InstancePatch(BaseModel):
     """Fields to change; absent fields stay. `private_key_pem` imports a new key pair (paste the answer's
     `public_key_pem` into JIRA). A new auth, or a new base_url, consumer_key, key pair (oauth1) or client_id (oauth2),
-    disconnects the instance's users: their tokens belong to the old link. A new client_secret does not. The webhook
-    secret is not changed here."""
+    disconnects the instance's users: their tokens belong to the old link. A new client_secret does not. On Cloud, a
+    new site_url does too (the site's id is learnt again). The deployment and the webhook secret are not changed
+    here."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate_limit_per_second": 5}]})
 
     name: InstanceName | None = None
+    deployment: DeploymentName | None = Field(None, description="only the instance's own: it cannot be changed")
     base_url: BaseUrl | None = None
+    site_url: SiteUrl | None = None
     consumer_key: ConsumerKey | None = None
     rate_limit_per_second: RateLimit | None = None
     project_keys: ProjectKeys | None = None
@@ -184,7 +209,9 @@ class InstancePatch(BaseModel):
                               rate_limit_per_second=self.rate_limit_per_second,
                               project_keys=None if self.project_keys is None else list(self.project_keys),
                               private_key_pem=self.private_key_pem, auth=None if self.auth is None else
-                              AuthKind(self.auth), client_id=self.client_id, client_secret=self.client_secret)
+                              AuthKind(self.auth), client_id=self.client_id, client_secret=self.client_secret,
+                              deployment=None if self.deployment is None else Deployment(self.deployment),
+                              site_url=self.site_url)
 
 
 class InstanceOut(BaseModel):
@@ -192,9 +219,13 @@ class InstanceOut(BaseModel):
 
     id: uuid.UUID
     name: str
-    base_url: str
+    deployment: DeploymentName
+    base_url: str = Field(description="Data Center: the REST base; Cloud: the site's address (= site_url)")
+    site_url: str | None = Field(None, description="cloud: the site's address")
+    cloud_id: str | None = Field(None, description="cloud: the site's id, null until the first connection finds it")
     auth: Auth
-    consumer_key: str
+    consumer_key: str | None = Field(description="oauth1 (and other Data Center kinds): the application link's "
+                                                 "consumer key; null on Cloud")
     rate_limit_per_second: int
     project_keys: list[str]
     public_key_pem: str | None = Field(
@@ -202,7 +233,8 @@ class InstanceOut(BaseModel):
     client_id: str | None = Field(None, description="oauth2: the client ID of JIRA's External application link")
     redirect_uri: str | None = Field(
         None, description="oauth2: the redirect URL to give JIRA's External application link "
-                          "(<PUBLIC_BASE_URL>/oauth/jira2/callback)")
+                          "(<PUBLIC_BASE_URL>/oauth/jira2/callback); cloud: the callback URL of the service's 3LO app "
+                          "(<PUBLIC_BASE_URL>/oauth/atlassian/callback)")
     created_at: datetime
     updated_at: datetime
 
@@ -227,8 +259,8 @@ class OAuthStartIn(BaseModel):
         None, description="where the callback sends the browser (303); without it the callback answers JSON. "
                           "When the tenant lists allowed_origins, it must be on one of them")
     expected_jira_user: UserName | None = Field(
-        None, description="the JIRA username that is to approve; another account approving stores nothing "
-                          "(303 to return_url with error=wrong_jira_user, or 409)")
+        None, description="the JIRA username (on Cloud: the Atlassian accountId) that is to approve; another account "
+                          "approving stores nothing (303 to return_url with error=wrong_jira_user, or 409)")
 
 
 class OAuthStartOut(BaseModel):
@@ -239,7 +271,10 @@ class OAuthCallbackOut(BaseModel):
     status: Literal["connected", "denied"]
     user: str
     jira_instance: uuid.UUID
-    jira_username: str | None = Field(None, description="the JIRA account that approved (connected only)")
+    jira_username: str | None = Field(None, description="the JIRA account that approved (connected only; on Cloud "
+                                                        "its accountId)")
+    reason: str | None = Field(None, description="denied: why, when it was not the user's refusal (e.g. \"this "
+                                                 "Atlassian account cannot reach https://acme.atlassian.net\")")
 
 
 class ConnectionOut(BaseModel):
@@ -248,7 +283,9 @@ class ConnectionOut(BaseModel):
     auth: Auth
     status: Literal["connected", "auth_required", "denied"]
     connected_at: datetime | None
-    jira_username: str | None
+    jira_username: str | None = Field(description="the JIRA account the connection acts as (on Cloud: accountId)")
+    expires_at: datetime | None = Field(
+        None, description="cloud: when the consent ends (365 days after it); the user is notified 30 days before")
     updated_at: datetime
 
 

@@ -19,8 +19,16 @@ class JiraInstanceRow(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Data Center: the REST base (with its context path); Jira Cloud: the site's URL (the API is reached through
+    # Atlassian's gateway, `<ATLASSIAN_API_URL>/ex/jira/<cloud_id>`)
     base_url: Mapped[str] = mapped_column(String(2000))
-    # how users authenticate (app.domain.auth.AuthKind): oauth1 | oauth2 | pat
+    # app.domain.auth.Deployment: datacenter | cloud
+    deployment: Mapped[str] = mapped_column(String(20), default="datacenter", server_default="datacenter")
+    # Jira Cloud: the site (`https://acme.atlassian.net`) and its id, learnt from the first connection's
+    # accessible resources
+    site_url: Mapped[str | None] = mapped_column(String(2000))
+    cloud_id: Mapped[str | None] = mapped_column(String(100))
+    # how users authenticate (app.domain.auth.AuthKind): oauth1 | oauth2 | pat | 3lo
     auth: Mapped[str] = mapped_column(String(10), default="oauth1", server_default="oauth1")
     consumer_key: Mapped[str] = mapped_column(String(200))
     rate_limit_per_second: Mapped[int] = mapped_column(Integer, default=10)
@@ -62,17 +70,20 @@ class ConnectionRow(Base):
     refresh_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refresh_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Jira Cloud: when the consent ends (365 days after it), and when the user was told it soon will
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expiry_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = now_column()
 
 
 class OAuthRequestRow(Base):
-    """An authorization between `oauth/start` and the callback: an OAuth 1.0a request token or an OAuth 2.0 state
-    with its PKCE verifier; single use, expires after 10 minutes."""
+    """An authorization between `oauth/start` and the callback: an OAuth 1.0a request token, or an OAuth 2.0 state
+    (with its PKCE verifier on Data Center; Atlassian's 3LO takes none); single use, expires after 10 minutes."""
 
     __tablename__ = "oauth_requests"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    kind: Mapped[str] = mapped_column(String(10), default="oauth1", server_default="oauth1")  # oauth1 | oauth2
+    kind: Mapped[str] = mapped_column(String(10), default="oauth1", server_default="oauth1")  # oauth1 | oauth2 | 3lo
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     jira_instance_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jira_instances.id", ondelete="CASCADE"))
     user: Mapped[str] = mapped_column(String(200))

@@ -74,15 +74,8 @@ class AtlassianTokens:
         body = {**grant, "client_id": self._app.client_id, "client_secret": self._app.client_secret}
         answer = await self._jira.request(self._target, "POST", TOKEN_PATH, operation=operation, json_body=body,
                                           on_call=on_call)
-        try:
-            data = json.loads(answer.content)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            # a 2xx we cannot read: the code or refresh token may have been spent all the same
-            raise TransientError(f"Atlassian answered {operation} with a body that is not a token answer",
-                                 maybe_applied=True, status=answer.status_code)
-        return TokenPair.from_answer(data, now=self._clock())
+        return TokenPair.from_content(answer.content, status=answer.status_code, server="Atlassian",
+                                      operation=operation, now=self._clock())
 
 
 async def reachable_sites(jira: JiraClient, target: JiraTarget, *, on_call: OnCall | None = None,

@@ -10,7 +10,6 @@ never in a URL that a proxy might log.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from app.clock import now_utc
 from app.jira.calls import OnCall
 from app.jira.client import JiraClient, JiraTarget
-from app.jira.errors import TransientError
 from app.jira.token_refresh import TokenPair
 
 AUTHORIZE_PATH = "/rest/oauth2/latest/authorize"
@@ -79,12 +77,5 @@ class DataCenterTokens:
                 "redirect_uri": self._client.redirect_uri}
         answer = await self._jira.request(self._target, "POST", TOKEN_PATH, operation=operation, form=form,
                                           on_call=on_call)
-        try:
-            data = json.loads(answer.content)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            # a 2xx we cannot read: the grant may have been spent all the same
-            raise TransientError(f"JIRA answered {operation} with a body that is not a token answer",
-                                 maybe_applied=True, status=answer.status_code)
-        return TokenPair.from_answer(data, now=self._clock())
+        return TokenPair.from_content(answer.content, status=answer.status_code, server="JIRA",
+                                      operation=operation, now=self._clock())

@@ -22,6 +22,7 @@ refreshing credential shares this logic.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,19 @@ class TokenPair:
             lifetime = None
         return cls.issued(access, refresh if isinstance(refresh, str) and refresh else None, now=now,
                           expires_in=lifetime)
+
+    @classmethod
+    def from_content(cls, content: bytes, *, status: int, server: str, operation: str, now: datetime) -> TokenPair:
+        """Read a token endpoint's 2xx answer body; one that is not a JSON object is `server`'s fault, and the grant
+        (a code, a refresh token) may have been spent all the same."""
+        try:
+            data = json.loads(content)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise TransientError(f"{server} answered {operation} with a body that is not a token answer",
+                                 maybe_applied=True, status=status)
+        return cls.from_answer(data, now=now)
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,28 @@ ROOT = Path(__file__).resolve().parents[2]
 ISSUES = [f"PROJ-{i}" for i in range(1, 101)]
 
 
-def sim_config(*, rate: float = 10, burst: int = 10, feed_delay: float = 60, name: str = "jira1") -> dict[str, Any]:
-    return {"instances": [{
+def sim_config(*, rate: float = 10, burst: int = 10, feed_delay: float = 60, name: str = "jira1",
+               atlassian: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One simulator instance; with `atlassian` (the platform's config, `tests.conftest.atlassian_config`) a Jira Cloud
+    site instead, whose own limits are Cloud's (`rate`/`burst` then do not apply)."""
+    instance: dict[str, Any] = {
         "name": name, "display_timezone": "America/New_York", "feed_delay_seconds": feed_delay,
         "users": [{"name": u, "timezone": "Europe/Berlin"} for u in ("jdoe", "alice", "bob")],
         "issues": [{"key": k, "summary": f"Issue {k}"} for k in ISSUES],
-        "rate_limit": {"rate": rate, "burst": burst},
-    }]}
+    }
+    if atlassian is None:
+        return {"instances": [{**instance, "rate_limit": {"rate": rate, "burst": burst}}]}
+    from tests.e2e.conftest import site_url
+
+    return {**atlassian, "instances": [{**instance, "deployment": "cloud", "site_url": site_url(name)}]}
+
+
+def point_at_platform(monkeypatch: Any, settings: Any, env: dict[str, str], sim_url: str) -> None:
+    """Make this process's settings and the workers' environment use the Atlassian platform of the simulator at
+    `sim_url` (a simulator of a test's own, not the session's)."""
+    for name, path in (("atlassian_auth_url", "/auth.atlassian.com"), ("atlassian_api_url", "/api.atlassian.com")):
+        monkeypatch.setattr(settings, name, sim_url + path)
+        monkeypatch.setitem(env, name.upper(), sim_url + path)
 
 
 @dataclass

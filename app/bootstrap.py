@@ -121,9 +121,10 @@ class Runtime:
 
     @cached_property
     def probes(self) -> Probes:
+        from app.services.credentials import cloud_pool
         from app.services.stats import Probes
 
-        return Probes(self.circuit, self.limiter)
+        return Probes(self.circuit, self.limiter, cloud_pool(self.settings))
 
     def history_samplers(self) -> list[GaugeSampler]:
         """What this process samples into the metrics history when it claims a minute (app.metrics_history)."""

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     atlassian_auth_url: str = "https://auth.atlassian.com"
     atlassian_api_url: str = "https://api.atlassian.com"
     atlassian_points_per_hour: int = Field(65_000, ge=1)
+    # extension for the simulator and tests: the quota's window (Atlassian's is the clock hour)
+    atlassian_quota_window_seconds: float = Field(3600.0, ge=1.0, le=3600.0)
 
     @property
     def push_job_timeout_seconds(self) -> float:

@@ -51,3 +51,23 @@ CIRCUIT_OPEN = Gauge(
     ["instance"],
     registry=REGISTRY,
 )
+CLOUD_RATE_LIMITED = Counter(
+    "jira_cloud_rate_limited",  # exposed as jira_cloud_rate_limited_total
+    "429 answers of Jira Cloud sites, by instance and RateLimit-Reason ('none' when the answer named none).",
+    ["instance", "reason"],
+    registry=REGISTRY,
+)
+CLOUD_LIMIT_WAITS = Counter(
+    "jira_cloud_limit_waits",  # exposed as jira_cloud_limit_waits_total
+    "Requests to Jira Cloud sites held back by the service's own Cloud budgets before anything was sent, by "
+    "instance and budget (points, fair_share, issue_writes, pool_paused, site_paused, issue_paused, near_limit).",
+    ["instance", "budget"],
+    registry=REGISTRY,
+)
+TOKEN_REFRESHES = Counter(
+    "jira_token_refreshes",  # exposed as jira_token_refreshes_total
+    "OAuth 2.0 access-token renewals (Data Center oauth2, Jira Cloud 3lo), by instance, kind and outcome "
+    "(renewed, refused: the server refused the refresh token, failed: no usable answer).",
+    ["instance", "kind", "outcome"],
+    registry=REGISTRY,
+)

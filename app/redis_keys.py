@@ -36,6 +36,27 @@ def issue_lock_key(instance_id: uuid.UUID, issue_key: str) -> str:
     return f"{ROOT}:lock:issue:{{{instance_id}}}:{issue_key.strip().upper()}"
 
 
+def cloud_pool(pool: str) -> dict[str, str]:
+    """The keys of a Jira Cloud points pool (the service's 3LO app), by part: `points` (hash: the window's start,
+    the total and each site's points), `sites` (zset: sites competing → last want), `pause` (after a
+    jira-quota-global-based 429), `near` (Atlassian said the quota is nearly spent). Hash-tagged by the pool, like
+    every key of its sites' budgets."""
+    base = f"{ROOT}:cloud:{{{quote(pool, safe='')}}}"
+    return {part: f"{base}:{part}" for part in ("points", "sites", "pause", "near")}
+
+
+def cloud_site_pause(pool: str, instance_id: uuid.UUID) -> str:
+    """A Cloud site paused by a jira-quota-tenant-based 429 (its own points quota), until its reset."""
+    return f"{ROOT}:cloud:{{{quote(pool, safe='')}}}:site:{instance_id}:pause"
+
+
+def cloud_issue(pool: str, instance_id: uuid.UUID, issue_key: str) -> tuple[str, str]:
+    """(write log, pause) of one issue of a Cloud site: the per-issue write limits and a jira-per-issue-on-write
+    429's pause."""
+    base = f"{ROOT}:cloud:{{{quote(pool, safe='')}}}:issue:{instance_id}:{quote(issue_key.upper(), safe='')}"
+    return base, f"{base}:pause"
+
+
 def token_refresh_lock(connection_id: uuid.UUID) -> str:
     """Held while one process renews a connection's OAuth 2.0 token (no other process renews it meanwhile)."""
     return f"{ROOT}:refresh:{{{connection_id}}}"

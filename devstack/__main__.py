@@ -71,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         env.setdefault("LOG_FORMAT", "text")
         env.setdefault("JIRA_ALLOWED_NETWORKS", SIMULATOR_NETWORK)  # the bundled simulator, and nothing else local
         migrate(env["DATABASE_URL"])
+        if not args.no_demo and not env.get("ATLASSIAN_CLIENT_ID"):
+            from devstack.demo import atlassian_env
+
+            # the demo's Jira Cloud site connects through a 3LO app of the simulated Atlassian platform
+            env.update(atlassian_env(DATA, sim_port=SIM_PORT))
         py = sys.executable
         procs.append(subprocess.Popen([py, "-m", "uvicorn", "app.main:app", *API_SERVER_ARGS, "--host", "127.0.0.1",
                                        "--port", str(args.port), "--no-access-log"], env=env, cwd=ROOT))

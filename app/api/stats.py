@@ -71,6 +71,9 @@ class InstanceStats(BaseModel):
     due_now: int = Field(description="of those, the ones whose push is due now")
     circuit: CircuitFigures
     rate_limit: RateLimitFigures
+    deployment: str = Field("datacenter", description="datacenter | cloud")
+    points_this_hour: int | None = Field(
+        None, description="cloud: points of the app's hourly quota this site's requests took in the current hour")
 
 
 class Unrouted(BaseModel):
@@ -89,11 +92,21 @@ class AttentionEntry(BaseModel):
     updated_at: datetime
 
 
+class AtlassianPoints(BaseModel):
+    used: int = Field(description="points every Cloud site of the service's app took in the current clock hour")
+    budget: int = Field(description="what the service spends at most per hour: 80 % of the quota")
+    quota: int | None = Field(description="ATLASSIAN_POINTS_PER_HOUR")
+    window_seconds: int
+    resets_at: datetime
+
+
 class StatsOut(BaseModel):
     generated_at: datetime
     instances: list[InstanceStats]
     unrouted: Unrouted
     attention: list[AttentionEntry] = Field(description="the newest failed and conflicting entries")
+    atlassian_points: AtlassianPoints | None = Field(
+        None, description="Jira Cloud: the app's points pool, shared by every Cloud site (null without Cloud sites)")
 
 
 STATS_EXAMPLE: dict[str, Any] = {
@@ -124,8 +137,9 @@ STATS_EXAMPLE: dict[str, Any] = {
 )
 async def stats(session: SessionDep, tenant: TenantDep, probes: ProbesDep, settings: SettingsDep) -> dict[str, Any]:
     """Per JIRA instance of your tenant: entries by status, success rate, push latency p50/p95 over the last hour,
-    queue length, circuit state and rate-limit usage; plus the newest failed and conflicting entries."""
-    figures = await svc.tenant_stats(session, probes, tenant.id)
+    queue length, circuit state and rate-limit usage (Jira Cloud sites: the points they took this hour, and the
+    app's points pool); plus the newest failed and conflicting entries."""
+    figures = await svc.tenant_stats(session, probes, tenant.id, points_quota=settings.atlassian_points_per_hour)
     for instance in figures["instances"]:
         instance["circuit"]["retry_every_seconds"] = settings.circuit_reset_seconds
     return figures

@@ -25,6 +25,7 @@ from app import metrics
 from app.budget import ByteBudget
 from app.config import Settings
 from app.domain.auth import Deployment
+from app.domain.cloud_limits import objects_returned
 from app.domain.priority import Priority
 from app.domain.worklog import WorklogBody, WorklogMarker, our_worklog
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
@@ -79,6 +80,16 @@ class JiraTarget:
 def _query(params: Mapping[str, str | int] | None) -> str:
     # %20 rather than '+' for spaces: what is signed and what JIRA decodes then cannot differ
     return urlencode({k: str(v) for k, v in params.items()}, quote_via=quote, safe="") if params else ""
+
+
+def _objects(target: JiraTarget, method: str, answer: JiraAnswer) -> int:
+    """How many objects a successful Cloud read returned (each costs the app a point); 0 otherwise."""
+    if target.deployment is not Deployment.CLOUD or method != "GET" or not 200 <= answer.status_code < 300:
+        return 0
+    try:
+        return objects_returned(json.loads(answer.content))
+    except ValueError:
+        return 0
 
 
 def _segment(value: str) -> str:
@@ -141,13 +152,14 @@ class JiraClient:
     async def request(
         self, target: JiraTarget, method: str, path: str, *, operation: str,
         params: Mapping[str, str | int] | None = None, json_body: object = None,
-        form: Mapping[str, str] | None = None, on_call: OnCall | None = None,
+        form: Mapping[str, str] | None = None, on_call: OnCall | None = None, write_to: str | None = None,
     ) -> JiraAnswer:
         """Send one authenticated request through the gate and return its 2xx answer; raise a `JiraError` otherwise.
 
         `path` is relative to the base URL (e.g. `/rest/api/2/myself`); the body is `json_body` as JSON or `form`
         form-encoded (token endpoints). 429s are retried after their `Retry-After`, a 401 once when the credential
-        was renewed; each attempt is reported to the observers as its own `JiraCall`.
+        was renewed; each attempt is reported to the observers as its own `JiraCall`. `write_to` names the issue a
+        write changes (Jira Cloud's per-issue write limits).
         """
         query = _query(params)
         url = target.url(path) + (f"?{query}" if query else "")
@@ -167,7 +179,7 @@ class JiraClient:
         attempt = 0
         renewed = False
         while True:
-            waited = await self._gate.acquire(instance, target.priority)
+            waited = await self._gate.acquire(instance, target.priority, write_to=write_to)
             metrics.RATE_LIMITER_WAIT.labels(str(instance.id)).observe(waited)
             request = self._http.build_request(method, url, content=body, headers=headers)
             # authenticate the URL exactly as httpx will send it, after the wait (an OAuth 1.0a timestamp is fresh)
@@ -185,7 +197,8 @@ class JiraClient:
                 await self._gate.observe(instance, None, {})
                 await self._report(observers, instance, operation, request, None, error, started, waited)
                 raise
-            await self._gate.observe(instance, response.status_code, response.headers)
+            await self._gate.observe(instance, response.status_code, response.headers, write_to=write_to,
+                                     objects=_objects(target, method, response))
             maybe_error = error_from_response(response.status_code, response.headers, response.content)
             await self._report(observers, instance, operation, request, response.status_code, maybe_error,
                                started, waited)
@@ -267,7 +280,8 @@ class JiraClient:
         worklog property (in the same request)."""
         data = await self._json(target, "POST", f"{API}/issue/{_segment(issue_key)}/worklog",
                                 operation="create_worklog", params=_LEAVE_ESTIMATE,
-                                json_body=self._worklog_json(target, body, marker), on_call=on_call)
+                                json_body=self._worklog_json(target, body, marker), on_call=on_call,
+                                write_to=issue_key)
         return RemoteWorklog.from_json(data)
 
     async def update_worklog(
@@ -279,7 +293,7 @@ class JiraClient:
         data = await self._json(
             target, "PUT", f"{API}/issue/{_segment(issue_key)}/worklog/{_segment(worklog_id)}",
             operation="update_worklog", params=_LEAVE_ESTIMATE, json_body=self._worklog_json(target, body, marker),
-            on_call=on_call)
+            on_call=on_call, write_to=issue_key)
         return RemoteWorklog.from_json(data)
 
     async def delete_worklog(
@@ -292,7 +306,8 @@ class JiraClient:
         """
         try:
             await self.request(target, "DELETE", f"{API}/issue/{_segment(issue_key)}/worklog/{_segment(worklog_id)}",
-                               operation="delete_worklog", params=_LEAVE_ESTIMATE, on_call=on_call)
+                               operation="delete_worklog", params=_LEAVE_ESTIMATE, on_call=on_call,
+                               write_to=issue_key)
         except NotFound:
             return False
         return True

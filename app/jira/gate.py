@@ -1,8 +1,10 @@
-"""The request gate: what the JIRA client calls around every request (CONTRACT 10.3).
+"""The request gate: what the JIRA client calls around every request (CONTRACT 10.3, 12).
 
 The Redis rate limiter (`app/jira/ratelimit.py`) implements `RequestGate`; `acquire` blocks until the
 instance may receive one more request, `observe` hears every answer so the gate can slow down on a 429's
-`Retry-After` or a low `X-RateLimit-Remaining`.
+`Retry-After` or a low `X-RateLimit-Remaining`. A Jira Cloud site's requests also fit the budgets of its
+`CloudPool` (the app's points, the per-issue writes): `acquire` names the issue a write goes to, and `observe` the
+points an answer cost.
 """
 
 from __future__ import annotations
@@ -14,24 +16,38 @@ from typing import Protocol
 
 from app.domain.priority import Priority
 
-__all__ = ["InstanceRef", "NoGate", "Priority", "RequestGate"]
+__all__ = ["CloudPool", "InstanceRef", "NoGate", "Priority", "RequestGate"]
+
+
+@dataclass(frozen=True)
+class CloudPool:
+    """The points pool a Jira Cloud site's requests draw from: the service's 3LO app (`name`: its client id), and
+    the points all its sites may spend per clock hour together (80 % of the app's quota)."""
+
+    name: str
+    points_per_window: int
+    window_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
 class InstanceRef:
-    """A JIRA instance as the gate sees it: its id and its configured request budget."""
+    """A JIRA instance as the gate sees it: its id and its configured request budget (a Cloud site: and its pool)."""
 
     id: uuid.UUID
     rate_limit_per_second: int
+    pool: CloudPool | None = None
 
 
 class RequestGate(Protocol):
-    async def acquire(self, instance: InstanceRef, priority: Priority) -> float:
-        """Wait until one more request may go to `instance`; return the seconds waited."""
+    async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
+        """Wait until one more request may go to `instance` (`write_to`: the issue a write changes); return the
+        seconds waited. A Cloud budget that stays spent for long raises `RateLimited` instead (nothing sent)."""
         ...
 
-    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str]) -> None:
-        """Hear the answer (status None: no answer, a transport failure) of a request let through."""
+    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
+                      write_to: str | None = None, objects: int = 0) -> None:
+        """Hear the answer (status None: no answer, a transport failure) of a request let through; `objects`: how
+        many objects a successful read returned (a Cloud read costs a point for each)."""
         ...
 
     async def left(self, instance: InstanceRef) -> None:
@@ -42,11 +58,12 @@ class RequestGate(Protocol):
 class NoGate:
     """Lets every request through at once (unit tests, one-off tools)."""
 
-    async def acquire(self, instance: InstanceRef, priority: Priority) -> float:
+    async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
         """Never waits."""
         return 0.0
 
-    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str]) -> None:
+    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
+                      write_to: str | None = None, objects: int = 0) -> None:
         """Ignores answers."""
 
     async def left(self, instance: InstanceRef) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app import metrics
 from app.clock import now_utc
 from app.domain.auth import may_present_refresh_token, refresh_due
 from app.jira.calls import OnCall
@@ -138,12 +139,16 @@ class RefreshingBearer:
 
     def __init__(
         self, pair: TokenPair, *, store: TokenStore, endpoint: TokenEndpoint, redis: Redis, policy: RefreshPolicy,
-        kind: str = "oauth2", clock: Callable[[], datetime] = now_utc,
+        kind: str = "oauth2", clock: Callable[[], datetime] = now_utc, instance: str = "",
     ) -> None:
         self._pair = pair
         self._store, self._endpoint, self._redis, self._policy = store, endpoint, redis, policy
         self.kind = kind
         self._clock = clock
+        self._instance = instance  # the metrics' label
+
+    def _count(self, outcome: str) -> None:
+        metrics.TOKEN_REFRESHES.labels(self._instance, self.kind, outcome).inc()
 
     def __repr__(self) -> str:
         return f"RefreshingBearer(kind={self.kind!r}, expires_at={self._pair.expires_at.isoformat()})"
@@ -196,18 +201,22 @@ class RefreshingBearer:
         try:
             renewed = await self._endpoint.refresh(refresh_token, on_call=on_call)
         except (EgressRefused, RateLimited) as exc:
+            self._count("failed")
             await self._store.mark_refresh(stored.refresh_started_at)  # nothing reached JIRA: the token is unspent
             self._keep_or_raise(exc, stored, now, rejected)
             return
         except TransientError as exc:
+            self._count("failed")
             if not exc.maybe_applied:
                 await self._store.mark_refresh(stored.refresh_started_at)
             self._keep_or_raise(exc, stored, now, rejected)
             return
         except PermanentError as exc:
+            self._count("refused")
             # refused (invalid_grant: revoked, expired, replaced; invalid_client), or no provider where it should be
             raise AuthRejected(f"JIRA refused to renew the connection's token: {exc.message}; the user must connect "
                                "again", oauth_problem=getattr(exc, "error", None) or "renewal_refused") from None
+        self._count("renewed")
         if not await self._store.save(renewed):
             again = await self._store.load()
             if again is None:

@@ -32,11 +32,12 @@ from app.db.models import ConnectionRow, JiraInstanceRow
 from app.db.repositories import jira as jira_repo
 from app.domain.auth import AuthKind, Deployment
 from app.domain.cloud import gateway_base
+from app.domain.cloud_limits import points_budget
 from app.domain.priority import Priority
 from app.jira.atlassian import AtlassianApp, AtlassianTokens, authorize_url
 from app.jira.client import JiraClient, JiraTarget
 from app.jira.credentials import ClientAuthenticated, Credential, OAuth1Signature, StaticBearer
-from app.jira.gate import InstanceRef
+from app.jira.gate import CloudPool, InstanceRef
 from app.jira.oauth2 import DataCenterTokens, OAuth2Client
 from app.jira.signing import KeyCache, OAuthConsumer
 from app.jira.token_refresh import RefreshingBearer, RefreshPolicy, StoredGrant, TokenEndpoint, TokenPair
@@ -75,6 +76,12 @@ def is_cloud(instance: JiraInstanceRow) -> bool:
     return instance.deployment == Deployment.CLOUD
 
 
+def cloud_pool(settings: Settings) -> CloudPool:
+    """The points pool of every Cloud site: the service's 3LO app and 80 % of its hourly quota (CONTRACT 12)."""
+    return CloudPool(settings.atlassian_client_id or "atlassian", points_budget(settings.atlassian_points_per_hour),
+                     settings.atlassian_quota_window_seconds)
+
+
 def _seal(box: SecretBox, column: str, connection_id: uuid.UUID, value: str | None) -> bytes | None:
     return box.seal(value, binding("jira_connections", column, connection_id)) if value else None
 
@@ -97,8 +104,16 @@ class Credentials:
         given while the first connection finds it)."""
         if is_cloud(instance):
             base = gateway_base(self._settings.atlassian_api_url, cloud_id or instance.cloud_id or "")
-            return JiraTarget(instance_ref(instance), base, credential, priority, Deployment.CLOUD)
+            return JiraTarget(self.site_ref(instance), base, credential, priority, Deployment.CLOUD)
         return JiraTarget(instance_ref(instance), instance.base_url, credential, priority)
+
+    def cloud_pool(self) -> CloudPool:
+        """The points pool of every Cloud site (`cloud_pool`)."""
+        return cloud_pool(self._settings)
+
+    def site_ref(self, instance: JiraInstanceRow) -> InstanceRef:
+        """A Cloud site as the gate sees it: its own rate, and the app's pool its requests draw points from."""
+        return InstanceRef(instance.id, instance.rate_limit_per_second, self.cloud_pool())
 
     # -- per kind ---------------------------------------------------------------------------------------------------
 
@@ -184,7 +199,7 @@ class Credentials:
                                wait_seconds=timeout + 5, reuse_leeway=reuse_leeway)
         store = ConnectionTokens(self._sessionmaker, self, connection.tenant_id, connection.id)
         return RefreshingBearer(pair, store=store, endpoint=endpoint, redis=self._redis, policy=policy,
-                                kind=kind.value)
+                                kind=kind.value, instance=str(connection.jira_instance_id))
 
     # -- what a connection holds ------------------------------------------------------------------------------------
 

@@ -14,9 +14,12 @@ from app import metrics_history
 from app.clock import now_utc
 from app.db.repositories import activity as activity_repo
 from app.db.repositories import stats as repo
+from app.domain.auth import Deployment
+from app.domain.cloud_limits import PointsUsage
 from app.domain.entry import SyncStatus
 from app.domain.priority import Priority
 from app.jira.circuit import CircuitBreaker
+from app.jira.gate import CloudPool
 from app.jira.ratelimit import RedisRateLimiter
 from app.metrics_history import SeriesValues
 from app.observability import GaugeFamily, GaugeValue
@@ -29,10 +32,16 @@ _SETTLED = (SyncStatus.SYNCED, SyncStatus.FAILED, SyncStatus.CONFLICT, SyncStatu
 
 @dataclass(frozen=True)
 class Probes:
-    """The shared Redis state the figures read: circuit breaker and rate limiter."""
+    """The shared Redis state the figures read: circuit breaker and rate limiter (and the Cloud sites' pool)."""
 
     circuit: CircuitBreaker
     limiter: RedisRateLimiter
+    pool: CloudPool | None = None
+
+
+def _points(usage: PointsUsage, pool: CloudPool, quota: int | None) -> dict[str, Any]:
+    return {"used": usage.used, "budget": usage.budget, "quota": quota, "window_seconds": int(pool.window_seconds),
+            "resets_at": usage.resets_at}
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -48,9 +57,12 @@ def _entry_summary(e: repo.EntrySummary) -> dict[str, Any]:
 
 
 async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UUID, *,
-                       now: datetime | None = None) -> dict[str, Any]:
-    """Per JIRA instance of the tenant: statuses, success rate, push latency, queue, circuit, rate-limit usage."""
+                       now: datetime | None = None, points_quota: int | None = None) -> dict[str, Any]:
+    """Per JIRA instance of the tenant: statuses, success rate, push latency, queue, circuit, rate-limit usage; per
+    Jira Cloud site its points this hour, and the app's pool (`atlassian_points`) when the tenant has a site."""
     now = now or now_utc()
+    pool = probes.pool
+    usage = await probes.limiter.pool_usage(pool) if pool is not None else None
     instances = await repo.tenant_instances(session, tenant_id)
     counts = await repo.status_counts(session, tenant_id)
     queues = await repo.queue_lengths(session, tenant_id, now=now)
@@ -93,13 +105,19 @@ async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UU
                 "paused_for_seconds": round(limiter.paused_for_seconds, 3),
                 "waiting": {"user": limiter.waiting_user, "batch": limiter.waiting_batch},
             },
+            "deployment": inst.deployment,
         })
+        if inst.deployment == Deployment.CLOUD and usage is not None:
+            out[-1]["points_this_hour"] = usage.by_site.get(str(inst.id), 0)
     unrouted = counts.get(None, {})
     return {
         "generated_at": now,
         "instances": out,
         "unrouted": {"counts": unrouted, "queue_length": queues.get(None, (0, 0))[0]},
         "attention": [_entry_summary(e) for e in attention],
+        "atlassian_points": _points(usage, pool, points_quota)
+        if pool is not None and usage is not None and any(i.deployment == Deployment.CLOUD for i in instances)
+        else None,
     }
 
 
@@ -118,7 +136,20 @@ async def fleet_gauges(session: AsyncSession, probes: Probes) -> list[GaugeFamil
     for instance_id in instance_ids:
         state, _, _ = await probes.circuit.describe(instance_id)
         circuits.append(GaugeValue({"instance": str(instance_id)}, 0.0 if state == "closed" else 1.0))
+    families = []
+    if probes.pool is not None:
+        usage = await probes.limiter.pool_usage(probes.pool)
+        sites = [GaugeValue({"instance": site}, float(n)) for site, n in sorted(usage.by_site.items())]
+        families = [
+            GaugeFamily("jira_cloud_points_used", "Points of the Jira Cloud app's hourly quota the service's "
+                        "requests took in the current clock hour, by Cloud site (instance).", sites),
+            GaugeFamily("jira_cloud_points_pool_used", "Points taken in the current clock hour by every Cloud "
+                        "site together, and the service's budget for the hour (80 % of ATLASSIAN_POINTS_PER_HOUR).",
+                        [GaugeValue({"kind": "used"}, float(usage.used)),
+                         GaugeValue({"kind": "budget"}, float(usage.budget))]),
+        ]
     return [
+        *families,
         GaugeFamily("sync_queue_length", "Entries waiting to be pushed (the outbox in PostgreSQL), by instance "
                     "and priority (user, batch); instance 'none' means not routed yet.", queue),
         GaugeFamily("circuit_open", "1 while an instance's circuit is open or half-open, 0 when closed.", circuits),

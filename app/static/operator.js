@@ -45,6 +45,9 @@ function renderInstances(instances) {
         figure("Rate limit", "rate_limit", rl.grants_last_second + " / " + rl.rate_limit_per_second + " per s",
                "requests let through in the last second / the limit"),
         figure("Rate-limit usage", "rate_limit_usage", pct(rl.usage)),
+        ...(inst.deployment === "cloud"
+            ? [figure("Points this hour", "points_this_hour", String(inst.points_this_hour ?? 0),
+                      "points of the Jira Cloud app's hourly quota this site's requests took")] : []),
       ),
       el("div", {class: "counts", "data-field": "counts"},
          Object.entries(inst.counts).map(([s, n]) => s + " " + n).join(" · "))),
@@ -162,6 +165,13 @@ async function refresh() {
     const stats = await api("/api/v1/stats");
     renderInstances(stats.instances);
     renderAttention(stats.attention);
+    const points = stats.atlassian_points;
+    $("#atlassian-points").hidden = !points;
+    if (points) {
+      $("#atlassian-points").textContent = "Jira Cloud points this hour (every site of the service's app): " +
+        points.used + " of " + points.budget + " (80 % of " + points.quota + "), resets " +
+        new Date(points.resets_at).toLocaleTimeString();
+    }
     $("#content").hidden = false;
     $("#refreshed").textContent = "updated " + new Date().toLocaleTimeString();
     $("#refreshed").dataset.generatedAt = stats.generated_at;

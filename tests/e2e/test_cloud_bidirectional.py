@@ -5,7 +5,7 @@ conflict policy exactly as on Data Center. The session simulator serves the site
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -23,8 +23,8 @@ from tests.e2e.test_bidirectional import (
     put_and_push,
     reconcile_deps,
     row_of,
-    wc,  # noqa: F401
 )
+from workers.context import WorkerContext, build_context
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,13 @@ def relay() -> Iterator[Relay]:
     r = Relay()
     yield r
     r.server.shutdown()
+
+
+@pytest.fixture
+async def wc(settings: Any) -> AsyncIterator[WorkerContext]:
+    context = build_context(settings)
+    yield context
+    await context.close()
 
 
 @pytest.fixture

@@ -54,11 +54,12 @@ class RecordingGate:
     acquired: list[tuple[InstanceRef, Priority]] = field(default_factory=list)
     observed: list[tuple[int | None, dict[str, str]]] = field(default_factory=list)
 
-    async def acquire(self, instance: InstanceRef, priority: Priority) -> float:
+    async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
         self.acquired.append((instance, priority))
         return 0.0
 
-    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str]) -> None:
+    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
+                      write_to: str | None = None, objects: int = 0) -> None:
         self.observed.append((status, {k.lower(): v for k, v in headers.items()}))
 
     async def left(self, instance: InstanceRef) -> None:

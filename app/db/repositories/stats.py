@@ -23,6 +23,7 @@ class InstanceInfo:
     name: str
     base_url: str
     rate_limit_per_second: int
+    deployment: str = "datacenter"
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,11 @@ def _routed_instance() -> ColumnElement[uuid.UUID | None]:
 async def tenant_instances(session: AsyncSession, tenant_id: uuid.UUID) -> list[InstanceInfo]:
     rows = await session.execute(
         select(JiraInstanceRow.id, JiraInstanceRow.name, JiraInstanceRow.base_url,
-               JiraInstanceRow.rate_limit_per_second)
+               JiraInstanceRow.rate_limit_per_second, JiraInstanceRow.deployment)
         .where(JiraInstanceRow.tenant_id == tenant_id)
         .order_by(JiraInstanceRow.name, JiraInstanceRow.id)
     )
-    return [InstanceInfo(r[0], r[1], r[2], int(r[3])) for r in rows]
+    return [InstanceInfo(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
 
 
 async def status_counts(session: AsyncSession, tenant_id: uuid.UUID) -> dict[uuid.UUID | None, dict[str, int]]:

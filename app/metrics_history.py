@@ -3,7 +3,7 @@
 Fed by what the processes already report: every publication of metric increments (`app.observability`, every 2 s
 from the API and every worker) also adds them, condensed per instance into a few series, to time buckets in Redis;
 and once a minute one process of the fleet (whichever claims the minute first) samples the gauges (queue length,
-circuit state; Cloud's points used will be another sampler).
+circuit state, a Cloud site's points this hour).
 
 Storage, bounded: one hash per instance and bucket, `ttsync:metrics:v1:hist:{<instance>}:<step>:<bucket start>`,
 field = series, value = number. Two resolutions: 60-s buckets kept 2 hours (the last hour), 300-s buckets kept
@@ -18,7 +18,8 @@ Series (what the dashboard shows next to them, in plain words, is the page's bus
 * `fail_no_answer` (timeout, connection error), `fail_auth` (401), `fail_refused` (other 4xx), `fail_server` (5xx);
 * `lat_le_<bound>`, `lat_count`: the JIRA latency histogram (cumulative buckets, summed over methods);
 * `outcome_<outcome>`: push results (synced, failed, retry, auth_required, conflict, …);
-* gauges: `queue` (entries waiting), `circuit_open` (1 while open or half-open), `points_used` (Cloud, later).
+* gauges: `queue` (entries waiting), `circuit_open` (1 while open or half-open), `points_used` (a Cloud site's
+  points this hour).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only ingest,sync,faults,versus,ui]`: run the benchmarks, write docs/benchmarks.md.
+"""`python -m bench [--quick] [--only ingest,sync,faults,cloud,versus,ui]`: run the benchmarks, write the report.
 
 Order matters: the runs that start workers come first, each with its own tenant and simulator instance; the
 UI run leaves part of its backlog pending, and ingest (no workers at all) comes last, so nothing left in the
@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, machine, report, responsiveness, sync, versus
+from bench import cloud, ingest, machine, report, responsiveness, sync, versus
 from bench.stack import ROOT, Bench
 
-STEPS = ("sync", "faults", "versus", "ui", "ingest")
-SIM_INSTANCES = ["one1", "one3", *(f"five{k}" for k in range(1, 6)), "faults", "plain", "svc", "ui", "ingest"]
+STEPS = ("sync", "faults", "cloud", "versus", "ui", "ingest")
+SIM_INSTANCES = ["one1", "one3", *(f"five{k}" for k in range(1, 6)), "faults", "plain", "svc", "ui", "ingest",
+                 cloud.SITE]
 
 
 def main() -> None:
@@ -38,8 +39,8 @@ def main() -> None:
         bench.start()
         assert bench.stack is not None
         results["machine"] = machine.describe(bench.stack.postgres.extra.get("bindir"))
-        runners = {"sync": sync.run, "faults": sync.run_faults, "versus": versus.run, "ui": responsiveness.run,
-                   "ingest": ingest.run}
+        runners = {"sync": sync.run, "faults": sync.run_faults, "cloud": cloud.run, "versus": versus.run,
+                   "ui": responsiveness.run, "ingest": ingest.run}
         for step in only:
             print(f"[bench] {step} …", flush=True)
             s0 = time.monotonic()

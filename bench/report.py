@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import ingest
+from bench import cloud, ingest
 
 
 def verdict(ok: bool | None) -> str:
@@ -228,6 +228,8 @@ def write(results: dict[str, Any], md_path: Path, png_path: Path) -> None:
     if "versus" in results:
         parts += ["## 5. Against a plain sequential client", "", versus_section(results["versus"])]
     parts += ["## 6. Memory", "", memory_section(results["memory"])]
+    if "cloud" in results:
+        parts += ["## 7. Jira Cloud: a site's limit and Atlassian's points", "", cloud.report_section(results["cloud"])]
     if results.get("errors"):
         parts += ["## Runs that failed", ""] + [f"- {k}: `{v}`" for k, v in results["errors"].items()] + [""]
     md_path.write_text("\n".join(parts))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,14 +36,20 @@ QUIET = {"LOG_LEVEL": "WARNING", "LOG_FORMAT": "text"}
 WORKER_DEFAULTS = {"RECONCILE_INTERVAL_SECONDS": "3600"}
 
 
+# the service's 3LO app on the simulated Atlassian platform (the Jira Cloud run)
+ATLASSIAN_APP = {"client_id": "tt-bench", "client_secret": secrets.token_urlsafe(24)}
+
+
 def sim_instance(name: str, *, rate: float = 10, burst: int = 10) -> dict[str, Any]:
-    return {
+    """A Data Center instance, or a Jira Cloud site when the name starts with `cloud` (Cloud's own limits)."""
+    instance: dict[str, Any] = {
         "name": name, "display_timezone": "UTC", "feed_delay_seconds": 60,
-        "authorize_mode": "approve", "approve_as": "jdoe",
         "users": [{"name": "jdoe", "timezone": "Europe/Berlin"}],
         "issues": [{"key": f"PROJ-{i}", "summary": f"Issue {i}"} for i in range(1, ISSUES_PER_INSTANCE + 1)],
-        "rate_limit": {"rate": rate, "burst": burst},
     }
+    if name.startswith("cloud"):
+        return {**instance, "deployment": "cloud", "site_url": f"https://{name}.atlassian.net"}
+    return {**instance, "authorize_mode": "approve", "approve_as": "jdoe", "rate_limit": {"rate": rate, "burst": burst}}
 
 
 class PeakRss:
@@ -137,13 +144,20 @@ class Bench:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.env = {**os.environ, **self.stack.env, **QUIET, "PUBLIC_BASE_URL": self.api_url}
         self._start_sim()
+        self.env.update({"ATLASSIAN_CLIENT_ID": ATLASSIAN_APP["client_id"],
+                         "ATLASSIAN_CLIENT_SECRET": ATLASSIAN_APP["client_secret"],
+                         "ATLASSIAN_AUTH_URL": f"{self.sim_url}/auth.atlassian.com",
+                         "ATLASSIAN_API_URL": f"{self.sim_url}/api.atlassian.com"})
         self._start_api()
         return self
 
     def _start_sim(self) -> None:
         self.sim_port = free_port()
         config = self.workdir / "sim.json"
-        config.write_text(json.dumps({"instances": [sim_instance(n) for n in self.instances]}))
+        config.write_text(json.dumps({
+            "instances": [sim_instance(n) for n in self.instances],
+            "atlassian": {"apps": [{**ATLASSIAN_APP, "name": "TimeTracker (bench)"}], "approve_as": "jdoe"}}))
+        config.chmod(0o600)
         self.sim_proc = subprocess.Popen(
             [sys.executable, "-m", "jirasim", "--host", "127.0.0.1", "--port", str(self.sim_port), "--config",
              str(config), "--log-level", "warning"], cwd=ROOT, start_new_session=True,

@@ -16,7 +16,18 @@ from typing import Protocol
 
 from app.domain.priority import Priority
 
-__all__ = ["CloudPool", "InstanceRef", "NoGate", "Priority", "RequestGate"]
+__all__ = ["CloudPool", "InstanceRef", "NoGate", "Priority", "RequestGate", "response_header"]
+
+
+def response_header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header of JIRA's answer, `name` lower-case: a case-insensitive look-up for httpx.Headers and plain dicts."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, val in headers.items():
+        if key.lower() == name:
+            return val
+    return None
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,10 @@ How it keeps "never more than `rate_limit_per_second` requests in any one-second
   rate for one second.
 * Rate changes: the rate of the most recently *started* acquire wins, so waiters that began before a change
   follow it at their next poll; the log check applies a lower rate to the slots already in the window.
-* **Jira Cloud** (CONTRACT 12): a site's requests also fit its `CloudPool`'s keyed budgets, in one script call before
-  the site's slot (`cloud_admit.lua`): the app's points for the clock hour (80 % of the quota, an equal share each
-  while several sites compete; a read's objects are charged after its answer), the issue's write logs (10 per 2 s,
-  50 per 30 s; an entry moves to when its write really left), and the pauses a Cloud 429 set by its
-  `RateLimit-Reason`: the pool until `X-RateLimit-Reset` (global quota), the site until then (its own quota), the
-  site for `Retry-After` (burst: the instance pause above), the issue for `Retry-After` (per-issue writes).
-  `X-RateLimit-NearLimit: true` halves every site of the pool for a minute. A budget that frees up within a second is
-  waited for; a longer one raises `RateLimited` with the wait (nothing sent, no attempt spent: the push is deferred).
+* **Jira Cloud** (CONTRACT 12): a site's requests also fit its `CloudPool`'s keyed budgets (`CloudBudgets`,
+  `app/jira/cloud_budgets.py`), asked before the site's slot, as the request leaves and with its answer: the app's
+  points for the clock hour, the issue's write logs and the pauses of Cloud 429s by `RateLimit-Reason` (a burst 429
+  is the instance pause above).
 
 Redis keys: `app.redis_keys.rate_limit` and `cloud_*`; the Lua scripts: `app/jira/lua/rl_*.lua` and `cloud_*.lua`;
 see `docs/coordination.md`.
@@ -47,45 +43,18 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 
-from app import metrics, redis_keys
-from app.clock import now_utc
+from app import redis_keys
 from app.config import DEFAULT_ARRIVAL_MARGIN_SECONDS
-from app.domain.cloud_limits import (
-    COMPETING_FOR,
-    PER_ISSUE_WRITE_LIMITS,
-    LimitReason,
-    PauseScope,
-    PointsUsage,
-    pause_scope,
-    pause_seconds,
-)
-from app.jira.errors import RateLimited, retry_after_seconds
-from app.jira.gate import CloudPool, InstanceRef, Priority
+from app.jira.cloud_budgets import CloudBudgets
+from app.jira.errors import retry_after_seconds
+from app.jira.gate import InstanceRef, Priority, response_header
 from app.jira.scripts import as_text, register
 
 __all__ = ["RateLimiterStats", "RedisRateLimiter"]
-
-# the Cloud write admitted last in this asyncio task: (instance id, issue log key, member)
-_CLOUD_WRITE: contextvars.ContextVar[tuple[uuid.UUID, str, str] | None] = contextvars.ContextVar(
-    "cloud_write", default=None)
-# a Cloud budget that frees up within this is waited for here; a longer wait is the caller's (deferred)
-_CLOUD_INLINE_WAIT = 1.0
-# what a refusal of cloud_admit.lua means: (metric label, words for a person)
-_CLOUD_REFUSALS = {
-    1: ("pool_paused", "Atlassian paused the app's points quota (jira-quota-global-based)"),
-    2: ("site_paused", "Atlassian paused this site's points quota (jira-quota-tenant-based)"),
-    3: ("points", "the app's points budget for this hour is spent (80 % of ATLASSIAN_POINTS_PER_HOUR)"),
-    4: ("fair_share", "this site has used its share of the app's points for this hour"),
-    5: ("issue_writes", "the issue's write limit (10 per 2 s, 50 per 30 s)"),
-    6: ("issue_paused", "Atlassian paused writes to this issue (jira-per-issue-on-write)"),
-    7: ("near_limit", "Atlassian's points quota is nearly spent: going at half speed"),
-}
-_NEAR_LIMIT_MS = 60_000
 
 # the slot granted last in this asyncio task: (instance id, slot member, time.monotonic() it was due)
 _GRANT: contextvars.ContextVar[tuple[uuid.UUID, str, float] | None] = contextvars.ContextVar("grant", default=None)
@@ -105,17 +74,6 @@ class RateLimiterStats:
     waiting_batch: int
     reserved_slots: int
     grants_per_second: tuple[int, ...]  # last 10 seconds, most recent first
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive look-up that works for httpx.Headers and plain dicts alike."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for key, val in headers.items():
-        if key.lower() == name:
-            return val
-    return None
 
 
 class RedisRateLimiter:
@@ -151,10 +109,7 @@ class RedisRateLimiter:
         self._left_late_script = register(redis, "rl_left_late")
         self._on_429_script = register(redis, "rl_on_429")
         self._stats_script = register(redis, "rl_stats")
-        self._cloud_admit = register(redis, "cloud_admit")
-        self._cloud_charge = register(redis, "cloud_charge")
-        self._cloud_pause = register(redis, "cloud_pause")
-        self._cloud_left = register(redis, "cloud_left")
+        self.cloud = CloudBudgets(redis, arrival_margin=arrival_margin)
 
     def keys(self, instance_id: uuid.UUID) -> dict[str, str]:
         """The Redis keys used for one instance (hash-tagged so they live in one cluster slot)."""
@@ -171,8 +126,7 @@ class RedisRateLimiter:
         # time.monotonic(), not loop.time(): uvloop's loop time is cached per loop iteration (ms steps), and
         # lateness measured against a stale clock would misplace slots
         began = time.monotonic()
-        if instance.pool is not None:
-            await self._admit_cloud(instance, instance.pool, write_to)
+        await self.cloud.admit(instance, write_to)
         keys = self._key_list(instance.id)
         waiter = uuid.uuid4().hex
         started = "0"
@@ -215,41 +169,10 @@ class RedisRateLimiter:
                 await self._forget_waiter(keys, waiter)
         return time.monotonic() - began
 
-    async def _admit_cloud(self, instance: InstanceRef, pool: CloudPool, write_to: str | None) -> None:
-        """Fit the request into its Cloud pool's budgets (cloud_admit.lua), waiting up to a second for them."""
-        keys = redis_keys.cloud_pool(pool.name)
-        key_list = [keys["points"], keys["sites"], keys["pause"],
-                    redis_keys.cloud_site_pause(pool.name, instance.id), keys["near"]]
-        member = uuid.uuid4().hex
-        limits: list[int] = []
-        if write_to:
-            key_list += redis_keys.cloud_issue(pool.name, instance.id, write_to)
-            limits = [x for limit, window in PER_ISSUE_WRITE_LIMITS for x in (limit, int(window * _US))]
-        args: list[str | int] = [str(instance.id), pool.points_per_window, 1, int(pool.window_seconds * _US),
-                int(COMPETING_FOR.total_seconds() * _US), member, self._margin_us,
-                max(1, int(instance.rate_limit_per_second)), *limits]
-        while True:
-            code, delay_us = await self._cloud_admit(keys=key_list, args=args)
-            if not int(code):
-                break
-            label, why = _CLOUD_REFUSALS[int(code)]
-            metrics.CLOUD_LIMIT_WAITS.labels(str(instance.id), label).inc()
-            delay = int(delay_us) / _US
-            if delay > _CLOUD_INLINE_WAIT:
-                raise RateLimited(f"Jira Cloud: {why}; nothing was sent, trying again in {math.ceil(delay)} s",
-                                  retry_after=delay)
-            await asyncio.sleep(delay + random.uniform(0, 0.002))
-        if write_to:
-            _CLOUD_WRITE.set((instance.id, key_list[5], member))
-
     async def left(self, instance: InstanceRef) -> None:
         """The request granted last in this task leaves now: if that is later than its slot, move the slot (and a
         Cloud write's entry in its issue's log, to now)."""
-        write = _CLOUD_WRITE.get()
-        if write is not None and write[0] == instance.id:
-            _CLOUD_WRITE.set(None)
-            with contextlib.suppress(Exception):  # best effort: the limits are half of Atlassian's
-                await self._cloud_left(keys=[write[1]], args=[write[2]])
+        await self.cloud.left(instance)
         grant = _GRANT.get()
         if grant is None or grant[0] != instance.id:
             return
@@ -273,17 +196,16 @@ class RedisRateLimiter:
         """A 429 pauses every acquirer for max(Retry-After, 1 s) (on Cloud: what its reason names); a nearly spent
         JIRA budget slows us briefly; a Cloud read's objects are charged to its pool."""
         keys = self.keys(instance.id)
-        if instance.pool is not None and await self._observe_cloud(instance, instance.pool, status, headers,
-                                                                   write_to=write_to, objects=objects):
+        if await self.cloud.observe(instance, status, headers, write_to=write_to, objects=objects):
             return
         if status == 429:
-            retry_after = retry_after_seconds(_header(headers, "retry-after"))
+            retry_after = retry_after_seconds(response_header(headers, "retry-after"))
             await self._on_429_script(
                 keys=[keys["pause"], keys["backoff"]],
                 args=[int(retry_after * _US), self._repeat_429_us, self._min_factor, self._recover, 3_600_000],
             )
             return
-        remaining = _header(headers, "x-ratelimit-remaining")
+        remaining = response_header(headers, "x-ratelimit-remaining")
         if remaining is None:
             return
         try:
@@ -292,45 +214,6 @@ class RedisRateLimiter:
             return
         if value <= self._low_remaining:
             await self._redis.set(keys["slow"], "1", px=self._slowdown_ms)
-
-    async def _observe_cloud(self, instance: InstanceRef, pool: CloudPool, status: int | None,
-                             headers: Mapping[str, str], *, write_to: str | None, objects: int) -> bool:
-        """The Cloud part of `observe`; True when the answer needs nothing more (a 429 paused what it names)."""
-        keys = redis_keys.cloud_pool(pool.name)
-        if objects > 0:
-            await self._cloud_charge(keys=[keys["points"]],
-                                     args=[str(instance.id), objects, int(pool.window_seconds * _US)])
-        if (_header(headers, "x-ratelimit-nearlimit") or "").strip().lower() == "true":
-            await self._redis.set(keys["near"], "1", px=_NEAR_LIMIT_MS)
-        if status != 429:
-            return False
-        reason = _header(headers, "ratelimit-reason")
-        metrics.CLOUD_RATE_LIMITED.labels(str(instance.id), reason or "none").inc()
-        scope = pause_scope(reason, issue=write_to)
-        if scope is PauseScope.SITE and reason != LimitReason.TENANT_QUOTA:
-            return False  # burst (or no reason): the site's own pause and backoff, as on Data Center
-        wait = pause_seconds(reason, retry_after=retry_after_seconds(_header(headers, "retry-after")),
-                             reset=_header(headers, "x-ratelimit-reset"), now=now_utc())
-        if scope is PauseScope.POOL:
-            key = keys["pause"]
-        elif scope is PauseScope.ISSUE and write_to:
-            key = redis_keys.cloud_issue(pool.name, instance.id, write_to)[1]
-        else:
-            key = redis_keys.cloud_site_pause(pool.name, instance.id)
-        await self._cloud_pause(keys=[key], args=[int(wait * _US)])
-        return True
-
-    async def pool_usage(self, pool: CloudPool) -> PointsUsage:
-        """The points the pool's sites took in the current window (clock hour), in total and per site."""
-        raw: dict[Any, Any] = await self._redis.hgetall(redis_keys.cloud_pool(pool.name)["points"])  # type: ignore[misc]
-        fields = {as_text(k): as_text(v) for k, v in raw.items()}
-        now = now_utc()
-        window = timedelta(seconds=pool.window_seconds)
-        start = datetime.fromtimestamp(now.timestamp() // pool.window_seconds * pool.window_seconds, UTC)
-        current = fields.get("h") == f"{int(start.timestamp() * _US)}"
-        by_site = {k[2:]: int(v) for k, v in fields.items() if k.startswith("s:")} if current else {}
-        return PointsUsage(used=int(fields.get("total", 0)) if current else 0, budget=pool.points_per_window,
-                           by_site=by_site, resets_at=start + window)
 
     async def instance_stats(self, instance_id: uuid.UUID) -> RateLimiterStats:
         """Recent grants per second, current pause, waiting counts and effective rate, for the dashboard."""

@@ -62,7 +62,7 @@ async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UU
     Jira Cloud site its points this hour, and the app's pool (`atlassian_points`) when the tenant has a site."""
     now = now or now_utc()
     pool = probes.pool
-    usage = await probes.limiter.pool_usage(pool) if pool is not None else None
+    usage = await probes.limiter.cloud.pool_usage(pool) if pool is not None else None
     instances = await repo.tenant_instances(session, tenant_id)
     counts = await repo.status_counts(session, tenant_id)
     queues = await repo.queue_lengths(session, tenant_id, now=now)
@@ -138,7 +138,7 @@ async def fleet_gauges(session: AsyncSession, probes: Probes) -> list[GaugeFamil
         circuits.append(GaugeValue({"instance": str(instance_id)}, 0.0 if state == "closed" else 1.0))
     families = []
     if probes.pool is not None:
-        usage = await probes.limiter.pool_usage(probes.pool)
+        usage = await probes.limiter.cloud.pool_usage(probes.pool)
         sites = [GaugeValue({"instance": site}, float(n)) for site, n in sorted(usage.by_site.items())]
         families = [
             GaugeFamily("jira_cloud_points_used", "Points of the Jira Cloud app's hourly quota the service's "
@@ -160,7 +160,8 @@ async def fleet_gauges(session: AsyncSession, probes: Probes) -> list[GaugeFamil
 
 async def history_gauges(sessionmaker: async_sessionmaker[AsyncSession], probes: Probes) -> SeriesValues:
     """What the history samples once a minute for every instance of every tenant: its queue length and whether its
-    circuit is open (a circuit open between two samples is seen in the failure series, not here)."""
+    circuit is open (a circuit open between two samples is seen in the failure series, not here); a Cloud site's
+    points this hour."""
     async with sessionmaker() as session:
         instance_ids = await activity_repo.all_instance_ids(session)
         lengths = await repo.fleet_queue_lengths(session)
@@ -173,6 +174,10 @@ async def history_gauges(sessionmaker: async_sessionmaker[AsyncSession], probes:
         state, _, _ = await probes.circuit.describe(instance_id)
         out[str(instance_id)] = {"queue": queued.get(str(instance_id), 0.0),
                                  "circuit_open": 0.0 if state == "closed" else 1.0}
+    if probes.pool is not None:  # Jira Cloud sites: the points they took this hour
+        for site, points in (await probes.limiter.cloud.pool_usage(probes.pool)).by_site.items():
+            if site in out:
+                out[site]["points_used"] = float(points)
     return out
 
 

@@ -56,7 +56,7 @@ async def test_the_pool_stops_at_its_budget_until_the_hour_ends(limiter: RedisRa
         assert await refused(limiter, a) is None
     wait = await refused(limiter, a)
     assert wait is not None and abs(wait - seconds_to_the_hour()) < 5
-    usage = await limiter.pool_usage(p)
+    usage = await limiter.cloud.pool_usage(p)
     assert (usage.used, usage.budget, dict(usage.by_site)) == (12, 12, {str(a.id): 12})
     assert usage.resets_at == datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
@@ -66,7 +66,7 @@ async def test_a_reads_objects_are_charged_after_its_answer(limiter: RedisRateLi
     a = site(p)
     await limiter.acquire(a, Priority.USER)
     await limiter.observe(a, 200, {}, objects=6)  # a worklog list of six: 7 points
-    assert (await limiter.pool_usage(p)).used == 7
+    assert (await limiter.cloud.pool_usage(p)).used == 7
     for _ in range(3):
         assert await refused(limiter, a) is None
     assert await refused(limiter, a) is not None
@@ -84,7 +84,7 @@ async def test_competing_sites_each_get_an_equal_share(limiter: RedisRateLimiter
     for _ in range(2):
         assert await refused(limiter, a) is None
     assert await refused(limiter, a) is not None
-    assert dict((await limiter.pool_usage(p)).by_site) == {str(a.id): 10, str(b.id): 10}
+    assert dict((await limiter.cloud.pool_usage(p)).by_site) == {str(a.id): 10, str(b.id): 10}
 
 
 async def test_writes_to_one_issue_stay_within_ten_per_two_seconds(limiter: RedisRateLimiter) -> None:

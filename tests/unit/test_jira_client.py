@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import respx
 from prometheus_client import generate_latest
 
+from app.domain.auth import Deployment
 from app.domain.worklog import WorklogBody, WorklogMarker
 from app.jira.calls import JiraCall
 from app.jira.client import JiraClient
@@ -229,3 +231,32 @@ async def test_calls_are_counted_in_prometheus() -> None:
     assert "rate_limiter_wait_seconds_bucket" in text
     for name in ("sync_outcomes_total", "sync_queue_length", "circuit_open"):
         assert f"# TYPE {name.removesuffix('_total')}" in text
+
+
+async def test_cloud_worklog_bodies_match_atlassians_spec_and_carry_the_property() -> None:
+    """What the client sends a Jira Cloud site validates against the Cloud platform REST v2 `Worklog` schema (the
+    simulator's extract of Atlassian's spec), property included; a write names its issue to the gate (per-issue
+    limits), and the issue's worklogs are listed with their properties."""
+    from jirasim.cloud_spec import problems
+
+    cloud_api = "https://api.example.test/ex/jira/c-1/rest/api/2"
+    target = replace(make_target(base_url="https://api.example.test/ex/jira/c-1"), deployment=Deployment.CLOUD)
+    marker = WorklogMarker("tenant-1", "4711")
+    async with respx.mock() as mock, httpx.AsyncClient() as http:
+        post = mock.post(f"{cloud_api}/issue/PROJ-1/worklog").mock(return_value=httpx.Response(201, json=worklog(1)))
+        put = mock.put(f"{cloud_api}/issue/PROJ-1/worklog/1").mock(return_value=httpx.Response(200, json=worklog(1)))
+        listed = mock.get(f"{cloud_api}/issue/PROJ-1/worklog").mock(return_value=httpx.Response(200, json={
+            "startAt": 0, "maxResults": 1, "total": 1, "worklogs": [{
+                **worklog(7, "edited by hand"), "author": {"accountId": "5b10ac8d82e05b22cc7d4ef5"},
+                "properties": [marker.as_property()]}]}))
+        harness = make_client(http)
+        await harness.client.create_worklog(target, "PROJ-1", BODY, marker=marker)
+        await harness.client.update_worklog(target, "PROJ-1", "1", BODY, marker=marker)
+        found = await harness.client.find_our_worklog(target, "PROJ-1", marker, author="5b10ac8d82e05b22cc7d4ef5")
+    for route in (post, put):
+        body = json.loads(route.calls.last.request.content)
+        assert problems("Worklog", body) == [], body
+        assert body["properties"] == [{"key": "timetracker", "value": {"tenant": "tenant-1", "entry": "4711"}}]
+    assert listed.calls.last.request.url.params["expand"] == "properties"
+    assert found is not None and found.id == "7"  # by its property, though the comment lost the anchor
+    assert harness.gate.writes == ["PROJ-1", "PROJ-1", None]

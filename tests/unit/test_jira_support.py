@@ -53,9 +53,11 @@ class RecordingGate:
 
     acquired: list[tuple[InstanceRef, Priority]] = field(default_factory=list)
     observed: list[tuple[int | None, dict[str, str]]] = field(default_factory=list)
+    writes: list[str | None] = field(default_factory=list)  # the issue each request wrote to (None: not a write)
 
     async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
         self.acquired.append((instance, priority))
+        self.writes.append(write_to)
         return 0.0
 
     async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,

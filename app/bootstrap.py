@@ -1,9 +1,9 @@
 """The composition root: the one place that builds a process's shared objects, for the API, workers and CLI alike.
 
 Every process holds one engine (with a pool sized for its role), one Redis client, one pooled, egress-checked
-HTTP client towards JIRA behind the rate limiter all processes share, one circuit breaker, one admission cap
-and one secret box. They live as long as the process; nothing here is a module global: the API keeps its
-`Runtime` on `app.state`, a worker in arq's ctx, the CLI for the length of one command.
+HTTP client towards JIRA behind the request gate all processes share (rate limiter and circuit breaker), the
+wake-up of the pushers, and one secret box. They live as long as the process; nothing here is a module global:
+the API keeps its `Runtime` on `app.state`, a worker in its `WorkerContext`, the CLI for the length of one command.
 
 The JIRA side is built (and its modules imported) on first use: a CLI command never talks to JIRA, and a CLI
 that starts in a fraction of a second is what an operator following a backlog wants.
@@ -22,15 +22,14 @@ from app.security.secrets import SecretBox
 
 if TYPE_CHECKING:
     import httpx
-    from arq.connections import ArqRedis
 
-    from app.jira.admission import InstanceAdmission
     from app.jira.circuit import CircuitBreaker
     from app.jira.client import JiraClient
     from app.jira.egress import EgressPolicy
     from app.jira.ratelimit import RedisRateLimiter
     from app.metrics_history import GaugeSampler, SeriesValues
     from app.services.credentials import Credentials
+    from app.services.dispatch import PushWake, RedisWake
     from app.services.push import PushDeps
     from app.services.reconcile import ReconcileDeps
     from app.services.stats import Probes
@@ -39,12 +38,12 @@ Role = Literal["api", "worker", "cli"]
 
 
 def pool_size(settings: Settings, role: Role) -> tuple[int, int]:
-    """Database connections per process (kept open, opened beyond that when busy): a worker's jobs mostly wait on
-    JIRA, a CLI command runs one thing. An API process keeps all of its 20 open: under load a connection opened
-    for one request and closed after it cost a quarter of the CPU of accepting a change."""
+    """Database connections per process (kept open, opened beyond that when busy): a worker's transactions are
+    short (its requests to JIRA hold none), a CLI command runs one thing. An API process keeps all of its 20 open:
+    under load a connection opened for one request and closed after it cost a quarter of the CPU of accepting a
+    change."""
     if role == "worker":
-        size = max(5, settings.worker_concurrency // 2)
-        return size, size
+        return 10, 10
     return (2, 2) if role == "cli" else (20, 0)
 
 
@@ -58,22 +57,21 @@ class Runtime:
         self.sessionmaker = make_sessionmaker(self.engine)
         self.box = SecretBox(settings.encryption_keys)
         self.redis = Redis.from_url(settings.redis_url)
-        self.queue: ArqRedis | None = None  # the arq pool, once `connect_queue` made it
 
-    async def connect_queue(self) -> ArqRedis:
-        """The arq pool that pushes are enqueued on (made once)."""
-        if self.queue is None:
-            from arq import create_pool
-            from arq.connections import RedisSettings
+    @cached_property
+    def wake(self) -> RedisWake:
+        """Wakes the pushers of the instances a committed change made due (app.services.dispatch)."""
+        from app.services.dispatch import RedisWake
 
-            self.queue = await create_pool(RedisSettings.from_dsn(self.settings.redis_url), retry=0)
-        return self.queue
+        return RedisWake(self.redis)
 
     @cached_property
     def limiter(self) -> RedisRateLimiter:
+        """The request gate: every process' share of each instance's rate budget, and its circuit."""
         from app.jira.ratelimit import RedisRateLimiter
 
-        return RedisRateLimiter(self.redis, arrival_margin=self.settings.rate_limit_arrival_margin_seconds)
+        return RedisRateLimiter(self.redis, self.circuit,
+                                arrival_margin=self.settings.rate_limit_arrival_margin_seconds)
 
     @cached_property
     def egress(self) -> EgressPolicy:
@@ -105,12 +103,6 @@ class Runtime:
         return CircuitBreaker.from_settings(self.redis, self.settings)
 
     @cached_property
-    def admission(self) -> InstanceAdmission:
-        from app.jira.admission import InstanceAdmission
-
-        return InstanceAdmission(self.redis, lease_seconds=self.settings.push_job_timeout_seconds)
-
-    @cached_property
     def credentials(self) -> Credentials:
         """How requests to JIRA authenticate as a user (keys parsed once per process; OAuth 2.0 renewals through
         this process's JIRA client, coordinated in Redis)."""
@@ -135,21 +127,19 @@ class Runtime:
 
         return [gauges]
 
-    def push_deps(self) -> PushDeps:
+    def push_deps(self, wake: PushWake) -> PushDeps:
         from app.services.push import PushDeps
 
         return PushDeps(sessionmaker=self.sessionmaker, credentials=self.credentials, jira=self.jira,
-                        circuit=self.circuit, redis=self.redis, settings=self.settings, admission=self.admission)
+                        settings=self.settings, wake=wake)
 
-    def reconcile_deps(self, queue: ArqRedis | None) -> ReconcileDeps:
+    def reconcile_deps(self, wake: PushWake) -> ReconcileDeps:
         from app.services.reconcile import ReconcileDeps
 
         return ReconcileDeps(sessionmaker=self.sessionmaker, credentials=self.credentials, jira=self.jira,
-                             settings=self.settings, circuit=self.circuit, queue=queue)
+                             settings=self.settings, wake=wake)
 
     async def close(self) -> None:
-        if self.queue is not None:
-            await self.queue.aclose()
         if "_jira_pair" in self.__dict__:
             await self.http.aclose()
         await self.redis.aclose()

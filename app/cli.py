@@ -110,9 +110,8 @@ def cmd_sync_pending(args: argparse.Namespace, settings: Settings) -> None:
             _fail("--tenant: not a tenant id")
 
     async def run(runtime: Runtime) -> Any:
-        queue = None if args.dry_run else await runtime.connect_queue()
         return await sync_pending(
-            runtime.sessionmaker, queue, tenant_id=tenant_id, dry_run=args.dry_run,
+            runtime.sessionmaker, None if args.dry_run else runtime.wake, tenant_id=tenant_id, dry_run=args.dry_run,
             wait_seconds=args.wait, progress=None if args.dry_run else _progress_bar,
         )
 

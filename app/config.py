@@ -14,8 +14,9 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The one stated default of RATE_LIMIT_ARRIVAL_MARGIN_SECONDS (README and docs/coordination.md say the same):
-# 50 ms covers wake-up lag, signing and loopback/LAN transit; utilisation under backlog is 1 / 1.05 ≈ 95 %.
-DEFAULT_ARRIVAL_MARGIN_SECONDS = 0.05
+# 25 ms covers the variation in transit between a request being written and its arrival at JIRA (a request that
+# leaves late is counted from when it was written); utilisation under backlog is at most 1 / 1.025 ≈ 97.6 %.
+DEFAULT_ARRIVAL_MARGIN_SECONDS = 0.025
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -86,12 +87,11 @@ class Settings(BaseSettings):
     # extensions beyond the contract
     log_format: str = Field("auto", pattern="^(auto|json|text)$")
     log_level: str = "INFO"
-    worker_concurrency: int = Field(20, ge=1, le=500)
     metrics_port: int | None = None
-    # how long one push job may run; a killed worker's job is re-run by arq this long + 10 s later
-    job_timeout_seconds: float | None = Field(None, gt=0)
-    # the longest expected delay between a rate-limiter grant and the request's arrival at JIRA; the
-    # limiter keeps `rate` requests per (1 s + margin), so arrivals hold `rate` per second at JIRA
+    # one poll of one instance (both feeds and the worklogs they name) is abandoned after this long (CONTRACT 11)
+    reconcile_poll_deadline_seconds: float = Field(120, gt=0)
+    # the largest expected variation between a request leaving and its arrival at JIRA; the limiter keeps
+    # `rate` requests per (1 s + margin), so arrivals hold `rate` per second at JIRA
     rate_limit_arrival_margin_seconds: float = Field(DEFAULT_ARRIVAL_MARGIN_SECONDS, ge=0, le=0.5)
     # CONTRACT section 11: limits, egress and hostile input
     api_max_body_bytes: int = Field(1_048_576, ge=1024)
@@ -114,9 +114,16 @@ class Settings(BaseSettings):
     atlassian_quota_window_seconds: float = Field(3600.0, ge=1.0, le=3600.0)
 
     @property
-    def push_job_timeout_seconds(self) -> float:
-        """`JOB_TIMEOUT_SECONDS`, or by default room for a push's few JIRA requests (each bounded by the timeout)."""
-        return self.job_timeout_seconds or self.jira_timeout_seconds * 3 + 30
+    def push_lease_seconds(self) -> float:
+        """How long an instance's push lease lasts unrenewed: a request sent under it (bounded by the JIRA timeout)
+        is over before the lease can pass to another process; a killed worker's instances move on after this."""
+        return self.jira_timeout_seconds + 10
+
+    @property
+    def push_claim_seconds(self) -> float:
+        """How long an entry a pusher took stays its own without its answer being recorded: room for the few
+        requests of one push step (each bounded by the JIRA timeout). A killed worker's entries move on after it."""
+        return self.jira_timeout_seconds * 3 + 10
 
     @field_validator("database_url")
     @classmethod

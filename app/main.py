@@ -71,13 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings)
         runtime = build(settings, "api")
-        await runtime.connect_queue()
         # what the dependencies in app.api.deps hand to the routers
         state = app.state
         state.runtime, state.settings, state.engine, state.sessionmaker = (
             runtime, settings, runtime.engine, runtime.sessionmaker)
-        state.secret_box, state.redis, state.queue, state.http, state.jira, state.probes, state.egress = (
-            runtime.box, runtime.redis, runtime.queue, runtime.http, runtime.jira, runtime.probes, runtime.egress)
+        state.secret_box, state.redis, state.wake, state.http, state.jira, state.probes, state.egress = (
+            runtime.box, runtime.redis, runtime.wake, runtime.http, runtime.jira, runtime.probes, runtime.egress)
         state.credentials = runtime.credentials
         state.api_key_cache = ApiKeyCache(TENANT_CACHE_SECONDS)
         state.tenant_by_id_cache = TenantByIdCache(TENANT_CACHE_SECONDS)

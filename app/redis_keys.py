@@ -1,4 +1,4 @@
-"""Every Redis key the service writes, in one place (besides arq's own queue keys).
+"""Every Redis key (and the one pub/sub channel) the service uses, in one place.
 
 Keys of one JIRA instance carry the hash tag `{<instance id>}`, so a script touching several of them finds
 them in one cluster slot. What each key holds and how long it lives: docs/coordination.md.
@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 ROOT = "ttsync"
 
-RATE_LIMIT_PARTS = ("grants", "pause", "slow", "backoff", "cfg", "wait_user", "alive_user", "wait_batch", "alive_batch")
+# the gate state hash holds the rate shown to the dashboard, the 429 backoff, pause and slow-down instants
+RATE_LIMIT_PARTS = ("state", "grants", "wait_user", "alive_user", "wait_batch", "alive_batch")
 
 
 def rate_limit(instance_id: uuid.UUID) -> dict[str, str]:
@@ -20,20 +21,25 @@ def rate_limit(instance_id: uuid.UUID) -> dict[str, str]:
     return {part: f"{base}:{part.replace('_', ':')}" for part in RATE_LIMIT_PARTS}
 
 
+def budget(instance_id: uuid.UUID, name: str) -> tuple[str, str]:
+    """(grants log, state hash) of a further keyed budget of one instance (e.g. `issue:PROJ-1`)."""
+    base = f"{ROOT}:rl:{{{instance_id}}}:budget:{name}"
+    return f"{base}:grants", f"{base}:state"
+
+
 def circuit(instance_id: uuid.UUID) -> tuple[str, str]:
     """(circuit hash, half-open trial permit) of one instance."""
     base = f"{ROOT}:cb:{{{instance_id}}}"
     return base, f"{base}:trial"
 
 
-def admission(instance_id: uuid.UUID) -> str:
-    """The sorted set of one instance's batch-push leases."""
-    return f"{ROOT}:admit:{{{instance_id}}}"
+def push_lease(instance_id: uuid.UUID) -> str:
+    """Held by the one process that pushes the instance's due entries (value: that process' id)."""
+    return f"{ROOT}:push:{{{instance_id}}}:lease"
 
 
-def issue_lock_key(instance_id: uuid.UUID, issue_key: str) -> str:
-    """The write lock of one JIRA issue; issue keys are case-insensitive (`proj-1` is `PROJ-1`)."""
-    return f"{ROOT}:lock:issue:{{{instance_id}}}:{issue_key.strip().upper()}"
+# API processes publish `<instance id> <priority>` here after committing a change due now; workers listen
+PUSH_WAKE_CHANNEL = f"{ROOT}:push:wake"
 
 
 def cloud_pool(pool: str) -> dict[str, str]:

@@ -1,8 +1,8 @@
-"""`python -m bench [--quick] [--only ingest,sync,faults,cloud,versus,ui]`: run the benchmarks, write the report.
+"""`python -m bench [--quick] [--only push,faults,cloud,versus,ui,ingest]`: run the benchmarks, write the report.
 
 Order matters: the runs that start workers come first, each with its own tenant and simulator instance; the
-UI run leaves part of its backlog pending, and ingest (no workers at all) comes last, so nothing left in the
-queue by one run is pushed during another.
+UI run leaves part of its backlog pending, and ingest (no workers at all) comes last, so nothing left due by one
+run is pushed during another.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import cloud, ingest, machine, report, responsiveness, sync, versus
+from bench import cloud, ingest, machine, push, report, responsiveness, sync, versus
 from bench.stack import ROOT, Bench
 
-STEPS = ("sync", "faults", "cloud", "versus", "ui", "ingest")
-SIM_INSTANCES = ["one1", "one3", *(f"five{k}" for k in range(1, 6)), "faults", "plain", "svc", "ui", "ingest",
-                 cloud.SITE]
+STEPS = ("push", "faults", "cloud", "versus", "ui", "ingest")
+SIM_INSTANCES = {**push.SIM_INSTANCES, **{name: {} for name in ("faults", "plain", "svc", "ui", "ingest", cloud.SITE)}}
 
 
 def main() -> None:
@@ -39,7 +38,7 @@ def main() -> None:
         bench.start()
         assert bench.stack is not None
         results["machine"] = machine.describe(bench.stack.postgres.extra.get("bindir"))
-        runners = {"sync": sync.run, "faults": sync.run_faults, "cloud": cloud.run, "versus": versus.run,
+        runners = {"push": push.run, "faults": sync.run_faults, "cloud": cloud.run, "versus": versus.run,
                    "ui": responsiveness.run, "ingest": ingest.run}
         for step in only:
             print(f"[bench] {step} …", flush=True)

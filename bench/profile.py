@@ -22,7 +22,7 @@ from bench.stack import ROOT, Bench
 # (category, frame substrings): a sample counts for the first category one of whose substrings is in its stack
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("Redis: tenant rate limit", ("TenantRateLimit.check",)),
-    ("Redis: hand the push to the queue (after commit)", ("enqueue_pushes", "dispatch.py")),
+    ("Redis: wake the pushers (after commit)", ("RedisWake.wake", "dispatch.py")),
     ("PostgreSQL: connection from / back to the pool", ("AsyncAdapt_dbapi_connection.create", "AsyncSession.close",
                                                          "_connection_for_bind", "get_raw_connection",
                                                          "_ConnectionFairy", "pool/base.py", "pool/impl.py")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import cloud, ingest
+from bench import cloud, ingest, push
 
 
 def verdict(ok: bool | None) -> str:
@@ -28,59 +28,22 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def sync_section(r: dict[str, Any]) -> str:
+def efficiency_section(push: dict[str, Any], faults: dict[str, Any] | None) -> str:
     rows = []
-    for key, label in (("one_instance_1w", "1 instance, 1 worker"), ("one_instance_3w", "1 instance, 3 workers"),
-                       ("five_instances_3w", "5 instances, 3 workers")):
-        run = r.get(key)
-        if not run:
-            continue
-        pis = list(run["per_instance"].values())
-        util = min(p["utilisation"] for p in pis)
-        maxw = max(p["max_in_1s"] for p in pis)
-        r429 = sum(p["rate_limited"] for p in pis)
-        drain = max(p["drain_s"] for p in pis)
-        first = min(p["first_request_after_launch_s"] for p in pis)
-        synced = run["synced"]
-        total = run["n_per_instance"] * run["instances"]
-        rows.append([label, f"{total} ({run['n_per_instance']}/instance)", f"{synced}", f(drain), f(first),
-                     f(run["total_writes_per_s"], 2), f"{run['total_limit']:.0f}", f(util, 3),
-                     f"{maxw} (limit {run['total_limit'] / run['instances']:.0f})", str(r429),
-                     str(sum(p["duplicates"] for p in pis)),
-                     f"{verdict(util >= 0.95)} / {verdict(maxw <= 10)} / {verdict(r429 == 0)}"])
-    table = _table(["run", "backlog", "synced", "drain s (from worker start)", "first JIRA request s",
-                    "writes/s", "limit/s", "utilisation (min per instance)", "max requests in any 1 s",
-                    "429s", "duplicate worklogs", "utilisation ≥ 0.95 / max ≤ limit / 0 × 429"], rows)
-    notes = []
-    one, five = r.get("one_instance_3w"), r.get("five_instances_3w")
-    if one and five:
-        scale = five["total_writes_per_s"] / one["total_writes_per_s"]
-        notes.append(f"Five instances against one (3 workers each time): **{scale:.2f}×** the throughput "
-                     f"(ideal 5×): {verdict(scale >= 4.75)}.")
-        per = ", ".join(f"{k} {v['writes_per_s']:.2f}/s (last write at {v['drain_s']:.0f} s)"
-                        for k, v in five["per_instance"].items())
-        notes.append(f"Per instance (writes/s over its own active span, and when its last worklog was written): {per}.")
-    return table + "\n\n" + "\n".join(notes) + "\n"
-
-
-def efficiency_section(r: dict[str, Any], faults: dict[str, Any] | None) -> str:
-    rows = []
-    for key, label in (("one_instance_1w", "happy path, 1 worker"), ("one_instance_3w", "happy path, 3 workers"),
-                       ("five_instances_3w", "happy path, 5 instances")):
-        run = r.get(key)
-        if run:
-            per = run["requests_per_synced_excl_polls"]
-            rows.append([label, str(run["synced"]), str(run["requests"]), str(run["reconcile_polls"]),
-                         f(run["requests_per_synced"], 3), f(per, 3), "1.0", verdict(per is not None and per <= 1.0)])
+    for key, label in (("one", "happy path, 1 instance, 3 workers"), ("many", "happy path, 10 instances, 3 workers"),
+                       ("big", "happy path, 20 instances, 3 workers")):
+        run = push.get(key) or {}
+        if "requests_per_change" in run:
+            per = run["requests_per_change"]
+            rows.append([label, str(run["n_per_instance"] * run["instances"]), str(run["requests"]), f(per, 3),
+                         "1.0", verdict(per <= 1.0)])
     if faults:
         rows.append(["≈20% faults (10% 5xx, 10% 502 after the write), 1 worker", str(faults["synced"]),
-                     str(faults["requests"]), str(faults["reconcile_polls"]), f(faults["requests_per_synced"], 3),
-                     f(faults["requests_per_synced_excl_polls"], 3), "none set (reported)", "n/a"])
-    out = _table(["run", "synced changes", "JIRA requests", "of which start-up reconcile polls",
-                  "requests per synced change", "excluding the start-up polls", "target", "verdict"], rows)
-    out += ("\n\nEach worker's reconciler polls `worklog/updated` and `worklog/deleted` once when it starts, whatever "
-            "`RECONCILE_INTERVAL_SECONDS` says; those requests are not per change, so the verdict uses the second "
-            "figure.\n")
+                     str(faults["requests"]), f(faults["requests_per_synced_excl_polls"], 3), "none set (reported)",
+                     "n/a"])
+    out = _table(["run", "synced changes", "JIRA requests", "requests per synced change", "target", "verdict"], rows)
+    out += ("\n\nThe workers run (and have polled each instance once) before the backlog is accepted; requests are "
+            "counted from then on. Under faults the count leaves out the start-up reconciliation polls.\n")
     if faults:
         pi = next(iter(faults["per_instance"].values()))
         kinds = ", ".join(f"`{k}` × {v}" for k, v in sorted(pi["kinds"].items(), key=lambda kv: -kv[1]))
@@ -138,28 +101,25 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sync = results.get("sync", {})
+    push = results.get("push", {})
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     ax = axes[0]
-    for key, label in (("one_instance_1w", "1 instance, 1 worker"), ("one_instance_3w", "1 instance, 3 workers"),
-                       ("five_instances_3w", "5 instances, 3 workers (total)")):
-        run = sync.get(key)
-        if not run:
-            continue
-        times = sorted(t for p in run["per_instance"].values() for t in p["write_times"])
-        ax.plot(times, range(1, len(times) + 1), label=label)
+    for key, label in (("one", "1 instance (10/s)"), ("many", "10 instances (10/s each), total")):
+        run = push.get(key) or {}
+        if "per_instance" in run:
+            times = sorted(t for p in run["per_instance"].values() for t in p["write_times"])
+            ax.plot(times, range(1, len(times) + 1), label=label)
     ax.set_title("Backlog drain: worklogs written over time")
-    ax.set_xlabel("seconds since workers started")
+    ax.set_xlabel("seconds since the backlog was accepted")
     ax.set_ylabel("worklogs written (at JIRA)")
     ax.legend()
     ax.grid(alpha=0.3)
 
     ax = axes[1]
-    for key, label in (("one_instance_1w", "1 worker"), ("one_instance_3w", "3 workers")):
-        run = sync.get(key)
-        if run:
-            ps = next(iter(run["per_instance"].values()))["per_second"]
-            ax.step(range(len(ps)), ps, where="post", label=label)
+    one = push.get("one") or {}
+    if "per_second" in one:
+        ps = one["per_second"]
+        ax.step(range(len(ps)), ps, where="post", label="1 instance, 3 workers")
     ax.axhline(10, color="red", linestyle="--", label="limit 10 req/s")
     ax.set_title("Requests per second at JIRA, one instance")
     ax.set_xlabel("second since first request")
@@ -169,15 +129,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
 
     ax = axes[2]
-    run = sync.get("five_instances_3w")
-    if run:
-        for name, p in run["per_instance"].items():
-            ax.step(range(len(p["per_second"])), p["per_second"], where="post", label=name, alpha=0.7)
-        ax.axhline(10, color="red", linestyle="--", label="limit per instance")
-    ax.set_title("Requests per second per instance, 5 instances")
+    many = push.get("many") or {}
+    for name, p in (many.get("per_instance") or {}).items():
+        ax.step(range(len(p["per_second"])), p["per_second"], where="post", label=name, alpha=0.6)
+    ax.axhline(10, color="red", linestyle="--", label="limit per instance")
+    ax.set_title("Requests per second per instance, 10 instances")
     ax.set_xlabel("second since the instance's first request")
     ax.set_ylim(0, 14)
-    ax.legend(loc="lower center", ncol=3, fontsize="small")
+    ax.legend(loc="lower center", ncol=4, fontsize="x-small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -213,16 +172,17 @@ def write(results: dict[str, Any], md_path: Path, png_path: Path) -> None:
         parts += ["**This is a `--quick` smoke run with small sizes: the figures are not the benchmark.**", ""]
     if "ingest" in results:
         parts += ["## 1. Ingest (no worker running)", "", ingest.report_section(results["ingest"])]
-    if "sync" in results:
-        parts += ["## 2. Sync throughput against JIRA's rate limit", "",
-                  "Backlog accepted via the batch endpoint, then workers started; JIRA at 10 req/s (burst 10) "
-                  "per instance and `rate_limit_per_second: 10` in the service. Writes/s = worklogs written ÷ (last "
-                  "write − first request + one slot of 1/limit s); utilisation = writes/s ÷ limit. The max and "
-                  "the 429s are the simulator's own count of arrivals in a sliding one-second window.", "",
-                  sync_section(results["sync"]),
+    if "push" in results:
+        parts += ["## 2. Push: throughput, cost per change, latency, fair share (issue 15, CONTRACT 11)", "",
+                  "JIRA at 10 req/s (burst 10) per instance and `rate_limit_per_second: 10` in the service; workers "
+                  "started and settled first, then the backlog accepted through the batch endpoint. Writes/s = "
+                  "worklogs written ÷ (last write − first request + one slot of 1/limit s); utilisation = writes/s "
+                  "÷ limit. The busiest second and the 429s are the simulator's own count of arrivals in a sliding "
+                  "one-second window. Where the CPU of a push goes: [performance.md](performance.md#push).", "",
+                  push.section(results["push"]),
                   "![drain curves and per-second request counts](benchmarks.png)", ""]
         parts += ["## 3. Efficiency: JIRA requests per synced change", "",
-                  efficiency_section(results["sync"], results.get("faults"))]
+                  efficiency_section(results["push"], results.get("faults"))]
     if "ui" in results:
         parts += ["## 4. The UI never waits for JIRA", "", ui_section(results["ui"])]
     if "versus" in results:
@@ -233,5 +193,5 @@ def write(results: dict[str, Any], md_path: Path, png_path: Path) -> None:
     if results.get("errors"):
         parts += ["## Runs that failed", ""] + [f"- {k}: `{v}`" for k, v in results["errors"].items()] + [""]
     md_path.write_text("\n".join(parts))
-    if "sync" in results:
+    if "push" in results:
         plot(results, png_path)

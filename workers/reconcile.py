@@ -1,65 +1,111 @@
 """The reconciliation poller: every RECONCILE_INTERVAL_SECONDS, each JIRA instance is polled by exactly one worker.
 
 Every worker runs `reconcile_loop`; per instance, a Redis lease (`SET NX PX interval`) picks the one worker that
-polls it in this interval, and a running lock keeps a slow poll from overlapping the next one. A worker that
-dies mid-poll loses nothing: the cursors only move after a poll was fully processed.
+polls it in this interval, and a running lock keeps a slow poll from overlapping the next one. Fair share
+(CONTRACT 11): instances are served in turn (the one polled longest ago first), a worker runs a few polls at
+once and never waits for one to start the others, and each poll is abandoned after
+RECONCILE_POLL_DEADLINE_SECONDS, so a hanging JIRA holds only its own poll. A worker that dies mid-poll, or a poll
+that is abandoned, loses nothing: the cursors only move after a poll was fully processed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import uuid
 
 from app import redis_keys
 from app.db.repositories import activity as activity_repo
 from app.jira.locks import LockTimeout, acquire_lock, release_lock
-from app.services.reconcile import reconcile_instance
+from app.services.reconcile import ReconcileDeps, reconcile_instance
 from workers.context import WorkerContext
 
 log = logging.getLogger("workers.reconcile")
 
 TICK_SECONDS = 5.0
-RUNNING_TTL_SECONDS = 600.0  # a poll longer than this is stuck; its lock expires and another worker may poll
+POLLS_AT_ONCE = 4  # per worker; the other instances are left to the other workers, or the next tick
 
 
-async def poll_due_instances(wc: WorkerContext, queue: Any) -> int:
-    """Poll each instance whose lease this worker wins now; returns how many it polled."""
-    interval_ms = int(wc.settings.reconcile_interval_seconds * 1000)
-    async with wc.deps.sessionmaker() as session:
-        ids = await activity_repo.all_instance_ids(session)
-    deps = wc.runtime.reconcile_deps(queue)
-    polled = 0
-    for instance_id in ids:
-        if not await wc.redis.set(redis_keys.reconcile_lease(instance_id), "1", nx=True, px=interval_ms):
-            continue  # another worker polls it in this interval (or already did)
+class Poller:
+    """One worker's share of the polling: its polls in flight, at most `POLLS_AT_ONCE`."""
+
+    def __init__(self, wc: WorkerContext) -> None:
+        self.wc = wc
+        self.deps: ReconcileDeps = wc.runtime.reconcile_deps(wc.wake or wc.runtime.wake)
+        self.running: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    async def tick(self) -> int:
+        """Start a poll of each instance (longest unpolled first) whose lease this worker wins now, as long as it
+        has room; returns how many it started."""
+        interval_ms = int(self.wc.settings.reconcile_interval_seconds * 1000)
+        async with self.wc.deps.sessionmaker() as session:
+            ids = await activity_repo.instances_by_last_poll(session)
+        started = 0
+        for instance_id in ids:
+            if len(self.running) >= POLLS_AT_ONCE:
+                break
+            if instance_id in self.running:
+                continue
+            if not await self.wc.redis.set(redis_keys.reconcile_lease(instance_id), self.wc.holder, nx=True,
+                                           px=interval_ms):
+                continue  # another worker polls it in this interval (or already did)
+            self.running[instance_id] = asyncio.create_task(self._poll(instance_id))
+            started += 1
+        return started
+
+    async def _poll(self, instance_id: uuid.UUID) -> None:
+        deadline = self.wc.settings.reconcile_poll_deadline_seconds
         try:
-            running = await acquire_lock(wc.redis, redis_keys.reconcile_running(instance_id), RUNNING_TTL_SECONDS,
+            running = await acquire_lock(self.wc.redis, redis_keys.reconcile_running(instance_id), deadline + 30,
                                          max_wait=0)
         except LockTimeout:
-            continue  # the previous poll is still going
+            self.running.pop(instance_id, None)
+            return  # the previous poll is still going
         try:
-            report = await reconcile_instance(deps, instance_id)
-            polled += 1
+            async with asyncio.timeout(deadline):
+                report = await reconcile_instance(self.deps, instance_id)
             if report.ours or not report.polled:
                 log.info("reconciled instance %s: polled=%s ours=%d outcomes=%s reason=%s", instance_id,
                          report.polled, report.ours, dict(report.outcomes), report.reason)
+        except TimeoutError:
+            log.warning("poll of instance %s abandoned after %.0f s; its cursors stay where they were", instance_id,
+                        deadline)
         except Exception:
             log.exception("reconciliation of instance %s failed; its cursors stay where they were", instance_id)
         finally:
-            await release_lock(wc.redis, running)
-    return polled
+            self.running.pop(instance_id, None)
+            await release_lock(self.wc.redis, running)
+
+    async def stop(self) -> None:
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
 
 
-async def reconcile_loop(ctx: dict[str, Any]) -> None:
-    """Background task of every worker; the leases make the fleet poll each instance once per interval."""
-    wc: WorkerContext = ctx["wc"]
-    tick = min(TICK_SECONDS, float(wc.settings.reconcile_interval_seconds))
+async def poll_due_instances(wc: WorkerContext) -> int:
+    """Poll every instance whose lease this worker wins now, `POLLS_AT_ONCE` at a time, and wait for them (tests
+    and tools; the worker's loop never waits). Returns how many it polled."""
+    poller = Poller(wc)
+    total = 0
     while True:
-        try:
-            await poll_due_instances(wc, ctx.get("redis"))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("reconciliation round failed; next try in %s s", tick)
-        await asyncio.sleep(tick)
+        total += await poller.tick()
+        if not poller.running:
+            return total
+        await asyncio.wait(list(poller.running.values()), return_when=asyncio.FIRST_COMPLETED)
+
+
+async def reconcile_loop(wc: WorkerContext) -> None:
+    """Background task of every worker; the leases make the fleet poll each instance once per interval."""
+    poller = Poller(wc)
+    tick = min(TICK_SECONDS, float(wc.settings.reconcile_interval_seconds))
+    try:
+        while True:
+            try:
+                await poller.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciliation round failed; next try in %s s", tick)
+            await asyncio.sleep(tick)
+    finally:
+        await poller.stop()

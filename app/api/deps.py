@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from arq.connections import ArqRedis
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +31,7 @@ from app.security.api_keys import hash_api_key, matches
 from app.security.secrets import SecretBox
 from app.security.user_tokens import TokenExpired, TokenRejected, looks_like_user_token
 from app.services.credentials import Credentials
+from app.services.dispatch import PushWake
 from app.services.stats import Probes
 from app.services.unit_of_work import UnitOfWork
 from app.services.user_tokens import UserTokens
@@ -72,7 +72,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(_from_app_state("settings"))]
-QueueDep = Annotated[ArqRedis | None, Depends(_from_app_state("queue"))]
+# wakes the pushers of the instances a committed change made due
+WakeDep = Annotated[PushWake, Depends(_from_app_state("wake"))]
 EgressDep = Annotated[EgressPolicy, Depends(_from_app_state("egress"))]
 BoxDep = Annotated[SecretBox, Depends(_from_app_state("secret_box"))]
 RedisDep = Annotated[Redis, Depends(_from_app_state("redis"))]
@@ -92,10 +93,10 @@ UserTokensDep = Annotated[UserTokens, Depends(_from_app_state("user_tokens"))]
 AllowedOriginsDep = Annotated[AllowedOrigins, Depends(_from_app_state("allowed_origins"))]
 
 
-async def get_unit_of_work(session: SessionDep, queue: QueueDep) -> UnitOfWork:
+async def get_unit_of_work(session: SessionDep, wake: WakeDep) -> UnitOfWork:
     """The request's unit of work, on the request's session: its `commit` writes the changes feed, commits, then
-    enqueues the pushes that became due."""
-    return UnitOfWork(session, queue)
+    wakes the pushers of what became due."""
+    return UnitOfWork(session, wake)
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]

@@ -3,8 +3,8 @@
 An entry's sync fields (status, outbox marker, attempts, the worklog it holds, what we last wrote) are
 changed here and nowhere else; services load an entry, call a transition and leave the rest to their unit
 of work. Each transition records what the caller's unit of work must do after it: a changes-feed record
-when the status (or content) changed, a push to enqueue when the entry became due now. A test enforces that
-no other module assigns these fields (`tests/unit/test_sync_state_ownership.py`).
+when the status (or content) changed, a push due now (for the pusher of its instance to hear of). A test
+enforces that no other module assigns these fields (`tests/unit/test_sync_state_ownership.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from app.domain.worklog import build_worklog
 SYNC_FIELDS = (
     "sync_status", "last_error", "sync_updated_at", "instance_id", "worklog_id", "worklog_instance_id",
     "worklog_ticket", "attempts", "synced_at", "synced_version", "due_at", "priority", "create_unconfirmed",
-    "base", "remote_updated_ms",
+    "base", "remote_updated_ms", "claimed_by", "claimed_until",
 )
 
 
@@ -63,6 +63,8 @@ class SyncedEntry(Protocol):
     create_unconfirmed: bool
     base: dict[str, Any] | None
     remote_updated_ms: int | None
+    claimed_by: str | None  # the pusher that took the entry and has not recorded its answer yet
+    claimed_until: datetime | None  # ... until when at most (a killed pusher's claim lapses)
 
 
 class FeedKind(StrEnum):
@@ -83,11 +85,13 @@ class FeedRecord:
 
 @dataclass(frozen=True)
 class PushDue:
-    """The entry became due now: enqueue its push after commit (the outbox marker is already set)."""
+    """The entry is due now and its next push goes to `instance_id` (None: no instance yet): wake that instance's
+    pusher after commit (the outbox marker is already set)."""
 
     tenant_id: uuid.UUID
     entry_id: str
     priority: Priority
+    instance_id: uuid.UUID | None = None
 
 
 Event = FeedRecord | PushDue
@@ -113,6 +117,13 @@ class EntrySync:
         return WorklogSnapshot.from_json(self.entry.base)
 
     @property
+    def push_instance(self) -> uuid.UUID | None:
+        """The instance the entry's next push goes to: where its worklog is (or may be, after a create of unknown
+        outcome), else where it is routed. The per-instance pushers select their due entries by this (the index
+        `ix_entries_push_due` is on the same expression)."""
+        return self.entry.worklog_instance_id or self.entry.instance_id
+
+    @property
     def unpushed_change(self) -> bool:
         """A TimeTracker change is waiting to be pushed (or is being pushed)."""
         return self.entry.due_at is not None or self.entry.synced_version != self.entry.version
@@ -132,7 +143,9 @@ class EntrySync:
         """What the push decision needs, with the entry routed as `route` says (and remembered so)."""
         e = self.entry
         if e.instance_id != route.instance_id and not e.is_deleted:
+            before = self.push_instance
             e.instance_id = route.instance_id
+            self._announce_if_moved(before)
         want = worklog_wanted(deleted=e.is_deleted, duration=e.duration, instance_id=route.instance_id,
                               route_reason=route.reason)
         return PushState(
@@ -166,7 +179,13 @@ class EntrySync:
     def _due_now(self, priority: Priority) -> None:
         e = self.entry
         e.due_at, e.priority, e.attempts = self.now, int(priority), 0
-        self._record(PushDue(e.tenant_id, e.id, priority))
+        self._record(PushDue(e.tenant_id, e.id, priority, self.push_instance))
+
+    def _announce_if_moved(self, before: uuid.UUID | None) -> None:
+        """A due entry whose next push now goes to another instance: that instance's pusher must hear of it."""
+        e = self.entry
+        if e.due_at is not None and self.push_instance != before:
+            self._record(PushDue(e.tenant_id, e.id, Priority(e.priority), self.push_instance))
 
     def mark_due(self, *, priority: Priority = Priority.USER, reason: str | None = None,
                  kind: FeedKind = FeedKind.SYNC_STATUS) -> None:
@@ -224,6 +243,20 @@ class EntrySync:
         """Stay due now (if not due already), without a new attempt budget: the running push goes on."""
         self.entry.due_at = self.entry.due_at or self.now
 
+    # -- being pushed ---------------------------------------------------------------------------------------
+
+    def claim(self, pusher: str, until: datetime) -> None:
+        """A pusher took the entry: no other takes it until the answer is recorded, or `until` (it died)."""
+        self.entry.claimed_by, self.entry.claimed_until = pusher, until
+
+    def release(self, pusher: str) -> bool:
+        """The pusher's answer is being recorded: the entry may be taken again. False when it is not (or no longer)
+        that pusher's: another took it after the claim lapsed, and a late answer must not undo its plan."""
+        if self.entry.claimed_by != pusher:
+            return False
+        self.entry.claimed_by = self.entry.claimed_until = None
+        return True
+
     # -- the worklog in JIRA --------------------------------------------------------------------------------
 
     def mark_create_unconfirmed(self, instance_id: uuid.UUID, issue: str) -> None:
@@ -232,8 +265,14 @@ class EntrySync:
         e.create_unconfirmed, e.worklog_instance_id, e.worklog_ticket = True, instance_id, issue
 
     def create_refused(self) -> None:
-        """JIRA certainly did not create the worklog (it answered, and not with success)."""
-        self.entry.create_unconfirmed = False
+        """JIRA certainly did not create the worklog (it answered, and not with success; or the request never
+        left): no worklog may exist, so none is looked for and the next push goes where the entry is routed."""
+        e = self.entry
+        before = self.push_instance
+        e.create_unconfirmed = False
+        if e.worklog_id is None:
+            e.worklog_instance_id = e.worklog_ticket = None
+        self._announce_if_moved(before)
 
     def record_written(self, *, worklog_id: str, instance_id: uuid.UUID, issue: str,
                        written: WorklogSnapshot | None, remote_updated_ms: int | None) -> None:
@@ -248,16 +287,20 @@ class EntrySync:
     def record_not_found(self) -> None:
         """A create's outcome was unknown and JIRA holds no worklog of ours: the next step creates one."""
         e = self.entry
+        before = self.push_instance
         e.create_unconfirmed = False
         e.worklog_instance_id = e.worklog_ticket = None
+        self._announce_if_moved(before)
 
     def forget_worklog(self) -> None:
         """The worklog is gone from JIRA (deleted by us or by someone): the next push creates a new one."""
         e = self.entry
+        before = self.push_instance
         e.worklog_id = e.worklog_instance_id = e.worklog_ticket = None
         e.base = None
         e.remote_updated_ms = None
         e.create_unconfirmed = False
+        self._announce_if_moved(before)
 
     def overwrite_remote(self) -> None:
         """JIRA holds someone else's edit: the next push writes the entry's state over it (even if that state

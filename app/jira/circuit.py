@@ -4,9 +4,11 @@ closed --(`failure_threshold` consecutive transient failures)--> open --(`reset_
 half-open: exactly one trial request at a time, holding a permit (SET NX PX, so a crashed holder's permit
 expires after `trial_ttl_seconds`); its success closes the circuit, its failure opens it again.
 
-Callers: `allow` before a request; then `record_success` when JIRA answered at all sensibly (2xx-4xx: it is up),
-`record_failure` for a timeout, connection error or 5xx, or `release_trial` when a trial permit went unused.
-Waiting for an open circuit is not an attempt (that is the caller's bookkeeping). All times are Redis' clock.
+Every request to JIRA passes the circuit inside the request gate's one decision (`app.jira.ratelimit`, the same
+`circuit_allow.lua`), and the gate reports each answer here: `record_success` when JIRA answered at all sensibly
+(2xx-4xx: it is up), `record_failure` for a timeout, connection error or 5xx, `release_permit` when a trial permit
+went unused. `allow` is the same decision on its own. Waiting for an open circuit is not an attempt (that is the
+caller's bookkeeping). All times are Redis' clock.
 """
 
 from __future__ import annotations
@@ -78,6 +80,19 @@ class CircuitBreaker:
             trial_ttl_seconds=settings.jira_timeout_seconds + 10,
         )
 
+    # what the request gate passes to the same decision (app/jira/lua/circuit_allow.lua) in its own call
+    @property
+    def reset_us(self) -> int:
+        return self._reset_us
+
+    @property
+    def trial_ttl_ms(self) -> int:
+        return self._trial_ttl_ms
+
+    @property
+    def half_open_retry_us(self) -> int:
+        return self._half_open_retry_us
+
     def keys(self, instance_id: uuid.UUID) -> tuple[str, str]:
         """(circuit hash, trial permit) for one instance."""
         return redis_keys.circuit(instance_id)
@@ -114,7 +129,11 @@ class CircuitBreaker:
         """Give back a trial permit that was not used (e.g. the request never went out)."""
         if not decision.permit:
             return False
-        return bool(await self._release(keys=[self.keys(instance_id)[1]], args=[decision.permit]))
+        return await self.release_permit(instance_id, decision.permit)
+
+    async def release_permit(self, instance_id: uuid.UUID, permit: str) -> bool:
+        """Give back trial permit `permit` (only if it is still the current one)."""
+        return bool(await self._release(keys=[self.keys(instance_id)[1]], args=[permit]))
 
     async def describe(self, instance_id: uuid.UUID) -> tuple[CircuitState, int, float]:
         """(state: 'closed', 'open' or 'half_open' on Redis' clock, consecutive failures, seconds until

@@ -12,9 +12,11 @@ retried once when the credential could be renewed; everything else is the caller
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -65,6 +67,8 @@ class JiraTarget:
     base_url: str
     credential: Credential = field(repr=False)
     priority: Priority = Priority.USER
+    # how long a request may wait for its slot (a 429's pause, an open circuit) before `GateClosed`; None: no limit
+    max_wait: float | None = None
     deployment: Deployment = Deployment.DATACENTER
 
     @property
@@ -145,7 +149,6 @@ class JiraClient:
         self._max_rate_limit_retries = max_rate_limit_retries
         self._max_inline_wait = max_inline_wait_seconds
         self._sleep = sleep
-        self._background: set[asyncio.Task[None]] = set()
 
     # -- the one way a request goes out ---------------------------------------------------------------
 
@@ -179,26 +182,32 @@ class JiraClient:
         attempt = 0
         renewed = False
         while True:
-            waited = await self._gate.acquire(instance, target.priority, write_to=write_to)
-            metrics.RATE_LIMITER_WAIT.labels(str(instance.id)).observe(waited)
-            request = self._http.build_request(method, url, content=body, headers=headers)
-            # authenticate the URL exactly as httpx will send it, after the wait (an OAuth 1.0a timestamp is fresh)
-            authorization = credential.authorization(method, str(request.url), body)
-            if authorization is not None:
-                request.headers["Authorization"] = authorization
-            started = time.perf_counter()
-            try:
-                response = await self._exchange(request, instance)
-            except EgressRefused as refused:
-                # nothing was sent: recorded as a call (the audit shows why), but JIRA saw nothing to count
-                await self._report(observers, instance, operation, request, None, refused, started, waited)
-                raise
-            except JiraError as error:
-                await self._gate.observe(instance, None, {})
-                await self._report(observers, instance, operation, request, None, error, started, waited)
-                raise
-            await self._gate.observe(instance, response.status_code, response.headers, write_to=write_to,
-                                     objects=_objects(target, method, response))
+            # a connection first, then the rate-limit slot: a request never waits for a connection after its slot
+            # (it would reach JIRA later than the limiter counted it)
+            async with self._connection(instance):
+                waited = await self._gate.acquire(instance, target.priority, max_wait=target.max_wait,
+                                                 write_to=write_to)
+                metrics.RATE_LIMITER_WAIT.labels(str(instance.id)).observe(waited)
+                request = self._http.build_request(method, url, content=body, headers=headers)
+                # authenticate the URL exactly as httpx will send it, after the wait (an OAuth 1.0a timestamp is
+                # fresh)
+                authorization = credential.authorization(method, str(request.url), body)
+                if authorization is not None:
+                    request.headers["Authorization"] = authorization
+                started = time.perf_counter()
+                try:
+                    response = await self._exchange(request, instance)
+                except EgressRefused as refused:
+                    # nothing was sent: recorded as a call (the audit shows why), but JIRA saw nothing to count
+                    await self._gate.observe(instance, None, {}, sent=False)
+                    await self._report(observers, instance, operation, request, None, refused, started, waited)
+                    raise
+                except JiraError as error:
+                    await self._gate.observe(instance, None, {})
+                    await self._report(observers, instance, operation, request, None, error, started, waited)
+                    raise
+                await self._gate.observe(instance, response.status_code, response.headers, write_to=write_to,
+                                         objects=_objects(target, method, response))
             maybe_error = error_from_response(response.status_code, response.headers, response.content)
             await self._report(observers, instance, operation, request, response.status_code, maybe_error,
                                started, waited)
@@ -208,33 +217,48 @@ class JiraClient:
                     on_call):
                 renewed = True  # a 401 applied nothing: the same request once more with the renewed credential
                 continue
+            patience = min(self._max_inline_wait, math.inf if target.max_wait is None else target.max_wait)
             if (isinstance(maybe_error, RateLimited) and attempt < self._max_rate_limit_retries
-                    and maybe_error.retry_after <= self._max_inline_wait):
+                    and maybe_error.retry_after <= patience):
                 attempt += 1
                 await self._sleep(maybe_error.retry_after)
                 continue
             raise maybe_error
 
+    @contextlib.asynccontextmanager
+    async def _connection(self, instance: InstanceRef) -> AsyncIterator[None]:
+        """One of the instance's connection slots in this process (waiting at most the JIRA timeout for one)."""
+        slot = self._slots.slot(instance.id)
+        try:
+            async with asyncio.timeout(self._deadline):
+                await slot.__aenter__()
+        except TimeoutError:
+            raise TransientError("too many requests to this JIRA in flight; none was free in time",
+                                 maybe_applied=False) from None
+        try:
+            yield
+        finally:
+            await slot.__aexit__(None, None, None)
+
     async def _exchange(self, request: httpx.Request, instance: InstanceRef) -> JiraAnswer:
         """Send `request` and read its whole answer under one deadline (CONTRACT 11: connect, send and the
-        complete answer), holding one of the instance's connection slots; failures as `JiraError`s."""
-        sending = False
+        complete answer); failures as `JiraError`s. The caller holds one of the instance's connection slots."""
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            if event.endswith("send_request_body.complete"):
+                self._gate.left(instance)  # the gate counts the request from when it was really written
+
+        request.extensions["trace"] = trace
         try:
-            async with asyncio.timeout(self._deadline), self._slots.slot(instance.id):
-                sending = True
-                # tell the gate when the request really leaves, without waiting (see RedisRateLimiter.left)
-                left = asyncio.create_task(self._gate.left(instance))
-                self._background.add(left)
-                left.add_done_callback(self._background.discard)
-                response = await self._http.send(request, stream=True)
+            async with asyncio.timeout(self._deadline):
+                try:
+                    response = await self._http.send(request, stream=True)
+                finally:
+                    self._gate.left(instance)  # (a no-op when the trace said so already)
                 try:
                     content = await read_bounded(response, self._max_response_bytes, self._answers)
                 finally:
                     await response.aclose()
         except TimeoutError:
-            if not sending:
-                raise TransientError("too many requests to this JIRA in flight; none was free in time",
-                                     maybe_applied=False) from None
             raise TransientError(f"JIRA did not answer completely within {self._deadline:g} s "
                                  "(the request may have been applied)", maybe_applied=True) from None
         except httpx.HTTPError as exc:

@@ -93,6 +93,17 @@ class TransientError(JiraError):
         self.maybe_applied = maybe_applied
 
 
+class GateClosed(TransientError):
+    """Nothing was sent: the instance's circuit is open, its next rate-limit slot is further away than the caller
+    would wait (a 429's pause, USER work ahead), or the coordination store is unreachable. Asking again after
+    `retry_in` seconds makes sense; it costs no attempt."""
+
+    def __init__(self, message: str, *, retry_in: float, circuit: bool = False) -> None:
+        super().__init__(message, maybe_applied=False)
+        self.retry_in = retry_in
+        self.circuit = circuit
+
+
 def redact(text: str) -> str:
     """Remove OAuth token/signature values from a text before quoting it."""
     return _OAUTH_PARAM.sub(lambda m: f"oauth_{m.group(1)}=<redacted>", text)

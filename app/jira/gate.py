@@ -1,10 +1,11 @@
-"""The request gate: what the JIRA client calls around every request (CONTRACT 10.3, 12).
+"""The request gate: what the JIRA client calls around every request (CONTRACT 10.3, 10.8, 12).
 
-The Redis rate limiter (`app/jira/ratelimit.py`) implements `RequestGate`; `acquire` blocks until the
-instance may receive one more request, `observe` hears every answer so the gate can slow down on a 429's
-`Retry-After` or a low `X-RateLimit-Remaining`. A Jira Cloud site's requests also fit the budgets of its
-`CloudPool` (the app's points, the per-issue writes): `acquire` names the issue a write goes to, and `observe` the
-points an answer cost.
+The Redis rate limiter (`app/jira/ratelimit.py`) implements `RequestGate`: `acquire` blocks until the
+instance may receive one more request (its rate budget and its circuit, in one decision) or raises `GateClosed`;
+`left` marks the moment the request leaves; `observe` hears every answer, so the gate can slow down on a 429's
+`Retry-After` or a low `X-RateLimit-Remaining`, and count failures and successes for the circuit. A Jira Cloud
+site's requests also fit the budgets of its `CloudPool` (the app's points, the per-issue writes): `acquire` names the
+issue a write goes to, and `observe` the points an answer cost.
 """
 
 from __future__ import annotations
@@ -50,32 +51,36 @@ class InstanceRef:
 
 
 class RequestGate(Protocol):
-    async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
+    async def acquire(self, instance: InstanceRef, priority: Priority, *, max_wait: float | None = None,
+                      write_to: str | None = None) -> float:
         """Wait until one more request may go to `instance` (`write_to`: the issue a write changes); return the
-        seconds waited. A Cloud budget that stays spent for long raises `RateLimited` instead (nothing sent)."""
+        seconds waited. Raises `GateClosed` (nothing sent) when it may not go now, or not within `max_wait`
+        seconds; a Cloud budget that stays spent for long raises `RateLimited` instead (nothing sent)."""
+        ...
+
+    def left(self, instance: InstanceRef) -> None:
+        """The request just let through is leaving now (called as it is sent; no I/O on its path)."""
         ...
 
     async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
-                      write_to: str | None = None, objects: int = 0) -> None:
-        """Hear the answer (status None: no answer, a transport failure) of a request let through; `objects`: how
-        many objects a successful read returned (a Cloud read costs a point for each)."""
-        ...
-
-    async def left(self, instance: InstanceRef) -> None:
-        """The request just let through is leaving now (called as it is sent, off its critical path)."""
+                      sent: bool = True, write_to: str | None = None, objects: int = 0) -> None:
+        """Hear the answer (status None: no answer, a transport failure; `sent` False: the request never left)
+        of a request let through; `objects`: how many objects a successful read returned (a Cloud read costs a
+        point for each)."""
         ...
 
 
 class NoGate:
     """Lets every request through at once (unit tests, one-off tools)."""
 
-    async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
+    async def acquire(self, instance: InstanceRef, priority: Priority, *, max_wait: float | None = None,
+                      write_to: str | None = None) -> float:
         """Never waits."""
         return 0.0
 
-    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
-                      write_to: str | None = None, objects: int = 0) -> None:
-        """Ignores answers."""
-
-    async def left(self, instance: InstanceRef) -> None:
+    def left(self, instance: InstanceRef) -> None:
         """Keeps no slots."""
+
+    async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
+                      sent: bool = True, write_to: str | None = None, objects: int = 0) -> None:
+        """Ignores answers."""

@@ -1,11 +1,12 @@
-"""Redis locks that keep writes to one JIRA issue (CONTRACT 10.5), or renewals of one connection's OAuth 2.0
-token (`app.jira.token_refresh`), from running at once.
+"""Redis locks and leases shared by every process: who runs what, with expiry instead of trust.
 
-SET key token NX PX ttl takes the lock; a compare-and-delete script releases it only for the holder, so a
-holder whose lock expired cannot free someone else's. Waiters poll with short jittered sleeps up to
-`max_wait`. While held, a renewal task extends the TTL every ttl/3 (compare-and-PEXPIRE), so slow rate
-limiter waits inside the lock do not lose it; a killed worker stops renewing and its lock expires after `ttl`,
-which therefore must cover one JIRA request timeout.
+* `acquire_lock` / `release_lock`: `SET key token NX PX ttl` takes a lock, a compare-and-delete script releases it
+  only for its holder (a holder whose lock expired cannot free someone else's). Waiters poll with short jittered
+  sleeps up to `max_wait`. (The reconciliation poller's "a poll of this instance is running".)
+* `held_lock`: a lock renewed while held (every ttl/3), e.g. one connection's OAuth 2.0 token renewal
+  (`app.jira.token_refresh`); a killed holder stops renewing and the lock expires after `ttl`.
+* `Leases`: the push leases of one process, one per JIRA instance it pushes, renewed together in one call; a
+  killed process stops renewing and its leases lapse after their TTL (`workers/pushers.py`).
 """
 
 from __future__ import annotations
@@ -13,20 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from app.config import Settings
 from app.jira.scripts import register
-from app.redis_keys import issue_lock_key
 
-__all__ = [
-    "HeldLock", "LockTimeout", "acquire_lock", "default_lock_ttl", "held_lock", "issue_lock", "issue_lock_key",
-    "release_lock",
-]
+__all__ = ["HeldLock", "Leases", "LockTimeout", "acquire_lock", "held_lock", "release_lock"]
 
 
 class LockTimeout(Exception):
@@ -47,12 +44,6 @@ class HeldLock:
     ttl: float
     waited: float = 0.0
     lost: bool = False
-
-
-def default_lock_ttl(settings: Settings) -> float:
-    """An issue lock outlives the requests of one push step made under it (a find, a write, a retry of the
-    connection) even if renewal stalls, so a killed worker's lock lapses within a few JIRA timeouts."""
-    return settings.jira_timeout_seconds * 4 + 30
 
 
 async def acquire_lock(
@@ -80,12 +71,12 @@ async def release_lock(redis: Redis, lock: HeldLock) -> bool:
 
 
 async def _renew(redis: Redis, lock: HeldLock) -> None:
-    extend = register(redis, "extend_if_owner")
+    extend = register(redis, "renew_leases")
     ttl_ms = max(1, int(lock.ttl * 1000))
     while True:
         await asyncio.sleep(lock.ttl / 3)
         try:
-            if not await extend(keys=[lock.key], args=[lock.token, ttl_ms]):
+            if not int((await extend(keys=[lock.key], args=[lock.token, ttl_ms]))[0]):
                 lock.lost = True
                 return
         except Exception:  # noqa: S112 - Redis hiccup: the next round may succeed; the TTL is the backstop
@@ -109,9 +100,57 @@ async def held_lock(redis: Redis, key: str, ttl: float, *, max_wait: float, rene
             await asyncio.shield(release_lock(redis, lock))
 
 
-def issue_lock(
-    redis: Redis, instance_id: uuid.UUID, issue_key: str, ttl: float, *, max_wait: float = 60.0, renew: bool = True,
-) -> contextlib.AbstractAsyncContextManager[HeldLock]:
-    """`async with issue_lock(...)`: no other process writes to this JIRA issue meanwhile."""
-    return held_lock(redis, issue_lock_key(instance_id, issue_key), ttl, max_wait=max_wait, renew=renew)
+class Leases:
+    """Leases one process holds (one per JIRA instance it pushes), renewed together in one Redis call.
 
+    A lease is `SET key <holder> NX PX ttl`. The holder knows, on its own monotonic clock, until when each lease is
+    surely still its own (`valid_for`: the TTL counted from *before* the call that set or extended it), and does
+    nothing under a lease that may have lapsed; a killed process' leases lapse by themselves after `ttl`.
+    """
+
+    def __init__(self, redis: Redis, *, holder: str, ttl: float) -> None:
+        self.holder = holder
+        self.ttl = ttl
+        self._redis = redis
+        self._ttl_ms = max(1, int(ttl * 1000))
+        self._valid_until: dict[str, float] = {}
+        self._renew = register(redis, "renew_leases")
+
+    @property
+    def held(self) -> list[str]:
+        return list(self._valid_until)
+
+    def valid_for(self, key: str) -> float:
+        """Seconds the lease `key` is surely still ours (0 or less: it may be someone else's)."""
+        return self._valid_until.get(key, 0.0) - time.monotonic()
+
+    async def take(self, key: str) -> bool:
+        """Take the lease if nobody holds it."""
+        asked = time.monotonic()
+        if await self._redis.set(key, self.holder, nx=True, px=self._ttl_ms):
+            self._valid_until[key] = asked + self.ttl
+            return True
+        return False
+
+    async def renew(self) -> list[str]:
+        """Extend every lease still ours; returns the keys found lost (expired, or taken by someone else)."""
+        keys = self.held
+        if not keys:
+            return []
+        asked = time.monotonic()
+        kept = await self._renew(keys=keys, args=[self.holder, self._ttl_ms])
+        lost = []
+        for key, ok in zip(keys, kept, strict=True):
+            if int(ok):
+                if key in self._valid_until:
+                    self._valid_until[key] = asked + self.ttl
+            else:
+                self._valid_until.pop(key, None)
+                lost.append(key)
+        return lost
+
+    async def release(self, key: str) -> None:
+        """Give the lease up (only if it is still ours), so another process may take it at once."""
+        self._valid_until.pop(key, None)
+        with contextlib.suppress(Exception):  # unreachable Redis: the TTL frees it
+            await register(self._redis, "release_if_owner")(keys=[key], args=[self.holder])

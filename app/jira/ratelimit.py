@@ -1,35 +1,34 @@
-"""The distributed request gate: per JIRA instance, all workers on all machines share one budget (CONTRACT 10.3).
+"""The request gate every process shares through Redis: per JIRA instance, one rate budget for all workers on all
+machines, its circuit, and room for further keyed budgets (CONTRACT 10.3, 10.8, 10.9).
 
-How it keeps "never more than `rate_limit_per_second` requests in any one-second window, as JIRA sees them":
+One decision per request, or per block of requests, in one Lua call (`app/jira/lua/gate_acquire.lua`):
 
-* Every grant is a *slot* on Redis' clock (`TIME`), recorded in a sorted set (the sliding-window log).
-  Machine clocks never matter; each process only sleeps the relative delay Redis tells it.
-* Slots are spaced `W / rate` apart with `W = 1 s + arrival_margin`, and a window of length `W` never holds
-  more than `rate` slots. Requests reach JIRA a few ms after their slot (scheduling, network); as long as that
-  jitter stays below `arrival_margin`, any one-second window *at JIRA* sees at most `rate` of them.
-  Utilisation under backlog is `1 / W` (≈ 95 % with the default 50 ms margin,
-  `RATE_LIMIT_ARRIVAL_MARGIN_SECONDS`).
-* Plain GCRA with burst = rate would allow 2 × rate in a sliding second after an idle period; burst 1 with
-  the log check above does not.
-* A waiter reserves a slot only when it is at most one interval ahead (`horizon`), then sleeps until it.
-  So the next slot is always taken by someone already waiting (full utilisation) but nobody holds slots far in
-  the future, which keeps priority, 429 pauses and rate changes effective at once.
-* Priority (CONTRACT 10.9): waiters that were refused register in a per-priority sorted set with a heartbeat
-  deadline (a crashed process drops out by itself). While any USER waiter is registered, BATCH acquirers take
-  no slot. Refused waiters sleep until their turn (queue position × interval, at most `max_poll_interval`),
-  so a backlog costs about one Redis call per waiter per grant, not a busy loop.
-* `observe`: a 429 pauses the instance until Redis-now + max(Retry-After, 1 s) for every acquirer; a 429
-  after a pause ended halves the effective rate (recovering linearly); `X-RateLimit-Remaining` ≤ 1 halves the
-  rate for one second.
-* Rate changes: the rate of the most recently *started* acquire wins, so waiters that began before a change
-  follow it at their next poll; the log check applies a lower rate to the slots already in the window.
-* **Jira Cloud** (CONTRACT 12): a site's requests also fit its `CloudPool`'s keyed budgets (`CloudBudgets`,
-  `app/jira/cloud_budgets.py`), asked before the site's slot, as the request leaves and with its answer: the app's
-  points for the clock hour, the issue's write logs and the pauses of Cloud 429s by `RateLimit-Reason` (a burst 429
-  is the instance pause above).
+* **Circuit first.** Nothing is reserved for an instance whose circuit is open; a half-open one lets exactly one
+  trial request through. A caller meets `GateClosed` (nothing sent) and comes back when it says.
+* **Slots.** Every grant is a *slot* on Redis' clock (`TIME`), kept in a sorted set (a sliding-window log), so
+  machine clocks never matter. Slots are at least `W / rate` apart and no window of length `W = 1 s + margin`
+  holds more than `rate` of them; the margin absorbs the variation in transit between a request leaving and its
+  arrival at JIRA, so any one-second window *at JIRA* sees at most `rate` requests. Utilisation under backlog is
+  `1 / W` (0.976 with the default 25 ms margin, `RATE_LIMIT_ARRIVAL_MARGIN_SECONDS`). Plain GCRA with burst =
+  rate would allow 2 × rate in a sliding second after an idle period; burst 1 plus the log does not.
+* **Blocks.** All the requests one process has waiting for one instance share one dispatcher, which asks for as
+  many slots as it has waiters (up to half a second's worth) in one call, hands them out in priority order, and
+  asks again only once every slot it handed out has left. A request that leaves later than its slot (a busy
+  event loop) is *moved* to when it left, in the next call, before any later slot is placed: the window check
+  then counts it where JIRA sees it, so lateness costs nothing (no slot is given up). A single request reserves
+  at most one interval ahead, as before.
+* **Priority** (10.9). A dispatcher that was refused registers in a per-priority sorted set with a heartbeat
+  deadline (a crashed process drops out by itself); while any USER waiter is registered, BATCH takes no slot.
+* **Answers** (`observe`): a 429 pauses the instance for max(Retry-After, 1 s) for every caller, and a 429 soon
+  after a pause halves the rate (recovering linearly); `X-RateLimit-Remaining` ≤ 1 halves it for a second; a
+  timeout, connection failure or 5xx counts towards opening the circuit, an answer shows JIRA is up.
+* **Patience** (CONTRACT 11, fair share): a caller may say how long it would wait (`max_wait`); when the slot is
+  further away than that (a 429's pause, the circuit), it meets `GateClosed` at once instead of waiting.
+* **More budgets**: `acquire(..., budgets=[KeyedBudget(...)])` adds further logs (a per-issue limit, a pool)
+  that every slot must also fit; each has its own `pause`. One mechanism, one Lua call, however many budgets.
 
-Redis keys: `app.redis_keys.rate_limit` and `cloud_*`; the Lua scripts: `app/jira/lua/rl_*.lua` and `cloud_*.lua`;
-see `docs/coordination.md`.
+Redis keys: `app.redis_keys.rate_limit` / `budget`; the circuit's: `app.redis_keys.circuit`; see
+`docs/coordination.md`.
 """
 
 from __future__ import annotations
@@ -37,29 +36,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
+import itertools
 import math
-import random
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app import redis_keys
 from app.config import DEFAULT_ARRIVAL_MARGIN_SECONDS
+from app.jira.circuit import CircuitBreaker
 from app.jira.cloud_budgets import CloudBudgets
-from app.jira.errors import retry_after_seconds
+from app.jira.errors import GateClosed, retry_after_seconds
 from app.jira.gate import InstanceRef, Priority, response_header
 from app.jira.scripts import as_text, register
 
-__all__ = ["RateLimiterStats", "RedisRateLimiter"]
+__all__ = ["KeyedBudget", "RateLimiterStats", "RedisRateLimiter"]
 
-# the slot granted last in this asyncio task: (instance id, slot member, time.monotonic() it was due)
-_GRANT: contextvars.ContextVar[tuple[uuid.UUID, str, float] | None] = contextvars.ContextVar("grant", default=None)
-_LATE_WORTH_RECORDING_US = 2_000
 _US = 1_000_000
+_LATE_WORTH_MOVING_US = 2_000
+_LEAVING_SECONDS = 0.1  # a request normally leaves within this of its slot; the next block waits no longer
+_STATE_TTL_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class KeyedBudget:
+    """A further budget a request must fit: at most `limit` requests in any `window` seconds, counted in its own
+    log (e.g. one JIRA issue's writes, or a pool several instances share). Its state hash holds its own pause."""
+
+    name: str  # e.g. "issue:PROJ-1"
+    limit: int
+    window: float
+
 
 @dataclass(frozen=True)
 class RateLimiterStats:
@@ -76,12 +89,68 @@ class RateLimiterStats:
     grants_per_second: tuple[int, ...]  # last 10 seconds, most recent first
 
 
+@dataclass(eq=False)
+class _Grant:
+    """One slot handed to one request."""
+
+    dispatch: _Dispatch
+    member: str
+    slot_us: int  # Redis' clock
+    due: float  # time.monotonic() at which the slot is due
+    trial: str | None  # the half-open circuit's trial permit, when this request is the trial
+    done: bool = False
+
+
+@dataclass(eq=False)
+class _Waiter:
+    priority: int
+    seq: int
+    ref: InstanceRef
+    max_wait: float | None
+    budgets: tuple[KeyedBudget, ...]
+    future: asyncio.Future[_Grant]
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return (self.priority, self.seq) < (other.priority, other.seq)
+
+
+@dataclass(eq=False)
+class _Dispatch:
+    """Everything this process has waiting for one instance's slots."""
+
+    instance_id: uuid.UUID
+    tag: str
+    waiter_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    waiters: list[_Waiter] = field(default_factory=list)  # a heap: USER first, then arrival
+    task: asyncio.Task[None] | None = None
+    queued: bool = False  # registered as a waiter in Redis
+    outstanding: set[_Grant] = field(default_factory=set)
+    consumed: asyncio.Event = field(default_factory=asyncio.Event)
+    moves: list[tuple[str, int]] = field(default_factory=list)  # (member, moved slot µs) not yet in Redis
+    failures_seen: int = 0  # consecutive failures the circuit held when last asked (or this process recorded)
+    # time.monotonic(): a 429 this process heard pauses the instance, or a failure it recorded opened its circuit,
+    # until then: slots handed out but not yet used are given up
+    paused_until: float = 0.0
+
+
+# the slot granted last in this asyncio task (the request about to leave)
+_GRANT: contextvars.ContextVar[_Grant | None] = contextvars.ContextVar("grant", default=None)
+_SEQ = itertools.count()
+
+
+def block_size(rate: float, block_seconds: float = 0.5) -> int:
+    """Slots one call may reserve: half a second's worth, and always fewer than the rate (so a request's move is
+    known before the slot one window later is placed)."""
+    return max(1, min(int(rate * block_seconds), int(rate) - 1))
+
+
 class RedisRateLimiter:
     """The `RequestGate` every worker and API process shares through one Redis (see module docstring)."""
 
     def __init__(
         self,
         redis: Redis,
+        circuit: CircuitBreaker | None = None,
         *,
         arrival_margin: float = DEFAULT_ARRIVAL_MARGIN_SECONDS,
         max_poll_interval: float = 0.5,
@@ -92,23 +161,28 @@ class RedisRateLimiter:
         repeat_429_window: float = 60.0,
         min_backoff_factor: float = 0.25,
         recover_per_second: float = 0.05,
+        block_seconds: float = 0.5,
     ) -> None:
         self._redis = redis
+        self.circuit = circuit or CircuitBreaker(redis)
         self._margin_us = int(arrival_margin * _US)
         self._max_poll_us = int(max_poll_interval * _US)
         self._grace_us = int(waiter_grace * _US)
         self._max_horizon_us = int(max_horizon * _US)
-        # a slot woken up later than this may have drifted into the next one's window: take a new slot
-        self._late_tolerance = arrival_margin * 0.3  # the rest of the margin covers signing and transit
         self._low_remaining = low_remaining_threshold
-        self._slowdown_ms = int(slowdown_seconds * 1000)
+        self._slowdown_us = int(slowdown_seconds * _US)
         self._repeat_429_us = int(repeat_429_window * _US)
         self._min_factor = min_backoff_factor
         self._recover = recover_per_second
-        self._acquire_script = register(redis, "rl_acquire")
-        self._left_late_script = register(redis, "rl_left_late")
-        self._on_429_script = register(redis, "rl_on_429")
-        self._stats_script = register(redis, "rl_stats")
+        self._block_seconds = block_seconds
+        self._dispatch: dict[uuid.UUID, _Dispatch] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._acquire_script = register(redis, "gate_acquire")
+        self._moved_script = register(redis, "gate_moved")
+        self._on_429_script = register(redis, "gate_on_429")
+        self._slow_script = register(redis, "gate_slow")
+        self._stats_script = register(redis, "gate_stats")
+        # Jira Cloud's budgets (CONTRACT 12): asked before a site's slot, as the request leaves and with its answer
         self.cloud = CloudBudgets(redis, arrival_margin=arrival_margin)
 
     def keys(self, instance_id: uuid.UUID) -> dict[str, str]:
@@ -119,92 +193,232 @@ class RedisRateLimiter:
         k = self.keys(instance_id)
         return [k[part] for part in redis_keys.RATE_LIMIT_PARTS]  # the order the scripts' KEYS expect
 
-    async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
+    # -- acquiring ------------------------------------------------------------------------------------------
+
+    async def acquire(self, instance: InstanceRef, priority: Priority, *, max_wait: float | None = None,
+                      write_to: str | None = None, budgets: Sequence[KeyedBudget] = ()) -> float:
         """Wait until one more request may go to `instance` (on Cloud, fitting its pool's budgets; `write_to`: the
-        issue a write changes); return the seconds waited (not an attempt). Raises `RateLimited` (nothing sent)
-        when a Cloud budget stays spent for longer than a second."""
-        # time.monotonic(), not loop.time(): uvloop's loop time is cached per loop iteration (ms steps), and
-        # lateness measured against a stale clock would misplace slots
+        issue a write changes); return the seconds waited (not an attempt).
+
+        Raises `GateClosed` (nothing sent) when the circuit is open, or when the slot is further away than
+        `max_wait` seconds for a reason other than this process' own queue (a 429's pause, USER work ahead);
+        `RateLimited` (nothing sent) when a Cloud budget stays spent for longer than a second."""
+        # time.monotonic(), not loop.time(): uvloop's loop time is cached per loop iteration (ms steps)
         began = time.monotonic()
         await self.cloud.admit(instance, write_to)
-        keys = self._key_list(instance.id)
-        waiter = uuid.uuid4().hex
-        started = "0"
-        queued = False
-        granted = False
+        d = self._dispatch.get(instance.id)
+        if d is None:
+            d = self._dispatch[instance.id] = _Dispatch(instance.id, instance.id.hex[:8])
+        while True:
+            waiter = _Waiter(int(priority), next(_SEQ), instance, max_wait, tuple(budgets),
+                             asyncio.get_running_loop().create_future())
+            heapq.heappush(d.waiters, waiter)
+            if d.task is None:
+                d.task = asyncio.create_task(self._run(d))
+            try:
+                grant = await waiter.future
+                while (ahead := grant.due - time.monotonic()) > 0:  # a timer with ms resolution may fire early
+                    await asyncio.sleep(ahead)
+            except BaseException:
+                if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                    self._consume(waiter.future.result())  # granted, but it will never leave
+                raise
+            if d.paused_until > time.monotonic():
+                # a 429 came back, or the circuit opened, while this slot waited: it stays counted, unused, and we
+                # ask again (Redis knows now: the next decision waits for the pause or closes the gate)
+                self._consume(grant)
+                continue
+            _GRANT.set(grant)
+            return time.monotonic() - began
+
+    async def _run(self, d: _Dispatch) -> None:
+        """The dispatcher of one instance in this process: one Redis call per block of slots."""
         try:
             while True:
-                granted_flag, delay_us, started_raw, slot_raw = await self._acquire_script(
-                    keys=keys,
-                    args=[max(1, int(instance.rate_limit_per_second)), int(priority), waiter, self._margin_us,
-                          started, self._max_poll_us, self._grace_us, self._recover, self._max_horizon_us],
-                )
-                started = started_raw.decode() if isinstance(started_raw, bytes) else str(started_raw)
-                delay = int(delay_us) / _US
-                if not int(granted_flag):
-                    queued = True
-                    await asyncio.sleep(delay + random.uniform(0, 0.002))
-                    continue
-                queued = False
-                if delay <= 0:
-                    granted = True
-                    _GRANT.set((instance.id, as_text(slot_raw), time.monotonic()))
+                d.waiters = [w for w in d.waiters if not w.future.done()]
+                heapq.heapify(d.waiters)
+                if not d.waiters:
                     break
-                due = time.monotonic() + delay
-                await asyncio.sleep(delay)
-                while (early := due - time.monotonic()) > 0:  # a timer with ms resolution may fire a bit early
-                    await asyncio.sleep(early)
-                # A wake-up far behind schedule could crowd the next slot at JIRA's end: the slot is forfeited
-                # and we queue again. The forfeited slot stays counted: removing it was tried and measured worse
-                # (a process that wakes up late is on a busy machine, whose other requests are late too; the
-                # unused slot is the slack that keeps them inside the limit). Nothing else happens between this
-                # check and the send (no Redis round trip): every millisecond here is eaten out of the margin.
-                # (A 429 heard while we slept at most lets this one request meet the pause; it is retried.)
-                if time.monotonic() - due <= self._late_tolerance:
-                    granted = True
-                    _GRANT.set((instance.id, as_text(slot_raw), due))
-                    break
+                await self._round(d)
         finally:
-            if queued and not granted:
-                await self._forget_waiter(keys, waiter)
-        return time.monotonic() - began
+            d.task = None
+            if d.waiters:  # arrived while the last round was finishing
+                d.task = asyncio.create_task(self._run(d))
+            else:
+                self._later(self._settle(d))
 
-    async def left(self, instance: InstanceRef) -> None:
-        """The request granted last in this task leaves now: if that is later than its slot, move the slot (and a
-        Cloud write's entry in its issue's log, to now)."""
-        await self.cloud.left(instance)
-        grant = _GRANT.get()
-        if grant is None or grant[0] != instance.id:
+    async def _round(self, d: _Dispatch) -> None:
+        head = d.waiters[0]
+        ref = max(d.waiters, key=lambda w: w.seq).ref  # the newest caller knows the current rate
+        budgets = head.budgets
+        alike = sum(1 for w in d.waiters if w.budgets == budgets)
+        want = 1 if budgets else min(alike, block_size(ref.rate_limit_per_second, self._block_seconds))
+        moves, d.moves = d.moves, []
+        moved: list[str | int] = [x for member, slot in moves for x in (member, slot)]
+        keys = self._key_list(d.instance_id) + list(self.circuit.keys(d.instance_id))
+        extra: list[str | int] = [len(budgets)]
+        for b in budgets:
+            keys += list(redis_keys.budget(d.instance_id, b.name))
+            extra += [b.limit, int(b.window * _US)]
+        token = uuid.uuid4().hex
+        # a USER dispatcher that will still have USER requests waiting after this call stays registered, so BATCH
+        # work elsewhere keeps yielding to it between its blocks
+        users_left = sum(1 for w in d.waiters if w.priority == 0) > want
+        registration = 2 if users_left else (1 if d.queued else 0)
+        try:
+            raw = await self._acquire_script(keys=keys, args=[
+                max(1, int(ref.rate_limit_per_second)), head.priority, d.waiter_id, self._margin_us, want,
+                self._max_horizon_us, self._max_poll_us, self._grace_us, self._recover,
+                self.circuit.reset_us, self.circuit.trial_ttl_ms, token, self.circuit.half_open_retry_us,
+                registration, d.tag, len(moves), *moved, *extra,
+            ])
+        except RedisError as exc:
+            d.moves = moves + d.moves
+            self._close(d, d.waiters, GateClosed(
+                f"the coordination store (Redis) is unavailable: {exc.__class__.__name__}", retry_in=1.0))
+            await asyncio.sleep(0.2)
             return
-        _GRANT.set(None)
-        late_us = int((time.monotonic() - grant[2]) * _US)
-        if late_us > _LATE_WORTH_RECORDING_US:
-            with contextlib.suppress(Exception):  # best effort: the margin still covers most of it
-                await self._left_late_script(keys=[self.keys(instance.id)["grants"]], args=[grant[1], late_us])
+        code, delay_us, failures = int(raw[0]), int(raw[1]), int(raw[2])
+        d.failures_seen = failures
+        if code == 2:
+            retry_in = max(delay_us / _US, 0.05)
+            self._close(d, d.waiters, GateClosed(
+                f"JIRA is unavailable (circuit open); trying again in {retry_in:.1f} s", retry_in=retry_in,
+                circuit=True))
+            return
+        if code == 0:
+            d.queued = True
+            earliest = int(raw[3]) / _US
+            impatient = [w for w in d.waiters if w.max_wait is not None and earliest > w.max_wait]
+            self._close(d, impatient, GateClosed(
+                f"the rate limit of this JIRA has no slot for {earliest:.1f} s", retry_in=earliest))
+            await asyncio.sleep(delay_us / _US)
+            return
+        d.queued = registration == 2
+        received = time.monotonic()
+        members = [as_text(m) for m in raw[4:]]
+        first_us = int(members[0].partition("@")[0])
+        for i, member in enumerate(members):
+            slot_us = int(member.partition("@")[0])
+            waiter = self._next_waiter(d, budgets)
+            if waiter is None:
+                break  # everyone left meanwhile: the slot stays counted, unused
+            grant = _Grant(d, member, slot_us, received + (delay_us + slot_us - first_us) / _US,
+                           token if code == 3 and i == 0 else None)
+            d.outstanding.add(grant)
+            waiter.future.set_result(grant)
+        if d.outstanding:
+            # the next block is placed only once these have left, so it counts each where it really left (one
+            # that has not left shortly after its slot is moved by a later call, or on its own)
+            d.consumed.clear()
+            last_due = max(g.due for g in d.outstanding)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, last_due - time.monotonic()) + _LEAVING_SECONDS):
+                    await d.consumed.wait()
 
-    async def _forget_waiter(self, keys: list[str], waiter: str) -> None:
-        """Best effort on cancellation; the heartbeat deadline removes the waiter anyway."""
+    @staticmethod
+    def _next_waiter(d: _Dispatch, budgets: tuple[KeyedBudget, ...]) -> _Waiter | None:
+        """The first waiter (priority, then arrival) whose budgets the slots were placed in."""
+        for waiter in sorted(d.waiters):
+            if not waiter.future.done() and waiter.budgets == budgets:
+                d.waiters.remove(waiter)
+                heapq.heapify(d.waiters)
+                return waiter
+        return None
+
+    @staticmethod
+    def _close(d: _Dispatch, waiters: Sequence[_Waiter], error: GateClosed) -> None:
+        for waiter in waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+        gone = set(map(id, waiters))
+        d.waiters = [w for w in d.waiters if id(w) not in gone]
+        heapq.heapify(d.waiters)
+
+    def _consume(self, grant: _Grant) -> None:
+        if grant.done:
+            return
+        grant.done = True
+        d = grant.dispatch
+        d.outstanding.discard(grant)
+        if not d.outstanding:
+            d.consumed.set()
+
+    def left(self, instance: InstanceRef) -> None:
+        """The request granted last in this task leaves now: if later than its slot, its slot moves there."""
+        if instance.pool is not None:  # a Cloud write's entry in its issue's log moves to now (this context's copy)
+            self._later(self.cloud.left(instance))
+        grant = _GRANT.get()
+        if grant is None or grant.dispatch.instance_id != instance.id or grant.done:
+            return
+        late_us = int((time.monotonic() - grant.due) * _US)
+        d = grant.dispatch
+        if late_us > _LATE_WORTH_MOVING_US:
+            d.moves.append((grant.member, grant.slot_us + late_us))
+        self._consume(grant)
+        if d.moves and d.task is None:  # no call of ours comes soon to carry it: send it on its own
+            self._later(self._settle(d))
+
+    async def _settle(self, d: _Dispatch) -> None:
+        """Best effort, once the dispatcher is idle: send pending moves, leave the waiter sets."""
+        moves, d.moves = d.moves, []
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                pipe = self._redis.pipeline(transaction=False)
-                for k in keys[5:]:
-                    pipe.zrem(k, waiter)
-                await pipe.execute()
+            async with asyncio.timeout(2.0):
+                if moves:
+                    await self._moved_script(keys=[self.keys(d.instance_id)["grants"]],
+                                             args=list(itertools.chain.from_iterable(moves)))
+                if d.queued and d.task is None:
+                    d.queued = False
+                    pipe = self._redis.pipeline(transaction=False)
+                    for k in self._key_list(d.instance_id)[2:]:
+                        pipe.zrem(k, d.waiter_id)
+                    await pipe.execute()
+
+    def _later(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- answers --------------------------------------------------------------------------------------------
 
     async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
-                      write_to: str | None = None, objects: int = 0) -> None:
-        """A 429 pauses every acquirer for max(Retry-After, 1 s) (on Cloud: what its reason names); a nearly spent
-        JIRA budget slows us briefly; a Cloud read's objects are charged to its pool."""
-        keys = self.keys(instance.id)
-        if await self.cloud.observe(instance, status, headers, write_to=write_to, objects=objects):
+                      sent: bool = True, write_to: str | None = None, objects: int = 0) -> None:
+        """Hear the answer to the request this task let through (`status` None: no answer, a transport failure;
+        `sent` False: nothing left at all). A 429 pauses every caller for max(Retry-After, 1 s); a nearly spent
+        JIRA budget slows us briefly; failures and answers drive the instance's circuit."""
+        grant = _GRANT.get()
+        if grant is not None and grant.dispatch.instance_id == instance.id:
+            _GRANT.set(None)
+            self._consume(grant)
+        else:
+            grant = None
+        d = self._dispatch.get(instance.id)
+        trial = grant.trial if grant is not None else None
+        # on Cloud: a read's objects charged to the pool; a 429 whose reason names the pool, the site's quota or an
+        # issue pauses that (True), a burst 429 is the instance's own pause below
+        cloud_paused = instance.pool is not None and sent and await self.cloud.observe(
+            instance, status, headers, write_to=write_to, objects=objects)
+        if not sent or status == 429:
+            if trial is not None:
+                await self.circuit.release_permit(instance.id, trial)
+            if status == 429 and not cloud_paused:
+                retry_after = retry_after_seconds(response_header(headers, "retry-after"))
+                if d is not None:
+                    d.paused_until = max(d.paused_until, time.monotonic() + retry_after)
+                await self._on_429_script(keys=[self.keys(instance.id)["state"]], args=[
+                    int(retry_after * _US), self._repeat_429_us, self._min_factor, self._recover, _STATE_TTL_MS])
             return
-        if status == 429:
-            retry_after = retry_after_seconds(response_header(headers, "retry-after"))
-            await self._on_429_script(
-                keys=[keys["pause"], keys["backoff"]],
-                args=[int(retry_after * _US), self._repeat_429_us, self._min_factor, self._recover, 3_600_000],
-            )
+        if status is None or status >= 500:
+            state = await self.circuit.record_failure(instance.id)
+            if d is not None:
+                d.failures_seen += 1
+                if state == "open":
+                    d.paused_until = max(d.paused_until, time.monotonic() + self.circuit.reset_us / _US)
             return
+        if trial is not None or d is None or d.failures_seen:
+            await self.circuit.record_success(instance.id)
+            if d is not None:
+                d.failures_seen = 0
         remaining = response_header(headers, "x-ratelimit-remaining")
         if remaining is None:
             return
@@ -213,7 +427,9 @@ class RedisRateLimiter:
         except ValueError:
             return
         if value <= self._low_remaining:
-            await self._redis.set(keys["slow"], "1", px=self._slowdown_ms)
+            await self._slow_script(keys=[self.keys(instance.id)["state"]], args=[self._slowdown_us, _STATE_TTL_MS])
+
+    # -- the dashboard --------------------------------------------------------------------------------------
 
     async def instance_stats(self, instance_id: uuid.UUID) -> RateLimiterStats:
         """Recent grants per second, current pause, waiting counts and effective rate, for the dashboard."""

@@ -1,4 +1,4 @@
-"""The Lua scripts of the coordination layer (rate limiter, circuit breaker, admission, locks, enqueue).
+"""The Lua scripts of the coordination layer (the request gate: rate budgets and circuit; leases and locks).
 
 Each script is a `.lua` file in `app/jira/lua/` (package data). A first line `--! needs: clock effective_rate`
 puts those shared pieces in front of it, in that order: `clock` is the one preamble that reads Redis' clock

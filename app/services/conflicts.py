@@ -2,7 +2,7 @@
 
 A webhook and the reconciliation poll both end in `observe_remote`, which asks the pure conflict policy
 (`app.domain.conflict.decide`) and applies its verdict through the entry aggregate in the caller's unit of
-work; its commit enqueues the push when TimeTracker wins (PostgreSQL holds the outbox marker either way).
+work; its commit wakes the pusher when TimeTracker wins (PostgreSQL holds the outbox marker either way).
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ async def resolve_conflict(
     user: str | None = None,
 ) -> tuple[ConflictRow, EntryRow | None]:
     """Decide an open conflict (with `user`: only one about an entry of theirs, else `ConflictNotFound`).
-    Returns the conflict and its entry; a push is enqueued when one is due."""
+    Returns the conflict and its entry; its pusher is woken when a push is due."""
     session = uow.session
     now = now or now_utc()
     conflict = await activity_repo.get_conflict(session, tenant_id, conflict_id, lock=True, user=user)

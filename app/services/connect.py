@@ -246,7 +246,7 @@ async def complete(
     """Finish the OAuth 1.0a dance for a claimed request token: store the access token, or record the denial.
 
     A connect puts the user's `auth_required` entries of the instance back to pending (returned in
-    `due_entries`; the unit of work enqueues them at commit) and marks their auth_required notifications read.
+    `due_entries`; the unit of work wakes their pushers at commit) and marks their auth_required notifications read.
     """
     session = uow.session
     tenant_id, user = request.tenant_id, request.user

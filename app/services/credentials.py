@@ -104,7 +104,7 @@ class Credentials:
         given while the first connection finds it)."""
         if is_cloud(instance):
             base = gateway_base(self._settings.atlassian_api_url, cloud_id or instance.cloud_id or "")
-            return JiraTarget(self.site_ref(instance), base, credential, priority, Deployment.CLOUD)
+            return JiraTarget(self.site_ref(instance), base, credential, priority, deployment=Deployment.CLOUD)
         return JiraTarget(instance_ref(instance), instance.base_url, credential, priority)
 
     def cloud_pool(self) -> CloudPool:

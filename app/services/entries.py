@@ -183,7 +183,7 @@ async def retry(uow: UnitOfWork, tenant: Tenant, row: EntryRow, *, now: datetime
 async def reroute_skipped(uow: UnitOfWork, tenant: Tenant, *, now: datetime | None = None) -> list[str]:
     """After the tenant's JIRA instances changed: route again the entries skipped for want of an instance.
 
-    Returns the ids now due (pending, batch priority); the unit of work enqueues them after commit.
+    Returns the ids now due (pending, batch priority); the unit of work wakes their pushers after commit.
     """
     now = now or now_utc()
     routes = await repo.instance_routes(uow.session, tenant.id)
@@ -196,7 +196,7 @@ async def resume_after_connect(
 ) -> list[str]:
     """Put `auth_required` entries back to pending, due now at USER priority (the user just reconnected).
 
-    Routes are evaluated again, as for any change. Returns the ids now due; the unit of work enqueues them.
+    Routes are evaluated again, as for any change. Returns the ids now due; the unit of work wakes their pushers.
     """
     now = now or now_utc()
     routes = await repo.instance_routes(uow.session, tenant.id)

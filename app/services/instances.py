@@ -3,7 +3,7 @@ site; a webhook secret), change, delete, rotate the webhook secret.
 
 Creating or changing an instance may change where entries go (CONTRACT 3, routing): entries that were
 skipped for want of an instance are routed again in the same unit of work, whose commit feeds their new
-status to the changes feed and then enqueues them (batch priority).
+status to the changes feed and then wakes their pushers (batch priority).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class InvalidInstance(ValueError):
 class InstanceChange:
     row: JiraInstanceRow
     webhook_secret: str | None = field(default=None, repr=False)  # only when created or rotated now
-    due_entries: list[str] = field(default_factory=list)  # entries rerouted and due (enqueued at commit)
+    due_entries: list[str] = field(default_factory=list)  # entries rerouted and due (their pushers are woken at commit)
 
 
 async def _name_taken(session: AsyncSession, tenant_id: uuid.UUID, name: str, *, other_than: uuid.UUID | None) -> bool:

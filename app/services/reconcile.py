@@ -20,7 +20,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import now_utc
@@ -29,16 +28,15 @@ from app.db.repositories import activity as activity_repo
 from app.domain.priority import Priority
 from app.domain.worklog import jira_time_ms_or_none, utc_ms
 from app.jira.calls import JiraCall, OnCall
-from app.jira.circuit import CircuitBreaker
 from app.jira.client import JiraClient, JiraTarget
-from app.jira.egress import EgressRefused
-from app.jira.errors import AuthRejected, JiraError, TransientError
+from app.jira.errors import AuthRejected, JiraError
 from app.jira.resources import RemoteWorklog, WorklogChanges
 from app.services.audit import audit_calls
 from app.services.conflicts import RemoteObservation, observe_remote
 from app.services.connect import reject_connection
 from app.services.connect_atlassian import notify_expiring
 from app.services.credentials import Credentials, is_cloud
+from app.services.dispatch import PushWake
 from app.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -54,8 +52,7 @@ class ReconcileDeps:
     credentials: Credentials
     jira: JiraClient
     settings: Settings
-    circuit: CircuitBreaker | None = None
-    queue: ArqRedis | None = None
+    wake: PushWake | None = None
 
 
 @dataclass
@@ -117,11 +114,6 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
     if not targets:
         report.reason = "no connected JIRA user in this tenant to poll with"
         return report
-    if deps.circuit is not None:
-        decision = await deps.circuit.allow(instance_id)
-        if not decision.allowed:
-            report.reason = f"circuit open; next try in {decision.retry_in:.0f} s"
-            return report
 
     fetched: _Fetched | None = None
     for user, target in targets:
@@ -141,19 +133,11 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
                 await session.commit()
             continue  # this user's token is refused: try another connected user
         except JiraError as exc:
+            # (the request gate already counted the answer, or its absence, for the instance's circuit; an open
+            # circuit stops the poll before anything is sent)
             await _audit_only(deps, tenant_id, calls, user)
-            if isinstance(exc, EgressRefused):
-                if deps.circuit is not None:
-                    await deps.circuit.release_trial(instance_id, decision)  # nothing was sent: JIRA's health unknown
-            elif deps.circuit is not None:
-                if isinstance(exc, TransientError):
-                    await deps.circuit.record_failure(instance_id)
-                else:
-                    await deps.circuit.record_success(instance_id)
             report.reason = f"polling failed: {exc.message}"
             return report
-        if deps.circuit is not None:
-            await deps.circuit.record_success(instance_id)
         await _audit_only(deps, tenant_id, calls, user)
         break
     if fetched is None:
@@ -172,8 +156,8 @@ async def reconcile_instance(deps: ReconcileDeps, instance_id: uuid.UUID, *, now
     report.ours = len(observations)
     for obs in observations:
         # one short unit of work per worklog: entry locks are held briefly, a failure stops before the cursors
-        # move, and an entry TimeTracker wins for is enqueued as soon as its marker is committed
-        async with UnitOfWork.open(deps.sessionmaker, deps.queue) as uow:
+        # move, and the pusher of an entry TimeTracker wins for is woken as soon as its marker is committed
+        async with UnitOfWork.open(deps.sessionmaker, deps.wake) as uow:
             instance = await activity_repo.instance_by_id(uow.session, instance_id)
             if instance is None:
                 report.reason = "instance deleted while polling"

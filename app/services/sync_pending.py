@@ -1,4 +1,4 @@
-"""`sync-pending`: queue every pending entry (batch priority) and follow the backlog as it drains."""
+"""`sync-pending`: make every pending entry due (batch priority), wake the pushers, follow the backlog as it drains."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import now_utc
 from app.db.repositories import entries as repo
 from app.domain.entry import SyncStatus
 from app.domain.priority import Priority
-from app.services.dispatch import enqueue_pushes
+from app.services.dispatch import PushWake
 
 
 @dataclass
@@ -27,10 +26,12 @@ class Summary:
 
 
 async def sync_pending(
-    sessionmaker: async_sessionmaker[AsyncSession], queue: ArqRedis | None, *, tenant_id: uuid.UUID | None,
+    sessionmaker: async_sessionmaker[AsyncSession], wake: PushWake | None, *, tenant_id: uuid.UUID | None,
     dry_run: bool, wait_seconds: float, progress: Callable[[int, int], None] | None = None,
 ) -> Summary:
-    """Queue pending entries (due now, batch priority); wait until none of them is pending or time runs out."""
+    """Make pending entries due (batch priority) and wake their pushers; wait until none of them is pending or time
+    runs out. `queued` counts the entries that had no outbox marker (nothing would have pushed them)."""
+    now = now_utc()
     async with sessionmaker() as session:
         items = await repo.pending_ids(session, tenant_id)
         summary = Summary(total=len(items))
@@ -39,9 +40,11 @@ async def sync_pending(
             return summary
         # entries waiting for a backoff keep their time; the rest become due now
         for tenant in {t for t, _ in items}:
-            await repo.make_pending_due(session, tenant, now=now_utc(), priority=Priority.BATCH)
+            summary.queued += await repo.make_pending_due(session, tenant, now=now, priority=Priority.BATCH)
         await session.commit()
-    summary.queued = await enqueue_pushes(queue, items, Priority.BATCH)
+        instances = await repo.instances_with_due(session, now=now)
+    if wake is not None:
+        await wake.wake({instance_id: Priority.BATCH for instance_id in instances})
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
         async with sessionmaker() as session:

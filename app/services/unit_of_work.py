@@ -4,8 +4,9 @@
    and pushes that became due;
 2. `commit` writes the changes-feed records last (their feed positions are assigned in commit order when they
    are first read), then commits;
-3. only then are the due pushes handed to the queue. PostgreSQL holds the outbox marker (`due_at`) either
-   way, so a queue that is down delays a push (the sweeper finds it) but never loses it.
+3. only then are the pushers of the instances with entries due now woken (`app.services.dispatch`).
+   PostgreSQL holds the outbox marker (`due_at`) either way, so a wake-up that is lost delays a push (the
+   sweeper finds it) but never loses it.
 
 TimeTracker's changes (PUT, webhook, batch) take the direct way: `load_entry` / `load_entries_locked` read
 entries detached from the session, the use case decides as always, and `commit` writes each entry with its feed
@@ -27,7 +28,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
-from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import now_utc
@@ -35,7 +35,7 @@ from app.db.models import EntryRow
 from app.db.repositories import entries as repo
 from app.domain.entry_sync import EntrySync, Event, FeedRecord
 from app.domain.priority import Priority
-from app.services.dispatch import enqueue_pushes
+from app.services.dispatch import PushWake
 from app.services.views import entry_view
 
 T = TypeVar("T")
@@ -48,11 +48,11 @@ class EntryChangedMeanwhile(Exception):
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, queue: ArqRedis | None) -> None:
+    def __init__(self, session: AsyncSession, wake: PushWake | None) -> None:
         self.session = session
-        self.queue = queue
+        self.wake = wake
         self._feed: list[FeedRecord] = []
-        self._pushes: dict[EntryKey, Priority] = {}
+        self._due: dict[uuid.UUID, Priority] = {}  # instance → the most urgent priority made due there
         # entries read detached (`load_entry`, `load_entries_locked`): the version each was read at (None: new)
         self._versions: dict[EntryKey, str | None] = {}
         self._to_write: dict[EntryKey, EntryRow] = {}
@@ -62,11 +62,11 @@ class UnitOfWork:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, sessionmaker: async_sessionmaker[AsyncSession], queue: ArqRedis | None = None
+        cls, sessionmaker: async_sessionmaker[AsyncSession], wake: PushWake | None = None
     ) -> AsyncIterator[UnitOfWork]:
         """A unit of work on a session of its own; what is not committed is rolled back on leaving."""
         async with sessionmaker() as session:
-            yield cls(session, queue)
+            yield cls(session, wake)
 
     def entry(self, row: EntryRow, *, now: datetime | None = None) -> EntrySync:
         """The entry's sync state, its transitions recorded in this unit of work (and a detached entry written)."""
@@ -138,16 +138,17 @@ class UnitOfWork:
         (detached), so what the request looked up (its tenant) stays usable; the next attempt reads afresh."""
         self.session.expunge_all()
         await self.session.rollback()
-        self._feed, self._pushes, self._versions, self._to_write = [], {}, {}, {}
+        self._feed, self._due, self._versions, self._to_write = [], {}, {}, {}
         self._delivery, self._locked = None, False
 
     def _record(self, event: Event) -> None:
         if isinstance(event, FeedRecord):
             self._feed.append(event)
             return
-        key = (event.tenant_id, event.entry_id)
-        # one job per entry; a user action anywhere in the unit puts it ahead of batch work
-        self._pushes[key] = min(event.priority, self._pushes.get(key, event.priority))
+        if event.instance_id is None:
+            return  # nowhere to push yet: the sweeper settles entries without an instance
+        # one wake-up per instance; a user action anywhere in the unit makes it urgent
+        self._due[event.instance_id] = min(event.priority, self._due.get(event.instance_id, event.priority))
 
     async def flush_feed(self) -> None:
         """Write the feed records collected so far (`commit` does it first thing). They take their place in the
@@ -161,7 +162,7 @@ class UnitOfWork:
         ])
 
     async def commit(self) -> None:
-        """Feed records, commit, then enqueue the pushes that became due: in this order, always.
+        """Feed records, commit, then wake the pushers of what became due: in this order, always.
 
         Raises EntryChangedMeanwhile (nothing committed) when a detached entry changed since it was read."""
         detached = [r for r in self._feed if (r.entry.tenant_id, r.entry.id) in self._to_write]
@@ -170,11 +171,9 @@ class UnitOfWork:
             await self.flush_feed()  # opens the session's transaction: the detached writes below join it
         await self._write_detached(detached)
         await self.session.commit()
-        pushes, self._pushes = self._pushes, {}
-        for priority in (Priority.USER, Priority.BATCH):
-            items = [key for key, p in pushes.items() if p == priority]
-            if items:
-                await enqueue_pushes(self.queue, items, priority)
+        due, self._due = self._due, {}
+        if due and self.wake is not None:
+            await self.wake.wake(due)
 
     async def _write_detached(self, records: list[FeedRecord]) -> None:
         writes, self._to_write = self._to_write, {}

@@ -140,7 +140,7 @@ async def test_a_push_to_a_refused_address_fails_with_the_reason_and_sends_nothi
         assert (await api.put("/api/v1/entries/e1", json=entry, headers=auth)).status_code == 202
         context = build_context(settings)
         try:
-            assert await context.push.push(tenant.tenant_id, "e1") is None
+            assert await context.push(tenant.tenant_id, "e1") is None
         finally:
             await context.close()
         sync = (await api.get("/api/v1/entries/e1", headers=auth)).json()["sync"]

@@ -131,7 +131,8 @@ async def test_connect_sync_revoke_reconnect_and_no_secret_anywhere(
     assert len(secrets) >= 2
     places = {"database dump": database_dump(settings, tmp_path), "API logs": api_logs.getvalue(),
               "worker logs": worker_logs.read_text(errors="replace"), "Redis": await redis_dump(redis)}
-    assert all(places.values()) and f"{auth}-late-0" in places["worker logs"]  # each place was really read
+    # each place was really read (each worker logs its start)
+    assert all(places.values()) and places["worker logs"].count(" started") >= 2
     for place, text in places.items():
         for name, value in secrets.items():
             assert value not in text, f"{name} in the {place}"

@@ -95,7 +95,7 @@ async def push(wc: WorkerContext, world: World, *entry_ids: str) -> None:
     for _ in range(40):
         waiting = False
         for entry_id in entry_ids:
-            delay = await wc.push.push(world.tenant.tenant_id, entry_id)
+            delay = await wc.push(world.tenant.tenant_id, entry_id)
             if delay is not None:
                 waiting = True
                 await asyncio.sleep(min(delay, 0.2))
@@ -162,8 +162,7 @@ def reconcile_deps(wc: WorkerContext, *, long_ago: bool = False) -> ReconcileDep
     change is long past, so JIRA's edits are conflicts."""
     d = wc.deps
     settings = wc.settings.model_copy(update={"conflict_window_seconds": 0}) if long_ago else wc.settings
-    return ReconcileDeps(sessionmaker=d.sessionmaker, credentials=d.credentials, jira=d.jira, settings=settings,
-                         circuit=d.circuit)
+    return ReconcileDeps(sessionmaker=d.sessionmaker, credentials=d.credentials, jira=d.jira, settings=settings)
 
 
 async def conflict_of(api: Any, world: World, entry_id: str) -> dict[str, Any]:
@@ -367,11 +366,11 @@ async def test_one_poller_per_instance_and_interval_across_workers(  # type: ign
             ids = await activity_repo.all_instance_ids(session)
         for instance_id in ids:
             await wc.redis.delete(reconcile_lease(instance_id))
-        polled = await asyncio.gather(poll_due_instances(wc, None), poll_due_instances(other, None))
+        polled = await asyncio.gather(poll_due_instances(wc), poll_due_instances(other))
         # two workers ticking at once: every instance was polled by exactly one of them
         assert sum(polled) == len(ids)
         # and by nobody else until the interval is over
-        assert await poll_due_instances(wc, None) == 0 and await poll_due_instances(other, None) == 0
+        assert await poll_due_instances(wc) == 0 and await poll_due_instances(other) == 0
         async with app.state.sessionmaker() as session:
             instance = await activity_repo.instance_by_id(session, world.instance_id)
             assert instance is not None and instance.reconciled_at is not None
@@ -398,7 +397,7 @@ async def test_a_push_in_flight_when_jira_wins_settles_the_conflict_it_overwrote
     await api.put("/api/v1/entries/301", json=entry(ticket="PROJ-7", duration=45), headers=world.headers)
     sim.control.set_faults(SIM, latency_ms=5000, writes_only=True)
     try:
-        in_flight = asyncio.create_task(wc.push.push(world.tenant.tenant_id, "301"))
+        in_flight = asyncio.create_task(wc.push(world.tenant.tenant_id, "301"))
 
         async def write_at_jira() -> bool:
             return bool(sim.control.counters(SIM)["in_flight_writes"].get("PROJ-7"))

@@ -152,7 +152,7 @@ async def test_a_low_quota_is_never_passed_and_competing_sites_share_it(
     try:
         async def push_backlog(s: JiraSetup) -> None:
             for entry_id in ids[s.sim_name]:
-                await engine.push.push(s.tenant.tenant_id, entry_id)  # a refused one is deferred: go on
+                await engine.push(s.tenant.tenant_id, entry_id)  # a refused one is deferred: go on
 
         await asyncio.gather(push_backlog(a), push_backlog(b))  # both at once: the sites compete throughout
         points = {s.sim_name: sim.control.cloud_usage(s.sim_name)["points_this_window"] - before[s.sim_name]

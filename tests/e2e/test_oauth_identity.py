@@ -67,7 +67,7 @@ async def _push_after_an_unknown_outcome(app: Any, api: httpx.AsyncClient, setti
         await session.commit()
     context = build_context(settings)
     try:
-        assert await context.push.push(setup.tenant.tenant_id, entry_id) is None
+        assert await context.push(setup.tenant.tenant_id, entry_id) is None
     finally:
         await context.close()
     return dict((await api.get(f"/api/v1/entries/{entry_id}", headers=setup.headers)).json()["sync"])

@@ -205,7 +205,7 @@ async def test_transient_errors_back_off_then_fail_after_max_attempts(app, api, 
 async def test_open_circuit_keeps_entries_pending_without_spending_attempts(app, api, world, control, workers):
     # one job at a time: the two failures that open the circuit are the only requests before it opened,
     # so every later request is a half-open trial
-    workers(1, WORKER_CONCURRENCY=1, CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_RESET_SECONDS=1, SYNC_MAX_ATTEMPTS=50)
+    workers(1, CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_RESET_SECONDS=1, SYNC_MAX_ATTEMPTS=50)
     await started(app, world)
     t0 = time.time()
     control.set_faults("jira1", error_rate=1.0, error_statuses=[502])
@@ -262,7 +262,7 @@ async def test_one_instances_backlog_does_not_starve_another_instance(app, api, 
     backlog = [{**entry(ticket=f"PROJ-{1 + i % 4}", duration=10 + i), "id": f"s{i}"} for i in range(40)]
     r = await api.post("/api/v1/entries/batch", json={"entries": backlog}, headers=slow.headers)
     assert r.json()["accepted"] == 40
-    workers(1, WORKER_CONCURRENCY=6)
+    workers(1)
 
     def slow_writes():
         return sorted(r["time"] for r in sim.control.log(slow.sim_name)

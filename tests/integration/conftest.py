@@ -37,7 +37,7 @@ async def pusher(settings: Any) -> AsyncIterator[Callable[[uuid.UUID, str], Awai
 
     async def push(tenant_id: uuid.UUID, entry_id: str) -> None:
         for _ in range(100):
-            delay = await wc.push.push(tenant_id, entry_id)
+            delay = await wc.push(tenant_id, entry_id)
             if delay is None:
                 return
             await asyncio.sleep(min(delay, 0.2))

@@ -252,15 +252,20 @@ def test_log_lines_carry_request_and_entry_ids_and_no_secrets():
     assert current_log_context() == {}
 
 
-async def test_worker_jobs_bind_their_entry_to_the_logs(settings):
-    from workers.settings import worker_settings
+async def test_a_push_binds_its_entry_to_the_logs(api, pusher, jira, monkeypatch):
+    from app.services.push import InstancePusher
+    from tests.integration.jira_world import synced_entry
 
-    hook = worker_settings(settings)["on_job_start"]
+    seen: list[dict[str, str]] = []
+    execute = InstancePusher._execute
 
-    async def job() -> dict[str, str]:
-        await hook({"job_id": "push:7b0c:4711"})
-        return current_log_context()
+    async def noting_the_context(self, planned, on_call):  # type: ignore[no-untyped-def]
+        seen.append(current_log_context())
+        return await execute(self, planned, on_call)
 
-    bound = await asyncio.create_task(job())
-    assert bound == {"job_id": "push:7b0c:4711", "tenant_id": "7b0c", "entry_id": "4711"}
+    monkeypatch.setattr(InstancePusher, "_execute", noting_the_context)
+    await synced_entry(api, pusher, jira, entry_id="bound-1")
+    # every line a push logs names its tenant, entry and instance; nothing leaks into the caller's context
+    assert seen == [{"tenant_id": str(jira.tenant_id), "entry_id": "bound-1",
+                     "instance_id": jira.setup.instance_id}]
     assert current_log_context() == {}

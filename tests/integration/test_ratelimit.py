@@ -1,5 +1,6 @@
 """The shared request gate on a real Redis: sliding-window limit across tasks and OS processes, rate changes,
-429 pauses, USER before BATCH (CONTRACT 10.3, 10.9).
+429 pauses, USER before BATCH, blocks of slots, keyed budgets, the circuit and patience (CONTRACT 10.3, 10.8,
+10.9, 11).
 
 Every check is made on what the limiter decided (its slots, on Redis' clock) and on when each grant was handed
 out (the acquirer's clock, taken the moment `acquire` returns): a grant is never earlier than its slot, and slots
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,7 +48,6 @@ _WORKER = textwrap.dedent(
         redis = Redis.from_url(url)
         limiter = rl.RedisRateLimiter(redis)
         ref = InstanceRef(uuid.UUID(instance_id), int(rate))
-        grants_key = limiter.keys(ref.id)["grants"]
         await redis.ping()
         print("ready", flush=True)  # imported and connected; the test now says go, and later stop
         loop = asyncio.get_running_loop()
@@ -58,7 +59,9 @@ _WORKER = textwrap.dedent(
             while not stop.done():
                 await limiter.acquire(ref, Priority.BATCH)
                 at = time.time()
-                grants.append((at, await redis.zscore(grants_key, rl._GRANT.get()[1]) / 1e6))
+                grant = rl._GRANT.get()
+                limiter.left(ref)
+                grants.append((at, grant.slot_us / 1e6))
 
         workers = [asyncio.create_task(run()) for _ in range(int(tasks))]
         await stop
@@ -94,13 +97,17 @@ def ref(rate: int = 10) -> InstanceRef:
     return InstanceRef(uuid.uuid4(), rate)
 
 
-async def granted_slot(limiter: RedisRateLimiter) -> float:
+def granted_slot() -> float:
     """The Redis-clock time (s) of the slot this task was just granted."""
     grant = rl._GRANT.get()
     assert grant is not None
-    score = await limiter._redis.zscore(limiter.keys(grant[0])["grants"], grant[1])
-    assert score is not None
-    return float(score) / 1e6
+    return grant.slot_us / 1e6
+
+
+async def state(limiter: RedisRateLimiter, inst: InstanceRef, field: str) -> float:
+    """A field of the instance's gate state (an instant in µs on Redis' clock), in seconds; 0 when unset."""
+    raw = await limiter._redis.hget(limiter.keys(inst.id)["state"], field)
+    return int(raw) / 1e6 if raw else 0.0
 
 
 async def redis_now(limiter: RedisRateLimiter) -> float:
@@ -108,10 +115,12 @@ async def redis_now(limiter: RedisRateLimiter) -> float:
     return float(seconds) + micros / 1e6
 
 
-async def grant_once(limiter: RedisRateLimiter, instance: InstanceRef, priority: Priority) -> Grant:
-    await limiter.acquire(instance, priority)
+async def grant_once(limiter: RedisRateLimiter, instance: InstanceRef, priority: Priority, **kw: Any) -> Grant:
+    await limiter.acquire(instance, priority, **kw)
     at = time.time()  # nothing runs between the limiter handing the grant out and this line
-    return Grant(at, await granted_slot(limiter))
+    slot = granted_slot()
+    limiter.left(instance)  # the request leaves (now), as the JIRA client says
+    return Grant(at, slot)
 
 
 class Acquirers:
@@ -189,7 +198,8 @@ async def test_tasks_and_processes_together_stay_within_the_limit(stack, limiter
         grants += theirs
     assert all(per_process), f"every process got grants: {per_process}"
     assert local.grants, "the in-test tasks were served too"
-    assert len(grants) >= 40
+    # slots reserved in blocks but not yet handed out when the processes stopped are counted, unused
+    assert len(grants) >= 40 - 4 * rl.block_size(10)
     assert_within_the_limit(grants, 10)
 
 
@@ -226,13 +236,14 @@ async def test_a_429_pauses_every_acquirer_for_its_whole_retry_after(limiter, re
     await wait_until(lambda: len(acquirers.grants) >= 5, timeout=60, interval=0.05)
     observed_at = await redis_now(limiter)
     await other_process.observe(inst, 429, {"Retry-After": "2"})
-    pause_until = int(await redis.get(limiter.keys(inst.id)["pause"])) / 1e6
+    pause_until = await state(limiter, inst, "pause")
     assert observed_at + 2.0 <= pause_until <= await redis_now(limiter) + 2.0
     grants = await acquirers.until(lambda g: len([x for x in g if x.slot >= pause_until]) >= 3)
-    # a slot reserved before the 429 (at most one horizon, 0.25 s, ahead) may still be used: its request meets
-    # the pause and is retried. Nothing else is granted, or handed out, until the pause is over.
-    during = [g for g in grants if observed_at + 0.25 < g.slot < pause_until
-              or observed_at + 0.25 < g.at < pause_until - CLOCK_SLACK]
+    # a slot another process reserved before the 429 (at most one block, about half a second, ahead) may still be
+    # used: its request meets the pause and is retried. Nothing else is granted, or handed out, until it is over.
+    ahead = rl.block_size(10) * 1.025 / 10 + 0.01
+    during = [g for g in grants if observed_at + ahead < g.slot < pause_until
+              or observed_at + ahead < g.at < pause_until - CLOCK_SLACK]
     assert during == []
     assert [g for g in grants if g.slot < observed_at], "acquirers ran before the 429"
     assert_within_the_limit(grants, 10)
@@ -242,33 +253,31 @@ async def test_a_429_without_retry_after_pauses_at_least_a_second(limiter, redis
     inst = ref(10)
     before = await redis_now(limiter)
     await limiter.observe(inst, 429, {"retry-after": "0"})
-    pause_until = int(await redis.get(limiter.keys(inst.id)["pause"])) / 1e6
+    pause_until = await state(limiter, inst, "pause")
     assert before + 1.0 <= pause_until <= await redis_now(limiter) + 1.0
     grant = await grant_once(limiter, inst, Priority.USER)
     assert grant.slot >= pause_until and grant.at >= pause_until - CLOCK_SLACK
 
 
-async def test_user_requests_are_served_ahead_of_waiting_batch_requests(limiter):
+@pytest.mark.parametrize("same_process", [True, False])
+async def test_user_requests_are_served_ahead_of_waiting_batch_requests(limiter, redis, same_process):
     inst = ref(5)
     batch = Acquirers(limiter, lambda: inst, 8)
-
-    async def batch_backlog_waiting() -> bool:
-        return (await limiter.instance_stats(inst.id)).waiting_batch >= 3
-
-    await wait_until(batch_backlog_waiting, timeout=60, interval=0.05)
+    await wait_until(lambda: len(batch.grants) >= 3, timeout=60, interval=0.05)  # a BATCH backlog is waiting
     users_came = await redis_now(limiter)
-    users = await asyncio.gather(*(grant_once(limiter, inst, Priority.USER) for _ in range(3)))
+    for_users = limiter if same_process else RedisRateLimiter(redis)
+    users = await asyncio.gather(*(grant_once(for_users, inst, Priority.USER) for _ in range(3)))
     last_user = max(u.slot for u in users)
     grants = await batch.until(lambda g: len([x for x in g if x.slot > last_user]) >= 2)
     batch_in_between = [g for g in grants if users_came < g.slot < last_user]
-    # the users took the next slots; at most the one slot a BATCH waiter had already reserved came first
-    assert len(batch_in_between) <= 1, batch_in_between
+    # the users took the next slots; at most the slots the BATCH waiters had already reserved (one block, in the
+    # same process; one slot, in another) came first
+    assert len(batch_in_between) <= (rl.block_size(5) if same_process else 1), batch_in_between
     assert_within_the_limit(grants + users, 5)
 
 
 async def test_low_remaining_budget_slows_down_briefly(limiter, redis):
     inst = ref(10)
-    slow_key = limiter.keys(inst.id)["slow"]
     await limiter.observe(inst, 200, {"X-RateLimit-Remaining": "1"})
     assert (await limiter.instance_stats(inst.id)).slowed_down is True
     slowed: list[tuple[float, bool]] = []  # (slot, whether the slow-down was still on after it was granted)
@@ -276,7 +285,7 @@ async def test_low_remaining_budget_slows_down_briefly(limiter, redis):
     async def acquire_noting_the_slowdown() -> None:
         while True:
             grant = await grant_once(limiter, inst, Priority.BATCH)
-            slowed.append((grant.slot, int(await redis.pttl(slow_key)) > 0))
+            slowed.append((grant.slot, await state(limiter, inst, "slow") > await redis_now(limiter)))
 
     tasks = [asyncio.create_task(acquire_noting_the_slowdown()) for _ in range(4)]
     try:
@@ -295,12 +304,11 @@ async def test_low_remaining_budget_slows_down_briefly(limiter, redis):
 
 async def test_repeated_429s_reduce_the_rate_and_it_recovers(limiter, redis):
     inst = ref(10)
-    pause_key = limiter.keys(inst.id)["pause"]
     await limiter.observe(inst, 429, {"Retry-After": "1"})
     assert (await limiter.instance_stats(inst.id)).backoff_factor == 1.0  # a first 429 only pauses
 
     async def pause_over() -> bool:
-        return await redis.get(pause_key) is None
+        return await state(limiter, inst, "pause") < await redis_now(limiter)
 
     await wait_until(pause_over, timeout=10, interval=0.05)
     t0 = time.monotonic()
@@ -315,13 +323,20 @@ async def test_repeated_429s_reduce_the_rate_and_it_recovers(limiter, redis):
     await wait_until(recovering, timeout=10, interval=0.1)
 
 
-async def test_waiting_does_not_hammer_redis(limiter, redis):
+async def commands_so_far(redis: Any) -> int:
+    """Every command Redis has run (those inside scripts included), less the INFO calls that ask."""
+    stats = await redis.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+async def test_a_backlog_in_one_process_costs_a_few_redis_commands_per_grant(limiter, redis):
     inst = ref(10)
-    before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
-    grants = await Acquirers(limiter, lambda: inst, 40).until(lambda g: len(g) >= 20)
-    after = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
-    # a busy loop would make thousands of calls; sleeping until one's turn needs a few per grant
-    assert after - before < 20 * len(grants)
+    before = await commands_so_far(redis)
+    grants = await Acquirers(limiter, lambda: inst, 40).until(lambda g: len(g) >= 40)
+    spent = await commands_so_far(redis) - before
+    # one call reserves a block of slots (half a second's worth) and carries the late requests' moves: a busy
+    # loop would make thousands, one call per grant about ten per grant
+    assert spent < 3 * len(grants), (spent, len(grants))
     assert_within_the_limit(grants, 10)
 
 
@@ -341,8 +356,7 @@ async def test_stats_show_grants_pause_and_waiters(limiter):
     elapsed = time.monotonic() - t0
     waiter.cancel()
     assert stats.rate_limit_per_second == 10
-    # three grants; a slot woken up too late for (a busy machine) stays counted, so perhaps one more
-    assert 3 <= sum(stats.grants_per_second[:2]) <= 4
+    assert sum(stats.grants_per_second[:2]) == 3
     assert 3.0 - elapsed <= stats.paused_for_seconds <= 3.0
     assert stats.waiting_user == 0
     with pytest.raises(asyncio.CancelledError):
@@ -355,30 +369,98 @@ async def test_stats_show_grants_pause_and_waiters(limiter):
     await wait_until(nobody_waits, timeout=10, interval=0.02)
 
 
-async def test_a_request_that_leaves_late_pushes_the_later_grants_back(limiter, redis):
-    """A request delayed after its grant (a busy event loop) is counted where JIRA will see it arrive."""
+@pytest.mark.parametrize("tasks", [1, 6])
+async def test_a_request_that_leaves_late_pushes_the_later_grants_back(limiter, redis, tasks):
+    """A request delayed after its grant (a busy event loop) is counted where JIRA will see it arrive: its slot
+    moves to when it left before any later slot is placed (in a block's next call, or on its own when idle)."""
     inst = ref(10)
     grants_key = limiter.keys(inst.id)["grants"]
+    late: list[tuple[str, float]] = []  # (member, µs its slot moved to)
 
-    async def one(delay_before_leaving: float) -> float:
-        await limiter.acquire(inst, Priority.USER)
-        await asyncio.sleep(delay_before_leaving)
-        await limiter.left(inst)
-        return time.time()
+    async def requests(first_late: bool) -> None:
+        for i in range(12 // tasks):
+            await limiter.acquire(inst, Priority.USER)
+            grant = rl._GRANT.get()
+            assert grant is not None
+            if first_late and i == 0:
+                await asyncio.sleep(0.08)
+                late.append((grant.member, grant.slot_us + (time.monotonic() - grant.due) * 1e6))
+            limiter.left(inst)
 
-    for _ in range(9):
-        await one(0)
-    late_member, late_score = (await redis.zrange(grants_key, 0, 0, withscores=True))[0]
-    # the first request of the window left 80 ms after its slot: its slot moves by that much
-    before = late_score
-    rl._GRANT.set((inst.id, late_member.decode(), time.monotonic() - 0.08))
-    await limiter.left(inst)
-    after = await redis.zscore(grants_key, late_member)
-    assert after - before >= 75_000
-    # the next grants still keep `rate` within any (1 s + margin) counted from where it really left
-    await one(0)
-    await one(0)
+    await asyncio.gather(*(requests(k == 0) for k in range(tasks)))
+    [(member, moved_to)] = late
+
+    async def moved() -> bool:
+        score = await redis.zscore(grants_key, member)
+        return score is not None and abs(score - moved_to) < 1_000
+
+    await wait_until(moved, timeout=10, interval=0.02)
+    # every window of (1 s + margin) holds at most `rate` slots, counting the late one where it really left
     scores = sorted(s for _, s in await redis.zrange(grants_key, 0, -1, withscores=True))
     window_us = 1_000_000 + limiter._margin_us
     for i in range(len(scores) - 10):
-        assert scores[i + 10] - scores[i] >= window_us
+        assert scores[i + 10] - scores[i] >= window_us - 1
+
+
+async def test_an_open_circuit_closes_the_gate_and_a_half_open_one_lets_one_trial_through(redis):
+    from app.jira.circuit import CircuitBreaker
+    from app.jira.errors import GateClosed
+
+    circuit = CircuitBreaker(redis, failure_threshold=2, reset_seconds=0.5, trial_ttl_seconds=5)
+    limiter = RedisRateLimiter(redis, circuit)
+    inst = ref(10)
+    for _ in range(2):  # two timeouts, heard by the gate
+        await limiter.acquire(inst, Priority.USER)
+        await limiter.observe(inst, None, {})
+    with pytest.raises(GateClosed) as closed:
+        await limiter.acquire(inst, Priority.USER)
+    assert closed.value.circuit and 0 < closed.value.retry_in <= 0.5  # nothing sent, come back then
+
+    async def half_open() -> bool:
+        return (await circuit.describe(inst.id))[0] == "half_open"
+
+    await wait_until(half_open, timeout=10, interval=0.02)
+    outcomes = await asyncio.gather(*(grant_once(limiter, inst, Priority.USER) for _ in range(4)),
+                                    return_exceptions=True)
+    assert sum(isinstance(o, Grant) for o in outcomes) == 1  # one trial; the others are told to come back
+    assert all(isinstance(o, GateClosed) for o in outcomes if not isinstance(o, Grant))
+    # the trial's request was answered: JIRA is up again, the circuit closes, and everyone may go
+    trial = next(o for o in outcomes if isinstance(o, Grant))
+    assert trial is not None
+    await limiter.observe(inst, 200, {})
+    assert (await circuit.describe(inst.id))[0] == "closed"
+    assert len(await asyncio.gather(*(grant_once(limiter, inst, Priority.USER) for _ in range(3)))) == 3
+
+
+async def test_a_caller_that_would_not_wait_so_long_meets_a_closed_gate_at_once(limiter, redis):
+    from app.jira.errors import GateClosed
+
+    inst = ref(10)
+    await limiter.observe(inst, 429, {"Retry-After": "5"})
+    t0 = time.monotonic()
+    with pytest.raises(GateClosed) as closed:
+        await limiter.acquire(inst, Priority.BATCH, max_wait=1.0)
+    assert time.monotonic() - t0 < 1.0  # it did not wait for the pause
+    assert 4.0 <= closed.value.retry_in <= 5.0 and not closed.value.circuit
+
+
+async def test_a_keyed_budget_limits_its_own_requests_within_the_instances_rate(limiter):
+    """One mechanism, several budgets: e.g. an issue allowing 2 requests per second on an instance allowing 10."""
+    inst = ref(10)
+    issue = rl.KeyedBudget("issue:PROJ-1", limit=2, window=1.0)
+    on_issue = Acquirers(limiter, lambda: inst, 3)
+    on_issue_grants: list[Grant] = []
+
+    async def issue_requests() -> None:
+        while True:
+            on_issue_grants.append(await grant_once(limiter, inst, Priority.BATCH, budgets=[issue]))
+
+    task = asyncio.create_task(issue_requests())
+    try:
+        await wait_until(lambda: len(on_issue_grants) >= 6, timeout=60, interval=0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    others = await on_issue.until(lambda g: True)
+    assert max_in_sliding_window([g.slot for g in on_issue_grants]) <= 2  # the issue's own budget
+    assert_within_the_limit(others + on_issue_grants, 10)  # and the instance's, counting both

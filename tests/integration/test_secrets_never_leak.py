@@ -55,7 +55,7 @@ async def _connect_and_push(api: httpx.AsyncClient, app: Any, settings: Any, set
     responses.append(await api.put("/api/v1/entries/leak1", json=entry, headers=setup.headers))
     context = build_context(settings)
     try:
-        assert await context.push.push(setup.tenant.tenant_id, "leak1") is None
+        assert await context.push(setup.tenant.tenant_id, "leak1") is None
     finally:
         await context.close()
     base = f"/api/v1/jira-instances/{setup.instance_id}"

@@ -1,16 +1,21 @@
-"""The unit of work: rows, then the changes feed, then commit, then the queue — and nothing of it without commit."""
+"""The unit of work: rows, then the changes feed, then commit, then the pushers' wake-up — and nothing of it
+without commit."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from arq.constants import job_key_prefix
 from sqlalchemy import select
 
+from app import redis_keys
 from app.db.models import ChangeRow, EntryRow
-from app.services import unit_of_work
-from app.services.dispatch import push_job_id
+from app.domain.priority import Priority
+from app.services.dispatch import RedisWake, parse_wake
 from app.services.unit_of_work import UnitOfWork
+from tests.integration.ops_data import add_instance
 
 ENTRY = {"user": "jdoe", "ticket": "NOPE-1", "date": "2026-11-25", "start": "09:00", "duration": 30}
 
@@ -18,7 +23,7 @@ ENTRY = {"user": "jdoe", "ticket": "NOPE-1", "date": "2026-11-25", "start": "09:
 async def _skipped_entry(api: Any, tenant: Any, entry_id: str) -> None:
     auth = {"Authorization": f"Bearer {tenant.api_key}"}
     r = await api.put(f"/api/v1/entries/{entry_id}", json=ENTRY, headers=auth)
-    assert r.status_code == 202 and r.json()["sync"]["status"] == "skipped"  # no instance: nothing queued
+    assert r.status_code == 202 and r.json()["sync"]["status"] == "skipped"  # no instance: nothing to push
 
 
 async def _seen_from_outside(app: Any, tenant: Any, entry_id: str) -> tuple[str, int]:
@@ -36,51 +41,56 @@ async def _locked(uow: UnitOfWork, tenant: Any, entry_id: str) -> EntryRow:
         EntryRow.tenant_id == tenant.tenant_id, EntryRow.id == entry_id).with_for_update())).scalar_one()
 
 
-async def test_commit_feeds_then_commits_then_enqueues(app, api, tenant, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    await _skipped_entry(api, tenant, "u1")
-    seen_at_enqueue: list[tuple[str, int]] = []
+class Recording:
+    """A `PushWake` that remembers what it was told, and what another transaction saw at that moment."""
 
-    async def enqueue(queue: Any, items: Any, priority: Any) -> int:
-        assert list(items) == [(tenant.tenant_id, "u1")]
-        seen_at_enqueue.append(await _seen_from_outside(app, tenant, "u1"))
-        return 1
+    def __init__(self, app: Any, tenant: Any, entry_id: str) -> None:
+        self.app, self.tenant, self.entry_id = app, tenant, entry_id
+        self.calls: list[tuple[dict[uuid.UUID, Priority], tuple[str, int]]] = []
 
-    monkeypatch.setattr(unit_of_work, "enqueue_pushes", enqueue)
-    async with UnitOfWork.open(app.state.sessionmaker, app.state.queue) as uow:
+    async def wake(self, due: Mapping[uuid.UUID, Priority]) -> None:
+        self.calls.append((dict(due), await _seen_from_outside(self.app, self.tenant, self.entry_id)))
+
+
+async def test_commit_feeds_then_commits_then_wakes_the_instances_pusher(app, api, tenant) -> None:  # type: ignore[no-untyped-def]
+    instance = await add_instance(api, tenant, project_keys=("WAKE",))
+    auth = {"Authorization": f"Bearer {tenant.api_key}"}
+    r = await api.put("/api/v1/entries/u1", json={**ENTRY, "ticket": "WAKE-1"}, headers=auth)
+    assert r.status_code == 202 and r.json()["sync"]["status"] == "pending"
+    wake = Recording(app, tenant, "u1")
+    async with UnitOfWork.open(app.state.sessionmaker, wake) as uow:
         uow.entry(await _locked(uow, tenant, "u1")).mark_due(reason="retried by a test")
-        assert seen_at_enqueue == []
+        assert wake.calls == []
         await uow.commit()
-    # when the queue was called, the status change and its feed record were committed already
-    assert seen_at_enqueue == [("pending", 2)]
+    # when the pushers were woken, the status change and its feed record were committed already
+    assert wake.calls == [({instance: Priority.USER}, ("pending", 2))]
 
 
-async def test_nothing_is_fed_or_queued_without_commit(app, api, tenant, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_nothing_is_fed_or_woken_without_commit(app, api, tenant) -> None:  # type: ignore[no-untyped-def]
     await _skipped_entry(api, tenant, "u2")
-    calls: list[Any] = []
-
-    async def enqueue(*args: Any) -> int:
-        calls.append(args)
-        return 0
-
-    monkeypatch.setattr(unit_of_work, "enqueue_pushes", enqueue)
-    async with UnitOfWork.open(app.state.sessionmaker, app.state.queue) as uow:
+    wake = Recording(app, tenant, "u2")
+    async with UnitOfWork.open(app.state.sessionmaker, wake) as uow:
         uow.entry(await _locked(uow, tenant, "u2")).mark_due()
-    assert calls == []
+    assert wake.calls == []
     assert await _seen_from_outside(app, tenant, "u2") == ("skipped", 1)
 
 
-async def test_a_due_entry_is_queued_on_the_real_queue(app, api, tenant) -> None:  # type: ignore[no-untyped-def]
-    await _skipped_entry(api, tenant, "u3")
-    queue = app.state.queue
-    job_key = job_key_prefix + push_job_id(tenant.tenant_id, "u3")
+async def test_a_due_entry_wakes_its_instance_on_the_real_channel(app, api, tenant, redis) -> None:  # type: ignore[no-untyped-def]
+    instance_id = await add_instance(api, tenant, name="Woken", project_keys=("WAKE",))
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(redis_keys.PUSH_WAKE_CHANNEL)
     try:
-        async with UnitOfWork.open(app.state.sessionmaker, queue) as uow:
-            uow.entry(await _locked(uow, tenant, "u3")).mark_due()
-            await uow.commit()
-        assert await queue.exists(job_key)
+        auth = {"Authorization": f"Bearer {tenant.api_key}"}
+        r = await api.put("/api/v1/entries/u3", json={**ENTRY, "ticket": "WAKE-1"}, headers=auth)
+        assert r.status_code == 202 and r.json()["sync"]["status"] == "pending"
+        message = None
+        async with asyncio.timeout(10):
+            while message is None:
+                message = await pubsub.get_message(timeout=1.0)
+        assert parse_wake(message["data"]) == (instance_id, Priority.USER)
     finally:
-        await queue.zrem(queue.default_queue_name, push_job_id(tenant.tenant_id, "u3"))
-        await queue.delete(job_key)
+        await pubsub.aclose()
+    assert isinstance(app.state.wake, RedisWake)
 
 
 async def test_a_change_that_lost_the_race_runs_again_on_what_is_there_now(app, api, tenant) -> None:  # type: ignore[no-untyped-def]
@@ -90,14 +100,13 @@ async def test_a_change_that_lost_the_race_runs_again_on_what_is_there_now(app, 
 
     from app.db.repositories.tenants import get_tenant
     from app.domain.commands import ChangeEntry
-    from app.domain.priority import Priority
     from app.services import entries as svc
 
     await _skipped_entry(api, tenant, "u4")
     reads = 0
     change = ChangeEntry(user="jdoe", ticket="NOPE-1", day=date(2026, 11, 25), start=time(9), duration=45,
                          timezone=None, description="longer", activity=None, jira_instance=None, updated_at=None)
-    async with UnitOfWork.open(app.state.sessionmaker, app.state.queue) as uow:
+    async with UnitOfWork.open(app.state.sessionmaker, app.state.wake) as uow:
         # looked up in the unit of work's own session, as the webhook does: it stays usable after the rollback
         tenant_row = await get_tenant(uow.session, tenant.tenant_id)
         assert tenant_row is not None

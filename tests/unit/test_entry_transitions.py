@@ -51,6 +51,8 @@ class Row:
     create_unconfirmed: bool = False
     base: dict[str, Any] | None = None
     remote_updated_ms: int | None = None
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
 
 
@@ -79,11 +81,11 @@ FEED = FeedRecord  # short names for the tables
          SYNCED, lambda s: s.mark_due(priority=Priority.USER, reason="why"),
          dict(sync_status=SyncStatus.PENDING, last_error="why", due_at=NOW, priority=0, attempts=0,
               sync_updated_at=NOW),
-         ["push:0", "feed:sync_status"]),
+         ["push:0@A", "feed:sync_status"]),
         ("mark_due as an adoption is fed as one",
          SYNCED, lambda s: s.mark_due(kind=FeedKind.REMOTE_ADOPTION),
          dict(sync_status=SyncStatus.PENDING, due_at=NOW, priority=0, attempts=0, sync_updated_at=NOW),
-         ["push:0", "feed:remote_adoption"]),
+         ["push:0@A", "feed:remote_adoption"]),
         ("mark_synced: no longer due, this version synced",
          dict(sync_status=SyncStatus.CONFLICT, due_at=None), lambda s: s.mark_synced(),
          dict(sync_status=SyncStatus.SYNCED, synced_version=3, synced_at=NOW, sync_updated_at=NOW),
@@ -126,8 +128,13 @@ FEED = FeedRecord  # short names for the tables
         ("mark_create_unconfirmed remembers where",
          {}, lambda s: s.mark_create_unconfirmed(A, "PROJ-1"),
          dict(create_unconfirmed=True, worklog_instance_id=A, worklog_ticket="PROJ-1"), []),
-        ("create_refused",
-         dict(create_unconfirmed=True), lambda s: s.create_refused(), dict(create_unconfirmed=False), []),
+        ("create_refused: nothing can exist there, the next push goes where the entry is routed",
+         dict(create_unconfirmed=True, worklog_instance_id=A, worklog_ticket="PROJ-1"), lambda s: s.create_refused(),
+         dict(create_unconfirmed=False, worklog_instance_id=None, worklog_ticket=None), []),
+        ("create_refused after a re-route: the new instance's pusher hears of it",
+         dict(create_unconfirmed=True, worklog_instance_id=A, worklog_ticket="PROJ-1", instance_id=B),
+         lambda s: s.create_refused(),
+         dict(create_unconfirmed=False, worklog_instance_id=None, worklog_ticket=None), ["push:1@B"]),
         ("record_written: the worklog, what it holds, when JIRA last changed it",
          dict(create_unconfirmed=True), lambda s: s.record_written(worklog_id="9", instance_id=A, issue="PROJ-1",
                                                                    written=WRITTEN, remote_updated_ms=7),
@@ -141,6 +148,18 @@ FEED = FeedRecord  # short names for the tables
          SYNCED, lambda s: s.forget_worklog(),
          dict(worklog_id=None, worklog_instance_id=None, worklog_ticket=None, base=None, remote_updated_ms=None),
          []),
+        ("forget_worklog of a due entry moving to another instance: that instance's pusher hears of it",
+         dict(SYNCED, due_at=NOW, instance_id=B, priority=1), lambda s: s.forget_worklog(),
+         dict(worklog_id=None, worklog_instance_id=None, worklog_ticket=None, base=None, remote_updated_ms=None),
+         ["push:1@B"]),
+        ("claim: taken by a pusher until its answer is recorded, or it lapses",
+         {}, lambda s: s.claim("pusher-1", NOW + timedelta(seconds=30)),
+         dict(claimed_by="pusher-1", claimed_until=NOW + timedelta(seconds=30)), []),
+        ("release by the claiming pusher",
+         dict(claimed_by="pusher-1", claimed_until=NOW), lambda s: s.release("pusher-1"),
+         dict(claimed_by=None, claimed_until=None), []),
+        ("release by a pusher whose claim lapsed and was taken over changes nothing",
+         dict(claimed_by="pusher-2", claimed_until=NOW), lambda s: s.release("pusher-1"), {}, []),
         ("overwrite_remote drops the base only",
          SYNCED, lambda s: s.overwrite_remote(), dict(base=None), []),
         ("saw_remote", SYNCED, lambda s: s.saw_remote(11), dict(remote_updated_ms=11), []),
@@ -153,7 +172,7 @@ FEED = FeedRecord  # short names for the tables
          lambda s: s.apply_intent(SyncIntent(SyncStatus.PENDING, True), Route(B), priority=Priority.BATCH),
          dict(instance_id=B, due_at=NOW, attempts=0, sync_status=SyncStatus.PENDING, last_error=None,
               sync_updated_at=NOW),
-         ["push:1", "feed:sync_status"]),
+         ["push:1@B", "feed:sync_status"]),
         ("apply_intent without a push: not due, says why",
          {}, lambda s: s.apply_intent(SyncIntent(SyncStatus.SKIPPED, False, "no instance"), Route(None, "no"),
                                       priority=Priority.USER),
@@ -164,22 +183,23 @@ FEED = FeedRecord  # short names for the tables
          dict(is_deleted=True, worklog_id="9", worklog_instance_id=A, worklog_ticket="PROJ-1"),
          lambda s: s.apply_intent(SyncIntent(SyncStatus.PENDING, True), Route(None), priority=Priority.USER),
          dict(due_at=NOW, attempts=0, priority=0, sync_updated_at=NOW),
-         ["push:0"]),
+         ["push:0@A"]),
         ("a content change that keeps the status is fed as local_change",
          {}, lambda s: s.apply_intent(SyncIntent(SyncStatus.PENDING, True), Route(A), priority=Priority.BATCH,
                                       content_changed=True),
          dict(due_at=NOW, attempts=0, sync_updated_at=NOW),
-         ["push:1", "feed:local_change"]),
+         ["push:1@A", "feed:local_change"]),
     ],
 )
 def test_transition(case, start, transition, fields, events):
     before, after = run(start, transition)
     assert changed(before, after) == fields, case
-    described = [f"feed:{e.kind.value}" if isinstance(e, FeedRecord) else f"push:{int(e.priority)}"
-                 for e in after.events]
+    names = {A: "A", B: "B", None: "none"}
+    described = [f"feed:{e.kind.value}" if isinstance(e, FeedRecord)
+                 else f"push:{int(e.priority)}@{names[e.instance_id]}" for e in after.events]
     assert described == events, case
     for e in after.events:
-        assert (e.entry is after) if isinstance(e, FeedRecord) else (e == PushDue(TENANT, "1", e.priority))
+        assert (e.entry is after) if isinstance(e, FeedRecord) else (e.tenant_id, e.entry_id) == (TENANT, "1")
 
 
 @pytest.mark.parametrize(
@@ -213,3 +233,28 @@ def test_push_state_routes_the_entry():
     deleted = Row(is_deleted=True, instance_id=A)
     EntrySync(deleted, now=NOW, record=lambda e: None).push_state(Route(B))
     assert deleted.instance_id == A  # a deleted entry's worklog is removed where it is
+
+
+@pytest.mark.parametrize(
+    ("case", "start", "push_instance"),
+    [
+        ("routed, nothing written: where it is routed", {}, A),
+        ("a worklog in JIRA: where the worklog is, even when routed elsewhere now",
+         dict(SYNCED, instance_id=B), A),
+        ("a create of unknown outcome: where the worklog may be", dict(create_unconfirmed=True,
+                                                                     worklog_instance_id=B, worklog_ticket="X-1"), B),
+        ("not routed, nothing written: nowhere", dict(instance_id=None), None),
+    ],
+)
+def test_push_instance(case, start, push_instance):
+    assert EntrySync(Row(**start), now=NOW, record=lambda e: None).push_instance == push_instance, case
+
+
+def test_push_state_rerouting_a_due_entry_tells_the_new_instances_pusher():
+    row = Row(instance_id=A, due_at=EARLIER, priority=0)
+    EntrySync(row, now=NOW, record=row.events.append).push_state(Route(B))
+    assert row.instance_id == B
+    assert row.events == [PushDue(TENANT, "1", Priority.USER, B)]
+    quiet = Row(instance_id=A, due_at=None)
+    EntrySync(quiet, now=NOW, record=quiet.events.append).push_state(Route(B))
+    assert quiet.instance_id == B and quiet.events == []  # not due: nothing to push there

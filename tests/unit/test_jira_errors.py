@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -23,12 +24,13 @@ MYSELF = f"{API}/myself"
 OK = httpx.Response(200, json={"name": "jdoe", "displayName": "J. Doe"})
 
 
-async def _myself_answering(*responses: httpx.Response | Exception, **client_kwargs: object):
+async def _myself_answering(*responses: httpx.Response | Exception, max_wait: float | None = None,
+                            **client_kwargs: object):
     async with respx.mock() as mock, httpx.AsyncClient() as http:
         mock.get(MYSELF).mock(side_effect=list(responses))
         harness = make_client(http, **client_kwargs)
         try:
-            result: object = await harness.client.myself(make_target())
+            result: object = await harness.client.myself(replace(make_target(), max_wait=max_wait))
         except Exception as exc:
             result = exc
         return result, harness
@@ -118,6 +120,16 @@ async def test_429_exhausted_raises_rate_limited_with_headers() -> None:
     assert (error.retry_after, error.limit, error.remaining, error.fill_rate, error.interval) == (3.0, 100, 0, 10, 1)
     assert harness.sleeps == [3.0, 3.0, 3.0]
     assert len(harness.calls) == 4
+
+
+async def test_a_push_never_sleeps_out_a_429_longer_than_its_patience() -> None:
+    # CONTRACT 11: a push waits at most a second; a longer Retry-After goes back to the pusher, which defers the
+    # entry and holds nothing meanwhile (before, the client slept up to 30 s × 3 on the worker's slot)
+    error, harness = await _myself_answering(httpx.Response(429, headers={"Retry-After": "2"}), max_wait=1.0)
+    assert isinstance(error, RateLimited) and error.retry_after == 2
+    assert harness.sleeps == [] and len(harness.calls) == 1
+    short, harness = await _myself_answering(httpx.Response(429, headers={"Retry-After": "1"}), OK, max_wait=1.0)
+    assert getattr(short, "name", None) == "jdoe" and harness.sleeps == [1.0]
 
 
 async def test_429_with_long_retry_after_is_handed_to_the_caller_at_once() -> None:

@@ -55,16 +55,17 @@ class RecordingGate:
     observed: list[tuple[int | None, dict[str, str]]] = field(default_factory=list)
     writes: list[str | None] = field(default_factory=list)  # the issue each request wrote to (None: not a write)
 
-    async def acquire(self, instance: InstanceRef, priority: Priority, *, write_to: str | None = None) -> float:
+    async def acquire(self, instance: InstanceRef, priority: Priority, *, max_wait: float | None = None,
+                      write_to: str | None = None) -> float:
         self.acquired.append((instance, priority))
         self.writes.append(write_to)
         return 0.0
 
     async def observe(self, instance: InstanceRef, status: int | None, headers: Mapping[str, str], *,
-                      write_to: str | None = None, objects: int = 0) -> None:
+                      sent: bool = True, write_to: str | None = None, objects: int = 0) -> None:
         self.observed.append((status, {k.lower(): v for k, v in headers.items()}))
 
-    async def left(self, instance: InstanceRef) -> None:
+    def left(self, instance: InstanceRef) -> None:
         self.left_count = getattr(self, "left_count", 0) + 1
 
 

@@ -34,8 +34,11 @@ class EntryRow(Base):
         Index("ix_entries_tenant_ticket", "tenant_id", "ticket"),
         # the outbox: what the sweeper and sync-pending look for
         Index("ix_entries_due", "due_at", postgresql_where=text("due_at IS NOT NULL")),
-        # one instance's backlog (admission's drain estimate, queue gauges) without walking its whole history
+        # one instance's backlog (queue gauges) without walking its whole history
         Index("ix_entries_instance_due", "instance_id", "due_at", postgresql_where=text("due_at IS NOT NULL")),
+        # what an instance's pusher takes, in its order: by where the next push goes (EntrySync.push_instance)
+        Index("ix_entries_push_due", text("coalesce(worklog_instance_id, instance_id)"), "priority", "due_at",
+              postgresql_where=text("due_at IS NOT NULL")),
         # reverse lookup for JIRA webhooks and reconciliation
         Index("ix_entries_instance_worklog", "instance_id", "worklog_id"),
     )
@@ -80,6 +83,9 @@ class EntryRow(Base):
     # what we last wrote to JIRA (started instant, seconds, comment): the conflict policy's base
     base: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     remote_updated_ms: Mapped[int | None] = mapped_column(BigInteger)  # JIRA `updated` of the worklog we last saw
+    # taken by a pusher whose answer is not recorded yet (no other pusher takes it), until its claim lapses
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class WebhookDeliveryRow(Base):

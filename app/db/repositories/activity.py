@@ -26,6 +26,13 @@ async def all_instance_ids(session: AsyncSession) -> list[uuid.UUID]:
     return list((await session.execute(select(JiraInstanceRow.id).order_by(JiraInstanceRow.created_at))).scalars())
 
 
+async def instances_by_last_poll(session: AsyncSession) -> list[uuid.UUID]:
+    """Every JIRA instance, the one polled longest ago (or never) first: the poller serves them in turn."""
+    stmt = select(JiraInstanceRow.id).order_by(JiraInstanceRow.reconciled_at.asc().nulls_first(),
+                                               JiraInstanceRow.created_at)
+    return list((await session.execute(stmt)).scalars())
+
+
 async def entry_by_worklog(
     session: AsyncSession, tenant_id: uuid.UUID, instance_id: uuid.UUID, worklog_id: str, *, lock: bool = False
 ) -> EntryRow | None:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -357,36 +357,74 @@ async def remember_delivery(session: AsyncSession, tenant_id: uuid.UUID, deliver
     return result.first() is not None
 
 
-async def due_entries(session: AsyncSession, *, now: datetime, limit: int, tenant_id: uuid.UUID | None = None
-                      ) -> list[tuple[uuid.UUID, str, int]]:
-    """(tenant, entry, priority) of pending entries whose push is due, oldest first."""
+# where an entry's next push goes (EntrySync.push_instance); the expression of `ix_entries_push_due`
+PUSH_INSTANCE = func.coalesce(EntryRow.worklog_instance_id, EntryRow.instance_id)
+
+
+async def take_due(session: AsyncSession, instance_id: uuid.UUID, *, now: datetime, limit: int,
+                   busy: Sequence[str] = ()) -> list[EntryRow]:
+    """Up to `limit` entries due now whose next push goes to `instance_id`, USER before BATCH, oldest first,
+    locked for this transaction; entries another transaction holds (a change being accepted), another pusher
+    claimed, or in `busy` (being pushed by the caller) are skipped, not waited for."""
     stmt = (
-        select(EntryRow.tenant_id, EntryRow.id, EntryRow.priority)
-        .where(EntryRow.due_at.is_not(None), EntryRow.due_at <= now)
+        select(EntryRow)
+        .where(PUSH_INSTANCE == instance_id, EntryRow.due_at.is_not(None), EntryRow.due_at <= now,
+               or_(EntryRow.claimed_until.is_(None), EntryRow.claimed_until < now))
         .order_by(EntryRow.priority, EntryRow.due_at)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    if tenant_id is not None:
-        stmt = stmt.where(EntryRow.tenant_id == tenant_id)
-    return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+    if busy:
+        stmt = stmt.where(EntryRow.id.not_in(list(busy)))
+    return list((await session.execute(stmt)).scalars())
 
 
-async def due_count_for_instance(session: AsyncSession, instance_id: uuid.UUID, *, at_most: int) -> int:
-    """How many entries wait to be pushed to this instance (the outbox's backlog for it), counted up to
-    `at_most` so the cost stays bounded however large the backlog (`ix_entries_instance_due`)."""
-    due = select(EntryRow.id).where(EntryRow.due_at.is_not(None), EntryRow.instance_id == instance_id).limit(at_most)
-    stmt = select(func.count()).select_from(due.subquery())
-    return int((await session.execute(stmt)).scalar_one())
+async def next_due_at(session: AsyncSession, instance_id: uuid.UUID, *, busy: Sequence[str] = ()) -> datetime | None:
+    """When the earliest entry whose next push goes to `instance_id` (other than `busy` ones) may be taken: when it is
+    due, or when another pusher's claim on it lapses; None when nothing is due there."""
+    stmt = (select(func.min(func.greatest(EntryRow.due_at, func.coalesce(EntryRow.claimed_until, EntryRow.due_at))))
+            .where(PUSH_INSTANCE == instance_id, EntryRow.due_at.is_not(None)))
+    if busy:
+        stmt = stmt.where(EntryRow.id.not_in(list(busy)))
+    earliest: datetime | None = (await session.execute(stmt)).scalar_one_or_none()
+    return earliest
 
 
-async def make_pending_due(session: AsyncSession, tenant_id: uuid.UUID, *, now: datetime, priority: int) -> None:
+async def instances_with_due(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
+    """Every JIRA instance with at least one entry due now (one index probe per instance, whatever the backlog)."""
+    due = (select(EntryRow.tenant_id)
+           .where(PUSH_INSTANCE == JiraInstanceRow.id, EntryRow.due_at.is_not(None), EntryRow.due_at <= now)
+           .exists())
+    rows = await session.execute(select(JiraInstanceRow.id).where(due).order_by(JiraInstanceRow.id))
+    return [r[0] for r in rows.all()]
+
+
+async def take_unrouted_due(session: AsyncSession, *, now: datetime, per_tenant: int) -> list[EntryRow]:
+    """Due entries whose next push has no instance (theirs was deleted, or none was ever routed): at most
+    `per_tenant` of each tenant, so one tenant's thousands cannot crowd another's out; locked, skipping held ones."""
+    ranked = (
+        select(EntryRow.tenant_id, EntryRow.id,
+               func.row_number().over(partition_by=EntryRow.tenant_id, order_by=EntryRow.due_at).label("n"))
+        .where(PUSH_INSTANCE.is_(None), EntryRow.due_at.is_not(None), EntryRow.due_at <= now)
+        .subquery()
+    )
+    picked = select(ranked.c.tenant_id, ranked.c.id).where(ranked.c.n <= per_tenant)
+    stmt = (select(EntryRow)
+            .where(tuple_(EntryRow.tenant_id, EntryRow.id).in_(picked))
+            .order_by(EntryRow.tenant_id, EntryRow.id)
+            .with_for_update(skip_locked=True))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def make_pending_due(session: AsyncSession, tenant_id: uuid.UUID, *, now: datetime, priority: int) -> int:
     """`sync-pending` in bulk: the tenant's pending entries without an outbox marker become due now, as
-    `EntrySync.mark_due` would make each (entries waiting for a backoff keep their time)."""
-    await session.execute(
+    `EntrySync.mark_due` would make each (entries waiting for a backoff keep their time); returns how many."""
+    result = await session.execute(
         update(EntryRow)
         .where(EntryRow.tenant_id == tenant_id, EntryRow.sync_status == SyncStatus.PENDING, EntryRow.due_at.is_(None))
         .values(due_at=now, priority=int(priority))
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def entries_skipped_for_routing(session: AsyncSession, tenant_id: uuid.UUID) -> list[EntryRow]:

@@ -1,0 +1,111 @@
+"""Fair share (CONTRACT 11, guarantee 10): one tenant's backlog, slow JIRA or lost queue never holds another's
+pushes up. Real workers, real PostgreSQL and Redis, the simulator.
+
+How much later a push comes under another tenant's load than on an idle system is a figure of `make bench`;
+these tests assert the behaviour: the other tenant's push happens while the load is still there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from app.api.tenant_rate import TenantRateLimit
+from app.jira.circuit import CircuitBreaker
+from tests.e2e.engine_support import count_by_status, entry, wait_until
+
+pytestmark = pytest.mark.slow
+
+MANY_ISSUES = [{"key": f"PROJ-{i}", "summary": f"Issue {i}"} for i in range(1, 1001)]
+
+
+@contextlib.contextmanager
+def no_tenant_api_limit(app: Any, redis: Any) -> Iterator[None]:
+    """TENANT_API_RATE_PER_SECOND=0 for a while (an operator's setting): these tests send 1000 PUTs at once."""
+    saved = app.state.tenant_rate
+    app.state.tenant_rate = TenantRateLimit(redis, 0)
+    try:
+        yield
+    finally:
+        app.state.tenant_rate = saved
+
+
+async def put_all(api: Any, headers: dict[str, str], bodies: dict[str, dict[str, Any]]) -> None:
+    async def one(entry_id: str, body: dict[str, Any]) -> None:
+        r = await api.put(f"/api/v1/entries/{entry_id}", json=body, headers=headers)
+        assert r.status_code == 202, r.text
+
+    items = list(bodies.items())
+    for start in range(0, len(items), 50):
+        await asyncio.gather(*(one(i, b) for i, b in items[start:start + 50]))
+
+
+async def synced(api: Any, headers: dict[str, str], entry_id: str) -> bool:
+    body = (await api.get(f"/api/v1/entries/{entry_id}", headers=headers)).json()
+    return bool(body["sync"]["status"] == "synced")
+
+
+async def test_a_tenants_backlog_on_a_slow_limit_and_a_hanging_jira_leaves_another_tenants_push_alone(
+        app, api, redis, sim, jira_setup, connect_user, workers):
+    # tenant A: one instance allowing 1 request per second with 1000 changes waiting (people's PUTs, so USER
+    # priority, on distinct issues), and a second instance whose JIRA answers only at the full JIRA timeout
+    limited = await jira_setup(rate_limit_per_second=1, project_keys=["PROJ"], issues=MANY_ISSUES)
+    hanging = await jira_setup(tenant=limited.tenant, project_keys=["OPS"])
+    other = await jira_setup(project_keys=["PROJ"])  # tenant B
+    for setup in (limited, hanging, other):
+        assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
+    workers(2, JIRA_TIMEOUT_SECONDS=3)
+    sim.control.set_faults(hanging.sim_name, latency_ms=3500)  # longer than the JIRA timeout: every request hangs
+    with no_tenant_api_limit(app, redis):
+        await put_all(api, limited.headers, {f"a{i}": entry(ticket=f"PROJ-{i}") for i in range(1, 1001)})
+        await put_all(api, limited.headers, {f"h{i}": entry(ticket="OPS-1", start=f"{8 + i:02d}:00") for i in range(6)})
+
+    async def a_is_busy() -> bool:  # A's limited instance is being pushed, its hanging one is being waited on
+        counters = sim.control.counters(limited.sim_name), sim.control.counters(hanging.sim_name)
+        return counters[0]["writes"] >= 2 and counters[1]["requests"] >= 1
+
+    await wait_until(a_is_busy, timeout=60, interval=0.1)
+    r = await api.put("/api/v1/entries/b1", json=entry(ticket="PROJ-1"), headers=other.headers)
+    assert r.status_code == 202
+    await wait_until(lambda: synced(api, other.headers, "b1"), timeout=30, interval=0.1)
+    # B's change went while A's backlog was still there (at 1 per second, it takes A 1000 seconds)
+    counts = await count_by_status(app, limited.tenant.tenant_id)
+    assert counts.get("pending", 0) >= 900, counts
+
+
+async def test_after_redis_lost_everything_another_tenants_entry_is_found_while_one_has_thousands_due(
+        app, api, redis, stack, sim, jira_setup, connect_user, workers):
+    failing = await jira_setup(project_keys=["PROJ"])  # tenant A, whose JIRA is down
+    other = await jira_setup(project_keys=["PROJ"])  # tenant B
+    for setup in (failing, other):
+        assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
+    sim.control.set_faults(failing.sim_name, error_rate=1.0, error_statuses=[503])
+    with no_tenant_api_limit(app, redis):
+        for chunk in range(6):  # 6000 due entries (a backfill)
+            batch = [{**entry(ticket=f"PROJ-{1 + i % 4}", duration=10 + i % 50), "id": f"a{chunk}-{i}"}
+                     for i in range(1000)]
+            r = await api.post("/api/v1/entries/batch", json={"entries": batch}, headers=failing.headers)
+            assert r.status_code == 202 and r.json()["accepted"] == 1000
+    # the workers try A's JIRA until its circuit opens (and stays open: a reset far away)
+    first = workers(1, CIRCUIT_FAILURE_THRESHOLD=3, CIRCUIT_RESET_SECONDS=600)
+    circuit = CircuitBreaker.from_settings(redis, app.state.settings)
+
+    async def open_circuit() -> bool:
+        return (await circuit.describe(uuid.UUID(failing.instance_id)))[0] == "open"
+
+    await wait_until(open_circuit, timeout=60, interval=0.1)
+    await asyncio.to_thread(first.stop)
+    # B's change is accepted while no worker runs: the wake-up goes nowhere; then Redis loses everything
+    r = await api.put("/api/v1/entries/b1", json=entry(ticket="PROJ-2"), headers=other.headers)
+    assert r.status_code == 202 and r.json()["sync"]["status"] == "pending"
+    await redis.flushall()
+    counts = await count_by_status(app, failing.tenant.tenant_id)
+    assert counts.get("pending") == 6000, counts
+    workers(1, SWEEP_INTERVAL_SECONDS=5, CIRCUIT_FAILURE_THRESHOLD=3, CIRCUIT_RESET_SECONDS=600)
+    # the sweeper finds B's entry (every instance with due entries, whatever A holds), within its interval + 1 min
+    await wait_until(lambda: synced(api, other.headers, "b1"), timeout=5 + 60, interval=0.2)

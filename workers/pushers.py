@@ -1,0 +1,192 @@
+"""The pushers of one worker process: one per JIRA instance whose push lease this process holds.
+
+* **Wake-ups.** Every worker listens on one Redis channel. After committing a change due now, the API (or any
+  process) publishes `<instance id> <priority>` (`app.services.dispatch`). The lease holder's pusher takes the
+  instance's due entries at once; if nobody holds the lease, the workers race for it (`SET NX`), the least busy
+  one first (each waits a moment per instance it already pushes), and the winner starts a pusher.
+* **Leases** (`ttsync:push:{<instance>}:lease`, value: the holder's process id) last `JIRA_TIMEOUT_SECONDS` + 10 s
+  and are all renewed together every two seconds. A pusher sends nothing once its lease may lapse before a
+  request sent now would be over (`may_send`), so two processes never push one instance at once; a killed worker's
+  leases lapse, and the sweeper wakes their instances (the PostgreSQL outbox says what is due).
+* A pusher with nothing due, and nothing announced for a few seconds, ends and gives its lease back.
+* **Stop** (SIGTERM): no new entries are taken, requests in flight finish (at most `STOP_GRACE_SECONDS`), their
+  answers are recorded, and the leases are given back so other workers take over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from app import redis_keys
+from app.domain.priority import Priority
+from app.jira.locks import Leases
+from app.services.dispatch import RedisWake, parse_wake
+from app.services.push import InstancePusher
+from workers.context import WorkerContext
+
+log = logging.getLogger("workers.pushers")
+
+STOP_GRACE_SECONDS = 20.0  # in-flight requests may finish this long after SIGTERM
+RENEW_EVERY_SECONDS = 2.0
+LINGER_SECONDS = 5.0  # an idle pusher keeps its lease this long for the next change
+# before racing for a free lease, a worker waits this long per instance it already pushes: the least busy wins
+BALANCE_STEP_SECONDS = 0.002
+BALANCE_MAX_SECONDS = 0.05
+
+
+@dataclass(eq=False)
+class _Running:
+    pusher: InstancePusher
+    task: asyncio.Task[None] | None = None
+    closing: bool = False  # ended, giving its lease back
+    rewake: Priority | None = None  # a wake-up that came while closing: start again afterwards
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PushFleet:
+    """This process' pushers, their leases and the wake-ups they listen to (see module docstring)."""
+
+    def __init__(self, wc: WorkerContext) -> None:
+        self.wc = wc
+        settings = wc.settings
+        self.leases = Leases(wc.redis, holder=wc.holder, ttl=settings.push_lease_seconds)
+        # a request sent now is answered or abandoned within the JIRA timeout: it must end inside the lease
+        self._send_margin = settings.jira_timeout_seconds + 1.0
+        self._remote = RedisWake(wc.redis)
+        self.deps = replace(wc.deps, wake=self)  # pushers wake each other through the fleet
+        self._running: dict[uuid.UUID, _Running] = {}
+        self._claiming: set[uuid.UUID] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.stopping = asyncio.Event()
+        self.listening = asyncio.Event()
+
+    # -- wake-ups -------------------------------------------------------------------------------------------
+
+    async def wake(self, due: Mapping[uuid.UUID, Priority]) -> None:
+        """`PushWake` for this process' own units of work: its own pushers directly, the others through Redis."""
+        elsewhere = {}
+        for instance_id, priority in due.items():
+            running = self._running.get(instance_id)
+            if running is not None and not running.closing:
+                running.pusher.wake(priority)
+            else:
+                elsewhere[instance_id] = priority
+        await self._remote.wake(elsewhere)
+
+    def on_wake(self, instance_id: uuid.UUID, priority: Priority) -> None:
+        """A wake-up heard on the channel."""
+        if self.stopping.is_set():
+            return
+        running = self._running.get(instance_id)
+        if running is not None:
+            if running.closing:
+                running.rewake = min(priority, running.rewake if running.rewake is not None else priority)
+            else:
+                running.pusher.wake(priority)
+            return
+        if instance_id not in self._claiming:
+            self._claiming.add(instance_id)
+            self._spawn(self._claim(instance_id, priority))
+
+    async def _claim(self, instance_id: uuid.UUID, priority: Priority) -> None:
+        try:
+            await asyncio.sleep(min(BALANCE_MAX_SECONDS, BALANCE_STEP_SECONDS * len(self._running)))
+            if self.stopping.is_set() or instance_id in self._running:
+                return
+            if await self.leases.take(redis_keys.push_lease(instance_id)):
+                self._start(instance_id, priority)
+        except Exception as exc:
+            log.warning("could not take the push lease of instance %s: %s", instance_id, exc.__class__.__name__)
+        finally:
+            self._claiming.discard(instance_id)
+
+    def _start(self, instance_id: uuid.UUID, priority: Priority) -> None:
+        key = redis_keys.push_lease(instance_id)
+        pusher = InstancePusher(self.deps, instance_id, linger_seconds=LINGER_SECONDS, holder=self.wc.holder,
+                                may_send=lambda: self.leases.valid_for(key) > self._send_margin)
+        pusher.wake(priority)
+        running = _Running(pusher)
+        self._running[instance_id] = running
+        running.task = asyncio.create_task(self._drive(instance_id, running))
+
+    async def _drive(self, instance_id: uuid.UUID, running: _Running) -> None:
+        key = redis_keys.push_lease(instance_id)
+        try:
+            await running.pusher.run(self.stopping, grace_seconds=STOP_GRACE_SECONDS)
+        except Exception:
+            log.exception("the pusher of instance %s stopped; the sweeper hands its entries on", instance_id)
+        finally:
+            running.closing = True
+            log.info("pusher of instance %s ended after %d request(s)", instance_id, running.pusher.pushed)
+            await self.leases.release(key)
+            del self._running[instance_id]
+            running.done.set()
+            if running.rewake is not None and not self.stopping.is_set():
+                self.on_wake(instance_id, running.rewake)
+
+    # -- the loops ------------------------------------------------------------------------------------------
+
+    async def listen(self) -> None:
+        """Hear wake-ups for as long as the process runs (reconnecting after Redis hiccups)."""
+        while not self.stopping.is_set():
+            pubsub = self.wc.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(redis_keys.PUSH_WAKE_CHANNEL)
+                self.listening.set()
+                while not self.stopping.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    parsed = parse_wake(message["data"])
+                    if parsed is not None:
+                        self.on_wake(*parsed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("wake-up channel lost (%s); listening again in 1 s", exc.__class__.__name__)
+                await asyncio.sleep(1.0)
+            finally:
+                self.listening.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def renew(self) -> None:
+        """Every few seconds, extend every lease still ours (until cancelled, after the pushers stopped); a lost
+        one stops its pusher (may_send turns False)."""
+        while True:
+            try:
+                lost = await self.leases.renew()
+                if lost:
+                    log.warning("lost the push lease(s) %s; another worker pushes those instances", lost)
+                    for running in list(self._running.values()):
+                        running.pusher.wake()  # it notices at once that it may no longer send
+            except Exception as exc:
+                log.warning("renewing the push leases failed (%s); pushers stop sending before they could lapse",
+                            exc.__class__.__name__)
+            await asyncio.sleep(RENEW_EVERY_SECONDS)
+
+    async def shutdown(self) -> None:
+        """Stop taking entries, let the requests in flight finish, record them, give the leases back."""
+        self.stopping.set()
+        for running in list(self._running.values()):
+            running.pusher.wake()
+        waiting = [r.done.wait() for r in list(self._running.values())]
+        if waiting:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waiting], timeout=STOP_GRACE_SECONDS + 10)
+        for task in list(self._background):
+            task.cancel()
+
+    @property
+    def instances(self) -> list[uuid.UUID]:
+        return list(self._running)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

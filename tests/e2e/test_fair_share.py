@@ -109,3 +109,33 @@ async def test_after_redis_lost_everything_another_tenants_entry_is_found_while_
     workers(1, SWEEP_INTERVAL_SECONDS=5, CIRCUIT_FAILURE_THRESHOLD=3, CIRCUIT_RESET_SECONDS=600)
     # the sweeper finds B's entry (every instance with due entries, whatever A holds), within its interval + 1 min
     await wait_until(lambda: synced(api, other.headers, "b1"), timeout=5 + 60, interval=0.2)
+
+
+async def test_a_hanging_jira_holds_only_its_own_poll(app, api, sim, jira_setup, connect_user, settings):
+    """The poller's deadline (CONTRACT 11): a poll of a JIRA that answers only after a long while is abandoned
+    with its cursors where they were, and the other instances are polled meanwhile."""
+    from app.db.repositories import activity as activity_repo
+    from app.redis_keys import reconcile_lease
+    from workers.context import build_context
+    from workers.reconcile import poll_due_instances
+
+    hanging, fine = await jira_setup(), await jira_setup()
+    for setup in (hanging, fine):
+        assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
+    sim.control.set_faults(hanging.sim_name, latency_ms=4000)  # answers, but well after the poll's deadline
+    wc = build_context(settings.model_copy(update={"reconcile_poll_deadline_seconds": 1.0,
+                                                   "jira_timeout_seconds": 10}))
+    try:
+        for setup in (hanging, fine):
+            await wc.redis.delete(reconcile_lease(uuid.UUID(setup.instance_id)))
+        await poll_due_instances(wc)
+        async with app.state.sessionmaker() as session:
+            polled = {name: await activity_repo.instance_by_id(session, uuid.UUID(setup.instance_id))
+                      for name, setup in (("hanging", hanging), ("fine", fine))}
+        assert polled["fine"] is not None and polled["fine"].reconciled_at is not None
+        # without the deadline this poll would have finished (4 s < the 10 s JIRA timeout) and moved its cursors
+        assert polled["hanging"] is not None and polled["hanging"].reconciled_at is None
+        assert polled["hanging"].reconcile_updated_since is None
+    finally:
+        sim.control.clear_faults(hanging.sim_name)
+        await wc.close()

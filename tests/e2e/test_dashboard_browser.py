@@ -85,7 +85,7 @@ async def page(browser: Any) -> AsyncIterator[Any]:
 
 @pytest.fixture(scope="module")
 async def engine(settings: Any) -> AsyncIterator[Any]:
-    """The push engine a worker runs, in this process (what it records is published by the session app)."""
+    """A worker's push side, in this process (what it records is published by the session app)."""
     from workers.context import build_context
 
     wc = build_context(settings)
@@ -96,7 +96,7 @@ async def engine(settings: Any) -> AsyncIterator[Any]:
 async def push(engine: Any, tenant_id: Any, *entry_ids: str) -> None:
     for entry_id in entry_ids:
         for _ in range(200):
-            delay = await engine.push.push(tenant_id, entry_id)
+            delay = await engine.push(tenant_id, entry_id)
             if delay is None:
                 break
             await asyncio.sleep(min(delay, 0.25))

@@ -323,10 +323,11 @@ async def test_repeated_429s_reduce_the_rate_and_it_recovers(limiter, redis):
     await wait_until(recovering, timeout=10, interval=0.1)
 
 
-# commands the gate never sends, but the session app's metric publishing does every 2 s (counted server-wide, they
-# would make the figure depend on how long the test took on a busy machine)
-NOT_THE_GATES = {"cmdstat_info", "cmdstat_hincrbyfloat", "cmdstat_hgetall", "cmdstat_expire", "cmdstat_zcount",
-                 "cmdstat_mget"}
+# commands the gate does not send here, but the session app's metric publishing and history sampling do every 2 s,
+# one per instance the suite created (counted server-wide, they would make the figure depend on how long the test
+# took on a busy machine); the gate's one HSET (its rate, first call) is left out with them
+NOT_THE_GATES = {"cmdstat_info", "cmdstat_hincrbyfloat", "cmdstat_hset", "cmdstat_hgetall", "cmdstat_expire",
+                 "cmdstat_zcount", "cmdstat_mget", "cmdstat_set"}
 
 
 async def commands_so_far(redis: Any) -> int:

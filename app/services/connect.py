@@ -39,6 +39,8 @@ from app.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+ANY_CONNECT = object()  # reject_connection without a `connected_at`: whatever connect the token came from
+
 CALLBACK_PATH = "/oauth/jira/callback"
 REQUEST_TOKEN_TTL = timedelta(minutes=10)
 # used or expired request tokens are kept a day for the audit trail's sake, then dropped
@@ -373,15 +375,17 @@ async def disconnect_link_change(
 
 async def reject_connection(
     session: AsyncSession, *, tenant_id: uuid.UUID, instance_id: uuid.UUID, user: str, oauth_problem: str | None,
-    entry_id: str | None = None, context: str = "",
+    entry_id: str | None = None, context: str = "", connected_at: datetime | object | None = ANY_CONNECT,
 ) -> ConnectionRow | None:
     """JIRA answered 401 to this user's token (CONTRACT 10.6): the connection becomes `auth_required`.
 
-    The one place a connection is marked rejected, whoever met the 401 (push, poller, ticket look-up).
-    Returns the connection (locked), or None when the user has none.
+    The one place a connection is marked rejected, whoever met the 401 (push, poller, ticket look-up). With
+    `connected_at` (the connect the rejected token came from), a connection the user made again since is left
+    alone: its new token was not the one refused. Returns the connection (locked), or None when the user has none.
     """
     connection = await jira_repo.get_connection(session, tenant_id, instance_id, user, lock=True)
-    if connection is not None and connection.status == "connected":
+    same_connect = connected_at is ANY_CONNECT or (connection is not None and connection.connected_at == connected_at)
+    if connection is not None and connection.status == "connected" and same_connect:
         connection.status = "auth_required"
         connection.updated_at = now_utc()
         entries_repo.add_audit(

@@ -101,6 +101,7 @@ class _Planned:
     target: JiraTarget
     instance: JiraInstanceRow
     jira_username: str | None  # the connection's own JIRA user: only its anchored worklog may be adopted
+    connected_at: datetime | None  # which connect of the user the request's credential comes from
 
 
 @dataclass
@@ -366,7 +367,7 @@ class InstancePusher:
             # from here until JIRA's answer is recorded, a create may happen without our knowing: say so first
             entry.mark_create_unconfirmed(step.instance_id, step.issue)
         return _Planned(row.tenant_id, row.id, row.version, step, replace(target, max_wait=PATIENCE_SECONDS),
-                        instance, connection.jira_username)
+                        instance, connection.jira_username, connection.connected_at)
 
     def _target(self, instance: JiraInstanceRow | None, connection: ConnectionRow | None,
                 row: EntryRow) -> JiraTarget | None:
@@ -485,9 +486,16 @@ class InstancePusher:
                 if isinstance(p.step, Create):
                     entry.create_refused()  # nothing left, or JIRA answered 429: it certainly created nothing
             case AuthRejected():
+                self._lookups = None  # the connections read before are stale now
                 connection = await reject_connection(uow.session, tenant_id=p.tenant_id, instance_id=p.instance.id,
                                                      user=entry.entry.user, oauth_problem=error.oauth_problem,
-                                                     entry_id=p.entry_id)
+                                                     entry_id=p.entry_id, connected_at=p.connected_at)
+                if connection is not None and connection.status == "connected":
+                    # the user connected again while this request (with the old token) was out: a 401 applied
+                    # nothing, and the entry stays due for the new connection
+                    if isinstance(p.step, Create):
+                        entry.create_refused()
+                    return
                 await _auth_required(uow, entry, p.instance, connection)
                 metrics.SYNC_OUTCOMES.labels(str(self.jira_instance_id), SyncStatus.AUTH_REQUIRED.value).inc()
             case EgressRefused():

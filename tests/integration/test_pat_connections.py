@@ -121,3 +121,29 @@ async def test_a_rejected_token_asks_for_a_new_one_which_resumes_the_entries(
     assert sync["status"] == "synced" and sync["attempts"] == 1
     [worklog] = sim.control.worklogs(setup.sim_name, "PROJ-1")
     assert worklog["author"]["name"] == "alice"
+
+
+async def test_a_401_to_the_token_of_an_earlier_connect_leaves_a_new_connection_alone(
+        api: httpx.AsyncClient, app: Any, jira_setup: Any, sim: SimServer) -> None:
+    """A push that left with the old token meets a 401 after the user connected again: the new connection stays
+    (its token was not the one refused); a 401 to the current connect's token still rejects it."""
+    from app.services.connect import reject_connection
+
+    setup: JiraSetup = await jira_setup(auth="pat")
+    assert (await store_token(api, sim.control, setup, "jdoe", "bob")).status_code == 200
+    first = await _connection(app, setup)
+    assert first is not None and first.connected_at is not None
+    assert (await store_token(api, sim.control, setup, "jdoe", "bob")).status_code == 200  # connected again
+    current = await _connection(app, setup)
+    assert current is not None and current.connected_at != first.connected_at
+
+    async def reject(connected_at: Any) -> str | None:
+        async with app.state.sessionmaker() as session:
+            row = await reject_connection(session, tenant_id=setup.tenant.tenant_id,
+                                          instance_id=uuid.UUID(setup.instance_id), user="jdoe",
+                                          oauth_problem="token_rejected", connected_at=connected_at)
+            await session.commit()
+            return None if row is None else row.status
+
+    assert await reject(first.connected_at) == "connected"
+    assert await reject(current.connected_at) == "auth_required"

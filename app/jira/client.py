@@ -27,7 +27,7 @@ from app import metrics
 from app.budget import ByteBudget
 from app.config import Settings
 from app.domain.auth import Deployment
-from app.domain.cloud_limits import objects_returned
+from app.domain.cloud_limits import LimitReason, objects_returned
 from app.domain.priority import Priority
 from app.domain.worklog import WorklogBody, WorklogMarker, our_worklog
 from app.jira.calls import JiraCall, OnCall, notify, outcome_of, record_metrics
@@ -42,7 +42,7 @@ from app.jira.errors import (
     error_from_exception,
     error_from_response,
 )
-from app.jira.gate import InstanceRef, RequestGate
+from app.jira.gate import InstanceRef, RequestGate, response_header
 from app.jira.resources import Issue, JiraUser, JsonObject, RemoteWorklog, WorklogChange, WorklogChanges
 from app.jira.transport import ACCEPT_ENCODING, InstanceSlots, jira_http_client, read_bounded
 
@@ -223,6 +223,9 @@ class JiraClient:
                 attempt += 1
                 await self._sleep(maybe_error.retry_after)
                 continue
+            if (isinstance(maybe_error, RateLimited) and write_to and target.deployment is Deployment.CLOUD
+                    and response_header(response.headers, "ratelimit-reason") == LimitReason.PER_ISSUE):
+                maybe_error.issue = write_to  # only this issue's writes wait (the gate paused just the issue)
             raise maybe_error
 
     @contextlib.asynccontextmanager

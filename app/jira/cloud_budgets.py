@@ -65,6 +65,7 @@ _REFUSALS = {
     6: ("issue_paused", "Atlassian paused writes to this issue (jira-per-issue-on-write)"),
     7: ("near_limit", "Atlassian's points quota is nearly spent: going at half speed"),
 }
+_ISSUE_REFUSALS = {"issue_writes", "issue_paused"}  # refusals that hold only the issue's writes, not the site
 _NEAR_LIMIT_MS = 60_000
 
 
@@ -107,7 +108,7 @@ class CloudBudgets:
             delay = int(delay_us) / _US
             if delay > _INLINE_WAIT:
                 raise RateLimited(f"Jira Cloud: {why}; nothing was sent, trying again in {math.ceil(delay)} s",
-                                  retry_after=delay)
+                                  retry_after=delay, issue=write_to if label in _ISSUE_REFUSALS else None)
             await asyncio.sleep(delay + random.uniform(0, 0.002))
         if write_to:
             _CLOUD_WRITE.set((instance.id, key_list[5], member))

@@ -67,14 +67,16 @@ class TokenRefused(PermanentError):
 
 
 class RateLimited(JiraError):
-    """429, after the client's own retries are used up; `retry_after` is at least one second."""
+    """429, after the client's own retries are used up; `retry_after` is at least one second. `issue`: only writes to
+    this issue must wait (Jira Cloud's per-issue limits), the instance's other requests may go on."""
 
     def __init__(
         self, message: str, *, retry_after: float = 1.0, limit: int | None = None, remaining: int | None = None,
-        fill_rate: int | None = None, interval: int | None = None,
+        fill_rate: int | None = None, interval: int | None = None, issue: str | None = None,
     ) -> None:
         super().__init__(message, status=429)
         self.retry_after = max(1.0, retry_after)
+        self.issue = issue
         self.limit = limit
         self.remaining = remaining
         self.fill_rate = fill_rate

@@ -403,7 +403,8 @@ class InstancePusher:
             self._closed_until = max(self._closed_until, time.monotonic() + exc.retry_in)
         except RateLimited as exc:
             outcome.error = exc
-            self._closed_until = max(self._closed_until, time.monotonic() + exc.retry_after)
+            if exc.issue is None:  # the instance waits; a per-issue limit holds only that entry (below)
+                self._closed_until = max(self._closed_until, time.monotonic() + exc.retry_after)
         except JiraError as exc:
             outcome.error = exc
         except asyncio.CancelledError:
@@ -485,6 +486,8 @@ class InstancePusher:
             case GateClosed() | RateLimited():
                 if isinstance(p.step, Create):
                     entry.create_refused()  # nothing left, or JIRA answered 429: it certainly created nothing
+                if isinstance(error, RateLimited) and error.issue is not None:
+                    entry.retry_later(error.retry_after, error.message)  # no attempt spent
             case AuthRejected():
                 self._lookups = None  # the connections read before are stale now
                 connection = await reject_connection(uow.session, tenant_id=p.tenant_id, instance_id=p.instance.id,

@@ -110,10 +110,7 @@ class _Decoder:
         self.limit = limit
         self.status = status
         self.size = 0
-        # one growing buffer rather than a list of decompressed steps: a resized large buffer moves as a whole
-        # (mremap), where hundreds of 256 KiB pieces would leave the allocator's heap fragmented and the
-        # process' resident memory high after a hostile answer
-        self.body = bytearray()
+        self.body: list[bytes] = []  # joined once at the end: no copy while reading
         coding = encoding.strip().lower()
         if coding in ("", "identity"):
             self._inflate = None
@@ -130,8 +127,11 @@ class _Decoder:
     def _keep(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self.limit:
+            # let go of what was read now: the exception's traceback keeps this decoder alive for as long as a
+            # caller holds it (a retry, a log record), and with it up to a whole limit of bytes
+            self.body.clear()
             raise AnswerTooLarge(self.status)
-        self.body += data
+        self.body.append(data)
 
     async def feed(self, data: bytes, share: Share) -> None:
         """Take in one network read; decompressed output is produced in steps of at most `_STEP` bytes, each
@@ -154,7 +154,7 @@ class _Decoder:
         if self._inflate is not None:
             with contextlib.suppress(zlib.error):
                 self._keep(self._inflate.flush(self.limit - self.size + 1))
-        return bytes(self.body)
+        return b"".join(self.body)
 
 
 async def read_bounded(response: httpx.Response, limit: int, budget: ByteBudget | None = None) -> bytes:

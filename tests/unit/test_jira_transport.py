@@ -41,6 +41,8 @@ async def test_a_gzip_bomb_is_abandoned_at_the_cap_without_inflating_it() -> Non
             await decoder.feed(bomb, share)
     assert caught.value.message == "JIRA answer too large" and caught.value.maybe_applied
     assert decoder.size <= LIMIT + 1  # never more than one byte past the cap was produced
+    # the bytes are let go of at once, though the exception (whose traceback holds the decoder) is still held
+    assert caught.value.__traceback__ is not None and decoder.body == []
 
 
 def test_an_encoding_we_did_not_ask_for_is_refused() -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import TENANT_ADMIN, ProbesDep, RedisDep, SessionDep, SettingsDep, TenantDep
 from app.api.schemas.common import error_responses
+from app.observability import read_totals
 from app.services import stats as svc
 
 router = APIRouter(prefix="/api/v1", tags=["operations"], dependencies=[TENANT_ADMIN])
@@ -74,6 +75,11 @@ class InstanceStats(BaseModel):
     deployment: str = Field("datacenter", description="datacenter | cloud")
     points_this_hour: int | None = Field(
         None, description="cloud: points of the app's hourly quota this site's requests took in the current hour")
+    rate_limited_by_reason: dict[str, int] | None = Field(
+        None, description="cloud: Atlassian's 429 answers so far, by RateLimit-Reason (all processes)")
+    token_refreshes: dict[str, int] | None = Field(
+        None, description="OAuth 2.0 (oauth2, 3lo) access-token renewals so far, by outcome: renewed, refused, failed "
+                          "(all processes)")
 
 
 class Unrouted(BaseModel):
@@ -135,11 +141,14 @@ STATS_EXAMPLE: dict[str, Any] = {
     "/stats", response_model=StatsOut, summary="Sync statistics per JIRA instance",
     responses={200: {"content": {"application/json": {"example": STATS_EXAMPLE}}}, **error_responses(401)},
 )
-async def stats(session: SessionDep, tenant: TenantDep, probes: ProbesDep, settings: SettingsDep) -> dict[str, Any]:
+async def stats(session: SessionDep, tenant: TenantDep, probes: ProbesDep, settings: SettingsDep,
+                redis: RedisDep) -> dict[str, Any]:
     """Per JIRA instance of your tenant: entries by status, success rate, push latency p50/p95 over the last hour,
     queue length, circuit state and rate-limit usage (Jira Cloud sites: the points they took this hour, and the
     app's points pool); plus the newest failed and conflicting entries."""
-    figures = await svc.tenant_stats(session, probes, tenant.id, points_quota=settings.atlassian_points_per_hour)
+    totals, _ = await read_totals(redis)
+    figures = await svc.tenant_stats(session, probes, tenant.id, points_quota=settings.atlassian_points_per_hour,
+                                     totals=totals)
     for instance in figures["instances"]:
         instance["circuit"]["retry_every_seconds"] = settings.circuit_reset_seconds
     return figures

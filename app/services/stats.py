@@ -22,7 +22,7 @@ from app.jira.circuit import CircuitBreaker
 from app.jira.gate import CloudPool
 from app.jira.ratelimit import RedisRateLimiter
 from app.metrics_history import SeriesValues
-from app.observability import GaugeFamily, GaugeValue
+from app.observability import GaugeFamily, GaugeValue, SampleKey
 
 LATENCY_WINDOW = timedelta(hours=1)
 ATTENTION_LIMIT = 20
@@ -37,6 +37,18 @@ class Probes:
     circuit: CircuitBreaker
     limiter: RedisRateLimiter
     pool: CloudPool | None = None
+
+
+def fleet_counts(totals: dict[SampleKey, float], sample: str, instance: uuid.UUID, label: str) -> dict[str, int]:
+    """One counter's fleet-wide totals for an instance, by `label` (e.g. Cloud 429s by reason), from the totals every
+    process publishes to Redis (`app.observability.read_totals`)."""
+    wanted = str(instance)
+    out: dict[str, int] = {}
+    for (_, name, labels), value in totals.items():
+        by = dict(labels)
+        if name == sample and by.get("instance") == wanted and label in by:
+            out[by[label]] = out.get(by[label], 0) + int(value)
+    return out
 
 
 def _points(usage: PointsUsage, pool: CloudPool, quota: int | None) -> dict[str, Any]:
@@ -57,9 +69,11 @@ def _entry_summary(e: repo.EntrySummary) -> dict[str, Any]:
 
 
 async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UUID, *,
-                       now: datetime | None = None, points_quota: int | None = None) -> dict[str, Any]:
+                       now: datetime | None = None, points_quota: int | None = None,
+                       totals: dict[SampleKey, float] | None = None) -> dict[str, Any]:
     """Per JIRA instance of the tenant: statuses, success rate, push latency, queue, circuit, rate-limit usage; per
-    Jira Cloud site its points this hour, and the app's pool (`atlassian_points`) when the tenant has a site."""
+    Jira Cloud site its points this hour, and the app's pool (`atlassian_points`) when the tenant has a site; with
+    the fleet's metric `totals`, per instance its OAuth 2.0 token renewals and (Cloud) its 429s by reason."""
     now = now or now_utc()
     pool = probes.pool
     usage = await probes.limiter.cloud.pool_usage(pool) if pool is not None else None
@@ -109,6 +123,11 @@ async def tenant_stats(session: AsyncSession, probes: Probes, tenant_id: uuid.UU
         })
         if inst.deployment == Deployment.CLOUD and usage is not None:
             out[-1]["points_this_hour"] = usage.by_site.get(str(inst.id), 0)
+        if totals is not None:
+            out[-1]["token_refreshes"] = fleet_counts(totals, "jira_token_refreshes_total", inst.id, "outcome")
+            if inst.deployment == Deployment.CLOUD:
+                out[-1]["rate_limited_by_reason"] = fleet_counts(totals, "jira_cloud_rate_limited_total", inst.id,
+                                                                 "reason")
     unrouted = counts.get(None, {})
     return {
         "generated_at": now,

@@ -47,7 +47,14 @@ function renderInstances(instances) {
         figure("Rate-limit usage", "rate_limit_usage", pct(rl.usage)),
         ...(inst.deployment === "cloud"
             ? [figure("Points this hour", "points_this_hour", String(inst.points_this_hour ?? 0),
-                      "points of the Jira Cloud app's hourly quota this site's requests took")] : []),
+                      "points of the Jira Cloud app's hourly quota this site's requests took"),
+               figure("429s by reason", "rate_limited_by_reason",
+                      Object.entries(inst.rate_limited_by_reason || {}).map(([r, n]) => r + " " + n).join(", ")
+                        || "none", "Atlassian's 'slow down' answers, by RateLimit-Reason")] : []),
+        ...(inst.token_refreshes && Object.keys(inst.token_refreshes).length
+            ? [figure("Token renewals", "token_refreshes",
+                      Object.entries(inst.token_refreshes).map(([o, n]) => o + " " + n).join(", "),
+                      "OAuth 2.0 access-token renewals: renewed, refused (the user must reconnect), failed")] : []),
       ),
       el("div", {class: "counts", "data-field": "counts"},
          Object.entries(inst.counts).map(([s, n]) => s + " " + n).join(" · "))),

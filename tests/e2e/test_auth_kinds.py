@@ -100,6 +100,13 @@ async def test_connect_sync_revoke_reconnect_and_no_secret_anywhere(
         assert [(c["auth"], c["status"]) for c in connections] == [(auth, "auth_required")]
         if auth == "3lo":  # Atlassian refused the next renewal (invalid_grant): the consent is gone
             assert _refused_renewals(sim) > refused_before
+        if refreshing:  # the stats count the renewals of every worker: one renewed, then one refused
+            async def renewals() -> dict[str, int] | None:
+                [site] = (await api.get("/api/v1/stats", headers=setup.headers)).json()["instances"]
+                counts = site["token_refreshes"]
+                return counts if counts.get("renewed", 0) >= 1 and counts.get("refused", 0) >= 1 else None
+
+            await wait_until(renewals, timeout=20, interval=0.5)
         notes = (await api.get("/api/v1/notifications?user=jdoe&unread=true", headers=setup.headers)).json()
         assert [n["kind"] for n in notes] == ["auth_required"]
 

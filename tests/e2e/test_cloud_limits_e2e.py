@@ -125,6 +125,14 @@ async def test_one_429_of_each_reason_pauses_exactly_what_it_names(
             assert body["sync"]["attempts"] == 1, body
     assert len([e for e in sim.control.log(a.sim_name) if e["status"] == 429 and e["limit_reason"]]) == 4
 
+    async def counted() -> dict[str, int] | None:  # the workers publish their counts every 2 s
+        [site] = (await api.get("/api/v1/stats", headers=a.headers)).json()["instances"]
+        return site["rate_limited_by_reason"] if len(site["rate_limited_by_reason"]) == 4 else None
+
+    assert await wait_until(counted, timeout=20, interval=0.5) == {
+        "jira-per-issue-on-write": 1, "jira-burst-based": 1, "jira-quota-tenant-based": 1,
+        "jira-quota-global-based": 1}
+
 
 async def test_a_low_quota_is_never_passed_and_competing_sites_share_it(
     api: Any, sim: SimServer, jira_setup: Any, connect_user: Any, workers: Any, redis: Any, settings: Any,

@@ -73,6 +73,11 @@ def reconcile_lease(instance_id: uuid.UUID) -> str:
     return f"{ROOT}:reconcile:{{{instance_id}}}:lease"
 
 
+def reconcile_started() -> str:
+    """Hash: instance id → when a poll of it last started (ms), whatever its outcome: the poller's turn order."""
+    return f"{ROOT}:reconcile:started"
+
+
 def reconcile_running(instance_id: uuid.UUID) -> str:
     """Held while a poll of the instance runs, so a slow one never overlaps the next."""
     return f"{ROOT}:reconcile:{{{instance_id}}}:running"

@@ -2,8 +2,9 @@
 
 Every worker runs `reconcile_loop`; per instance, a Redis lease (`SET NX PX interval`) picks the one worker that
 polls it in this interval, and a running lock keeps a slow poll from overlapping the next one. Fair share
-(CONTRACT 11): instances are served in turn (the one polled longest ago first), a worker runs a few polls at
-once and never waits for one to start the others, and each poll is abandoned after
+(CONTRACT 11): instances are served in turn — the one whose poll started longest ago (or never) first, whatever
+its outcome, so instances whose polls keep failing cannot stay ahead of the others — a worker runs a few polls at
+once, starts the next as soon as one ends, never waits for one to start the others, and abandons each poll after
 RECONCILE_POLL_DEADLINE_SECONDS, so a hanging JIRA holds only its own poll. A worker that dies mid-poll, or a poll
 that is abandoned, loses nothing: the cursors only move after a poll was fully processed.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from app import redis_keys
@@ -40,6 +42,7 @@ class Poller:
         interval_ms = int(self.wc.settings.reconcile_interval_seconds * 1000)
         async with self.wc.deps.sessionmaker() as session:
             ids = await activity_repo.instances_by_last_poll(session)
+        ids = await self._in_turn(ids)
         started = 0
         for instance_id in ids:
             if len(self.running) >= POLLS_AT_ONCE:
@@ -49,9 +52,26 @@ class Poller:
             if not await self.wc.redis.set(redis_keys.reconcile_lease(instance_id), self.wc.holder, nx=True,
                                            px=interval_ms):
                 continue  # another worker polls it in this interval (or already did)
+            await self.wc.redis.hset(redis_keys.reconcile_started(), str(instance_id),  # type: ignore[misc]
+                                     str(self._now_ms()))
             self.running[instance_id] = asyncio.create_task(self._poll(instance_id))
             started += 1
         return started
+
+    @staticmethod
+    def _now_ms() -> int:
+        return int(time.time() * 1000)
+
+    async def _in_turn(self, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """`ids` (the database's order: longest since a successful poll first) ordered by when their last poll
+        started, never first; deleted instances are dropped from the record."""
+        key = redis_keys.reconcile_started()
+        raw: dict[bytes, bytes] = await self.wc.redis.hgetall(key)  # type: ignore[misc]
+        started = {k.decode(): int(v) for k, v in raw.items()}
+        gone = started.keys() - {str(i) for i in ids}
+        if gone:
+            await self.wc.redis.hdel(key, *gone)  # type: ignore[misc]
+        return sorted(ids, key=lambda i: started.get(str(i), 0))  # stable: the database's order breaks ties
 
     async def _poll(self, instance_id: uuid.UUID) -> None:
         deadline = self.wc.settings.reconcile_poll_deadline_seconds
@@ -106,6 +126,11 @@ async def reconcile_loop(wc: WorkerContext) -> None:
                 raise
             except Exception:
                 log.exception("reconciliation round failed; next try in %s s", tick)
-            await asyncio.sleep(tick)
+            if poller.running:
+                # a poll that ends frees its place for the next instance at once: with hundreds of instances, most
+                # polls are short, and four per tick would leave some unpolled for many intervals
+                await asyncio.wait(list(poller.running.values()), timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(tick)
     finally:
         await poller.stop()

@@ -139,3 +139,29 @@ async def test_a_hanging_jira_holds_only_its_own_poll(app, api, sim, jira_setup,
     finally:
         sim.control.clear_faults(hanging.sim_name)
         await wc.close()
+
+
+async def test_instances_whose_polls_keep_failing_do_not_stay_ahead_of_the_others(settings):
+    """The poller's turn order is when each instance's poll last started, whatever its outcome: an instance that
+    was never polled goes first, and instances that were never reconciled because their polls fail (first in the
+    database's order) wait their turn behind it."""
+    from app.redis_keys import reconcile_started
+    from workers.context import build_context
+    from workers.reconcile import Poller
+
+    failing_1, failing_2, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    wc = build_context(settings)
+    try:
+        poller = Poller(wc)
+        key = reconcile_started()
+        await wc.redis.hset(key, mapping={str(failing_1): "1000", str(failing_2): "2000"})
+        # the database's order: never reconciled first (both failing ones), then the new one
+        assert await poller._in_turn([failing_1, failing_2, new]) == [new, failing_1, failing_2]
+        await wc.redis.hset(key, str(new), "3000")
+        assert await poller._in_turn([failing_2, failing_1, new]) == [failing_1, failing_2, new]
+        # an instance no longer in the database leaves the record
+        assert await poller._in_turn([failing_2, new]) == [failing_2, new]
+        assert not await wc.redis.hexists(key, str(failing_1))
+    finally:
+        await wc.redis.hdel(key, str(failing_1), str(failing_2), str(new))
+        await wc.close()

@@ -438,9 +438,16 @@ async def test_an_open_circuit_closes_the_gate_and_a_half_open_one_lets_one_tria
     async def half_open() -> bool:
         return (await circuit.describe(inst.id))[0] == "half_open"
 
-    await wait_until(half_open, timeout=10, interval=0.02)
-    outcomes = await asyncio.gather(*(grant_once(limiter, inst, Priority.USER) for _ in range(4)),
-                                    return_exceptions=True)
+    async def trial_round() -> list[Any] | None:
+        # four callers at once while half open: at most one trial; on a busy machine a round can also come just
+        # before the half-open moment reaches the gate, and all four are told to come back (then another round)
+        await wait_until(half_open, timeout=10, interval=0.02)
+        outcomes = await asyncio.gather(*(grant_once(limiter, inst, Priority.USER) for _ in range(4)),
+                                        return_exceptions=True)
+        assert sum(isinstance(o, Grant) for o in outcomes) <= 1, outcomes
+        return outcomes if any(isinstance(o, Grant) for o in outcomes) else None
+
+    outcomes = await wait_until(trial_round, timeout=30, interval=0.1)
     assert sum(isinstance(o, Grant) for o in outcomes) == 1  # one trial; the others are told to come back
     assert all(isinstance(o, GateClosed) for o in outcomes if not isinstance(o, Grant))
     # the trial's request was answered: JIRA is up again, the circuit closes, and everyone may go

@@ -8,8 +8,8 @@ guarantees are the same for every `auth`; on Cloud a create with an unknown outc
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
-import time
 
 import pytest
 
@@ -63,18 +63,6 @@ async def batch(api, world, n, *, prefix="b"):
 async def all_synced(app, world, n):
     counts = await count_by_status(app, world.tenant.tenant_id)
     return counts if counts.get("synced", 0) == n else None
-
-
-def assert_one_worklog_each(control, n, prefix="b"):
-    found = worklogs_by_anchor(control, "jira1")
-    dupes = {k: len(v) for k, v in found.items() if len(v) != 1}
-    assert not dupes, f"entries with more than one worklog: {dupes}"
-    assert {f"{prefix}{i}" for i in range(n)} <= set(found)
-    for i in range(n):
-        [wl] = found[f"{prefix}{i}"]
-        assert wl["timeSpentSeconds"] == (15 + i % 60) * 60
-        if "properties" in wl:  # Jira Cloud: each carries its entry's worklog property
-            assert [p["value"]["entry"] for p in wl["properties"] if p["key"] == "timetracker"] == [f"{prefix}{i}"]
 
 
 async def test_300_entries_3_workers_stay_within_the_limit(app, api, world, sim, workers):
@@ -131,36 +119,71 @@ async def lease_holder(redis, world):
     return None if holder is None else int(holder.decode().split(":")[2])
 
 
-@EVERY_AUTH
-async def test_sigkilled_lease_holders_and_a_redis_restart_lose_and_duplicate_nothing(app, api, world, sim, stack,
-                                                                                     redis, workers):
-    control = sim.control
-    control.set_faults("jira1", latency_ms=80, jitter_ms=40)  # writes are in flight when a worker dies
-    await batch(api, world, 150)
-    w = workers(2, JIRA_TIMEOUT_SECONDS=2)  # a dead holder's lease lapses after 2 + 10 s
+def assert_one_worklog_each(control, n, prefix="b", instance="jira1"):
+    found = worklogs_by_anchor(control, instance)
+    dupes = {k: len(v) for k, v in found.items() if len(v) != 1}
+    assert not dupes, f"{instance}: entries with more than one worklog: {dupes}"
+    assert {f"{prefix}{i}" for i in range(n)} <= set(found)
+    for i in range(n):
+        [wl] = found[f"{prefix}{i}"]
+        assert wl["timeSpentSeconds"] == (15 + i % 60) * 60
+        if "properties" in wl:  # Jira Cloud: each carries its entry's worklog property
+            assert [p["value"]["entry"] for p in wl["properties"] if p["key"] == "timetracker"] == [f"{prefix}{i}"]
 
-    def writes() -> int:
-        return int(control.counters("jira1")["writes"])
 
-    for round_, after_writes in enumerate((25, 60, 95)):
-        await wait_until(lambda n=after_writes: writes() >= n, timeout=120, interval=0.05)
-        if round_ == 1:
-            # Redis loses everything: leases, rate-limit log, circuit; the pushers notice at their next renewal
-            stack.redis = restart_redis(stack.redis)
-            await asyncio.sleep(0.5)
-            w.restart_dead()
-            continue
-        holder = await wait_until(lambda: lease_holder(redis, world), timeout=60, interval=0.05)
-        victim = next(p for p in w.procs if p.pid == holder)
-        victim.send_signal(signal.SIGKILL)  # in the middle of its pushes: no shutdown, no release
-        victim.wait(5)
-        w.restart_dead()  # a supervisor restarts it; the other worker (or it) takes over once the lease lapsed
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:
-        if await all_synced(app, world, 150):
-            break
-        w.restart_dead()  # a supervisor restarts workers that died (e.g. on the Redis restart)
-        await asyncio.sleep(1)
-    counts = await count_by_status(app, world.tenant.tenant_id)
-    assert counts.get("synced") == 150, counts
-    assert_one_worklog_each(control, 150)
+KINDS = {"jira1": "oauth1", "jira2": "pat", "jira3": "3lo"}  # simulator instance -> the `auth` of ours on it
+
+
+async def test_sigkilled_lease_holders_and_a_redis_restart_lose_and_duplicate_nothing(
+        app, api, settings, stack, redis, workers, tmp_path, monkeypatch):
+    """One tenant per `auth` kind (a Data Center instance with OAuth 1.0a, one with a personal access token, a Jira
+    Cloud site), 150 entries each, pushed by two workers at once: every worker holding any lease is killed (SIGKILL,
+    mid-flight) twice, and Redis restarts empty in between. Every entry ends synced, with exactly one worklog."""
+    dc = [sim_config(name=name)["instances"][0] for name in ("jira1", "jira2")]
+    cloud = sim_config(name="jira3", atlassian=atlassian_config(settings, stack))
+    sim = SimProcess({**cloud, "instances": dc + cloud["instances"]}, tmp_path)
+    try:
+        point_at_platform(monkeypatch, settings, stack.env, sim.url)
+        control = sim.control
+        worlds = [await build_world(app, control, sim.instance_url(name), sim_instance=name, auth=auth)
+                  for name, auth in KINDS.items()]
+        for name in KINDS:
+            control.set_faults(name, latency_ms=80, jitter_ms=40)  # writes are in flight when a worker dies
+        for world in worlds:
+            await batch(api, world, 150)
+        w = workers(2, JIRA_TIMEOUT_SECONDS=2)  # a dead holder's leases lapse after 2 + 10 s
+
+        def fewest_writes() -> int:
+            return min(int(control.counters(name)["writes"]) for name in KINDS)
+
+        killed: set[str] = set()  # the kinds whose lease holder was killed at least once
+        for round_, after_writes in enumerate((25, 60, 95)):
+            await wait_until(lambda n=after_writes: fewest_writes() >= n, timeout=120, interval=0.05)
+            if round_ == 1:
+                # Redis loses everything: leases, rate-limit log, circuit; the pushers notice at their next renewal
+                stack.redis = restart_redis(stack.redis)
+                await asyncio.sleep(0.5)
+                w.restart_dead()
+                continue
+            holders: dict[int, list[str]] = {}
+            for world in worlds:
+                pid = await wait_until(functools.partial(lease_holder, redis, world), timeout=60, interval=0.05)
+                holders.setdefault(pid, []).append(world.setup.auth)
+            for victim in [p for p in w.procs if p.pid in holders]:
+                victim.send_signal(signal.SIGKILL)  # in the middle of its pushes: no shutdown, no release
+                victim.wait(5)
+                killed.update(holders[victim.pid])
+            w.restart_dead()  # a supervisor restarts them; a worker takes each instance over once its lease lapsed
+        assert killed == set(KINDS.values()), killed
+
+        async def everything_synced() -> bool:
+            w.restart_dead()  # a supervisor restarts workers that died (e.g. on the Redis restart)
+            return all([await all_synced(app, world, 150) for world in worlds])
+
+        await wait_until(everything_synced, timeout=180, interval=1)
+        for name, world in zip(KINDS, worlds, strict=True):
+            counts = await count_by_status(app, world.tenant.tenant_id)
+            assert counts.get("synced") == 150, (name, counts)
+            assert_one_worklog_each(control, 150, instance=name)
+    finally:
+        sim.stop()

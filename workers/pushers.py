@@ -3,7 +3,9 @@
 * **Wake-ups.** Every worker listens on one Redis channel. After committing a change due now, the API (or any
   process) publishes `<instance id> <priority>` (`app.services.dispatch`). The lease holder's pusher takes the
   instance's due entries at once; if nobody holds the lease, the workers race for it (`SET NX`), the least busy
-  one first (each waits a moment per instance it already pushes), and the winner starts a pusher.
+  one first, and the winner starts a pusher. A worker claims free leases one at a time and waits a moment per
+  instance it already pushes before each, so a burst of wake-ups (a backfill over many instances) spreads the
+  instances over the workers instead of all going to the one that heard the burst first.
 * **Leases** (`ttsync:push:{<instance>}:lease`, value: the holder's process id) last `JIRA_TIMEOUT_SECONDS` + 10 s
   and are all renewed together every two seconds. A pusher sends nothing once its lease may lapse before a
   request sent now would be over (`may_send`), so two processes never push one instance at once; a killed worker's
@@ -36,8 +38,8 @@ STOP_GRACE_SECONDS = 20.0  # in-flight requests may finish this long after SIGTE
 RENEW_EVERY_SECONDS = 2.0
 LINGER_SECONDS = 5.0  # an idle pusher keeps its lease this long for the next change
 # before racing for a free lease, a worker waits this long per instance it already pushes: the least busy wins
-BALANCE_STEP_SECONDS = 0.002
-BALANCE_MAX_SECONDS = 0.05
+BALANCE_STEP_SECONDS = 0.005
+BALANCE_MAX_SECONDS = 0.1
 
 
 @dataclass(eq=False)
@@ -61,7 +63,9 @@ class PushFleet:
         self._remote = RedisWake(wc.redis)
         self.deps = replace(wc.deps, wake=self)  # pushers wake each other through the fleet
         self._running: dict[uuid.UUID, _Running] = {}
-        self._claiming: set[uuid.UUID] = set()
+        # woken instances whose lease this process may try to take: (most urgent priority heard, when first heard)
+        self._pending: dict[uuid.UUID, tuple[Priority, float]] = {}
+        self._claimer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
         self.listening = asyncio.Event()
@@ -90,21 +94,41 @@ class PushFleet:
             else:
                 running.pusher.wake(priority)
             return
-        if instance_id not in self._claiming:
-            self._claiming.add(instance_id)
-            self._spawn(self._claim(instance_id, priority))
+        pending = self._pending.get(instance_id)
+        heard = asyncio.get_running_loop().time()
+        self._pending[instance_id] = (priority, heard) if pending is None else (min(pending[0], priority), pending[1])
+        if self._claimer is None or self._claimer.done():
+            self._claimer = self._spawn(self._claim_pending())
 
-    async def _claim(self, instance_id: uuid.UUID, priority: Priority) -> None:
-        try:
-            await asyncio.sleep(min(BALANCE_MAX_SECONDS, BALANCE_STEP_SECONDS * len(self._running)))
-            if self.stopping.is_set() or instance_id in self._running:
-                return
-            if await self.leases.take(redis_keys.push_lease(instance_id)):
-                self._start(instance_id, priority)
-        except Exception as exc:
-            log.warning("could not take the push lease of instance %s: %s", instance_id, exc.__class__.__name__)
-        finally:
-            self._claiming.discard(instance_id)
+    async def _claim_pending(self) -> None:
+        """Try the woken instances' leases one at a time, the most urgent first (the earliest heard among equals).
+        A free lease is taken `BALANCE_STEP_SECONDS` per instance this process already pushes after the wake-up
+        was heard, by every worker alike: the least busy worker gets there first. One claim after another, each
+        sees the count the earlier ones changed (concurrent claims did not: a burst of wake-ups for 20 instances
+        all went to one worker)."""
+        loop = asyncio.get_running_loop()
+        while self._pending and not self.stopping.is_set():
+            instance_id = min(self._pending, key=self._pending.__getitem__)
+            priority, heard = self._pending.pop(instance_id)
+            if instance_id in self._running:
+                continue
+            key = redis_keys.push_lease(instance_id)
+            try:
+                wait = heard + self._balance_delay() - loop.time()
+                if wait > 0:
+                    if await self.wc.redis.exists(key):
+                        continue  # another worker pushes it (and heard the same wake-up)
+                    while (wait := heard + self._balance_delay() - loop.time()) > 0:
+                        await asyncio.sleep(wait)
+                    if self.stopping.is_set() or instance_id in self._running:
+                        continue
+                if await self.leases.take(key):
+                    self._start(instance_id, priority)
+            except Exception as exc:
+                log.warning("could not take the push lease of instance %s: %s", instance_id, exc.__class__.__name__)
+
+    def _balance_delay(self) -> float:
+        return min(BALANCE_MAX_SECONDS, BALANCE_STEP_SECONDS * len(self._running))
 
     def _start(self, instance_id: uuid.UUID, priority: Priority) -> None:
         key = redis_keys.push_lease(instance_id)
@@ -186,7 +210,8 @@ class PushFleet:
     def instances(self) -> list[uuid.UUID]:
         return list(self._running)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task

@@ -165,3 +165,44 @@ async def test_instances_whose_polls_keep_failing_do_not_stay_ahead_of_the_other
     finally:
         await wc.redis.hdel(key, str(failing_1), str(failing_2), str(new))
         await wc.close()
+
+
+async def test_a_burst_of_wake_ups_spreads_the_instances_over_the_workers(settings, redis):
+    """A backfill over many instances wakes them all at once, and every worker hears every wake-up: the free leases
+    go to the least busy worker each, not all to the one that heard the burst first (whose CPU would then bound
+    the whole drain). Three workers' fleets in this process (pushers not started: only who takes which lease)."""
+    from dataclasses import replace
+
+    from app import redis_keys
+    from app.domain.priority import Priority
+    from workers.context import build_context
+    from workers.pushers import PushFleet, _Running
+
+    class LeasesOnly(PushFleet):
+        def _start(self, instance_id: uuid.UUID, priority: Priority) -> None:
+            self._running[instance_id] = _Running(pusher=None)  # type: ignore[arg-type]
+
+    contexts = [build_context(settings) for _ in range(3)]
+    fleets = [LeasesOnly(replace(wc, holder=f"worker:test:{n}:{uuid.uuid4().hex[:8]}"))
+              for n, wc in enumerate(contexts)]
+    instances = [uuid.uuid4() for _ in range(9)]
+    try:
+        for instance_id in instances:  # one wake-up per instance, heard by every worker
+            for fleet in fleets:
+                fleet.on_wake(instance_id, Priority.BATCH)
+
+        async def all_taken() -> bool:
+            return sum(len(f.instances) for f in fleets) == len(instances)  # (a lease has one holder)
+
+        await wait_until(all_taken, timeout=30, interval=0.02)
+        held = sorted(len(f.instances) for f in fleets)
+        assert held[0] >= 2 and held[-1] - held[0] <= 1, held  # 3 each (give or take one), not 9 for one
+        for fleet in fleets:  # each lease is in Redis under the holder that started its pusher, and only there
+            for instance_id in fleet.instances:
+                assert await redis.get(redis_keys.push_lease(instance_id)) == fleet.wc.holder.encode()
+    finally:
+        for fleet in fleets:
+            for instance_id in fleet.instances:
+                await fleet.leases.release(redis_keys.push_lease(instance_id))
+        for wc in contexts:
+            await wc.close()

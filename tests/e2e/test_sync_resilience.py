@@ -32,25 +32,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def auth():
-    return "oauth1"
-
-
-@pytest.fixture
-def sim(tmp_path, auth, settings, stack):
-    server = SimProcess(sim_config(atlassian=atlassian_config(settings, stack) if auth == "3lo" else None), tmp_path)
+def sim(tmp_path):
+    server = SimProcess(sim_config(), tmp_path)
     yield server
     server.stop()
 
 
 @pytest.fixture
-async def world(app, sim, auth, settings, stack, monkeypatch):
-    if auth == "3lo":
-        point_at_platform(monkeypatch, settings, stack.env, sim.url)
-    return await build_world(app, sim.control, sim.instance_url("jira1"), auth=auth)
-
-
-EVERY_AUTH = pytest.mark.parametrize("auth", ["oauth1", "pat", "3lo"])
+async def world(app, sim):
+    return await build_world(app, sim.control, sim.instance_url("jira1"))
 
 
 async def batch(api, world, n, *, prefix="b"):
@@ -82,22 +72,30 @@ async def test_300_entries_3_workers_stay_within_the_limit(app, api, world, sim,
     assert_one_worklog_each(control, 300)
 
 
-@EVERY_AUTH
-async def test_faults_end_with_every_entry_synced_exactly_once(app, api, world, sim, workers):
-    control = sim.control
-    if world.setup.auth != "3lo":  # (a Cloud site's limits are Cloud's, far above this)
-        control.set_rate_limit("jira1", rate=50, burst=50)
-    control.set_faults("jira1", error_rate=0.3, error_statuses=[500, 502, 503], fail_after_write_rate=0.1,
-                       fail_after_write_mode="random", hang_seconds=4, seed=7)
-    await batch(api, world, 100)
-    await with_rate(app, world, 50)
+async def test_faults_end_with_every_entry_synced_exactly_once(app, api, workers, every_kind):
+    """Each `auth` kind's tenant, 100 entries each, against a JIRA that fails 30 % of the requests (500, 502, 503),
+    loses 10 % of the answers after writing and now and then hangs past the timeout: every entry ends synced, with
+    exactly one worklog."""
+    control, worlds = every_kind
+    for name, world in zip(KINDS, worlds, strict=True):
+        if world.setup.auth != "3lo":  # (a Cloud site's limits are Cloud's, far above this)
+            control.set_rate_limit(name, rate=50, burst=50)
+        control.set_faults(name, error_rate=0.3, error_statuses=[500, 502, 503], fail_after_write_rate=0.1,
+                           fail_after_write_mode="random", hang_seconds=4, seed=7)
+        await batch(api, world, 100)
+        await with_rate(app, world, 50)
     # 40% of requests fail here: a low threshold would keep the circuit open most of the time
     workers(2, SYNC_MAX_ATTEMPTS=40, SYNC_BACKOFF_MAX_SECONDS=2, JIRA_TIMEOUT_SECONDS=2, CIRCUIT_RESET_SECONDS=1,
             CIRCUIT_FAILURE_THRESHOLD=25)
-    await wait_until(lambda: all_synced(app, world, 100), timeout=300, interval=1)
-    faults = control.counters("jira1")["faults"]
-    assert sum(faults.values()) > 20, faults  # the faults really happened
-    assert_one_worklog_each(control, 100)
+
+    async def everything_synced() -> bool:
+        return all([await all_synced(app, world, 100) for world in worlds])
+
+    await wait_until(everything_synced, timeout=300, interval=1)
+    for name in KINDS:
+        faults = control.counters(name)["faults"]
+        assert sum(faults.values()) > 20, (name, faults)  # the faults really happened
+        assert_one_worklog_each(control, 100, instance=name)
 
 
 async def with_rate(app, world, rate):
@@ -134,56 +132,63 @@ def assert_one_worklog_each(control, n, prefix="b", instance="jira1"):
 KINDS = {"jira1": "oauth1", "jira2": "pat", "jira3": "3lo"}  # simulator instance -> the `auth` of ours on it
 
 
-async def test_sigkilled_lease_holders_and_a_redis_restart_lose_and_duplicate_nothing(
-        app, api, settings, stack, redis, workers, tmp_path, monkeypatch):
-    """One tenant per `auth` kind (a Data Center instance with OAuth 1.0a, one with a personal access token, a Jira
-    Cloud site), 150 entries each, pushed by two workers at once: every worker holding any lease is killed (SIGKILL,
-    mid-flight) twice, and Redis restarts empty in between. Every entry ends synced, with exactly one worklog."""
+@pytest.fixture
+async def every_kind(app, settings, stack, tmp_path, monkeypatch):
+    """A simulator with a Data Center instance for OAuth 1.0a (jira1), one for a personal access token (jira2) and a
+    Jira Cloud site (jira3), and one tenant connected to each: (the simulator's control, the worlds in KINDS order)."""
     dc = [sim_config(name=name)["instances"][0] for name in ("jira1", "jira2")]
     cloud = sim_config(name="jira3", atlassian=atlassian_config(settings, stack))
     sim = SimProcess({**cloud, "instances": dc + cloud["instances"]}, tmp_path)
     try:
         point_at_platform(monkeypatch, settings, stack.env, sim.url)
-        control = sim.control
-        worlds = [await build_world(app, control, sim.instance_url(name), sim_instance=name, auth=auth)
+        worlds = [await build_world(app, sim.control, sim.instance_url(name), sim_instance=name, auth=auth)
                   for name, auth in KINDS.items()]
-        for name in KINDS:
-            control.set_faults(name, latency_ms=80, jitter_ms=40)  # writes are in flight when a worker dies
-        for world in worlds:
-            await batch(api, world, 150)
-        w = workers(2, JIRA_TIMEOUT_SECONDS=2)  # a dead holder's leases lapse after 2 + 10 s
-
-        def fewest_writes() -> int:
-            return min(int(control.counters(name)["writes"]) for name in KINDS)
-
-        killed: set[str] = set()  # the kinds whose lease holder was killed at least once
-        for round_, after_writes in enumerate((25, 60, 95)):
-            await wait_until(lambda n=after_writes: fewest_writes() >= n, timeout=120, interval=0.05)
-            if round_ == 1:
-                # Redis loses everything: leases, rate-limit log, circuit; the pushers notice at their next renewal
-                stack.redis = restart_redis(stack.redis)
-                await asyncio.sleep(0.5)
-                w.restart_dead()
-                continue
-            holders: dict[int, list[str]] = {}
-            for world in worlds:
-                pid = await wait_until(functools.partial(lease_holder, redis, world), timeout=60, interval=0.05)
-                holders.setdefault(pid, []).append(world.setup.auth)
-            for victim in [p for p in w.procs if p.pid in holders]:
-                victim.send_signal(signal.SIGKILL)  # in the middle of its pushes: no shutdown, no release
-                victim.wait(5)
-                killed.update(holders[victim.pid])
-            w.restart_dead()  # a supervisor restarts them; a worker takes each instance over once its lease lapsed
-        assert killed == set(KINDS.values()), killed
-
-        async def everything_synced() -> bool:
-            w.restart_dead()  # a supervisor restarts workers that died (e.g. on the Redis restart)
-            return all([await all_synced(app, world, 150) for world in worlds])
-
-        await wait_until(everything_synced, timeout=180, interval=1)
-        for name, world in zip(KINDS, worlds, strict=True):
-            counts = await count_by_status(app, world.tenant.tenant_id)
-            assert counts.get("synced") == 150, (name, counts)
-            assert_one_worklog_each(control, 150, instance=name)
+        yield sim.control, worlds
     finally:
         sim.stop()
+
+
+async def test_sigkilled_lease_holders_and_a_redis_restart_lose_and_duplicate_nothing(
+        app, api, stack, redis, workers, every_kind):
+    """One tenant per `auth` kind (a Data Center instance with OAuth 1.0a, one with a personal access token, a Jira
+    Cloud site), 150 entries each, pushed by two workers at once: every worker holding any lease is killed (SIGKILL,
+    mid-flight) twice, and Redis restarts empty in between. Every entry ends synced, with exactly one worklog."""
+    control, worlds = every_kind
+    for name in KINDS:
+        control.set_faults(name, latency_ms=80, jitter_ms=40)  # writes are in flight when a worker dies
+    for world in worlds:
+        await batch(api, world, 150)
+    w = workers(2, JIRA_TIMEOUT_SECONDS=2)  # a dead holder's leases lapse after 2 + 10 s
+
+    def fewest_writes() -> int:
+        return min(int(control.counters(name)["writes"]) for name in KINDS)
+
+    killed: set[str] = set()  # the kinds whose lease holder was killed at least once
+    for round_, after_writes in enumerate((25, 60, 95)):
+        await wait_until(lambda n=after_writes: fewest_writes() >= n, timeout=120, interval=0.05)
+        if round_ == 1:
+            # Redis loses everything: leases, rate-limit log, circuit; the pushers notice at their next renewal
+            stack.redis = restart_redis(stack.redis)
+            await asyncio.sleep(0.5)
+            w.restart_dead()
+            continue
+        holders: dict[int, list[str]] = {}
+        for world in worlds:
+            pid = await wait_until(functools.partial(lease_holder, redis, world), timeout=60, interval=0.05)
+            holders.setdefault(pid, []).append(world.setup.auth)
+        for victim in [p for p in w.procs if p.pid in holders]:
+            victim.send_signal(signal.SIGKILL)  # in the middle of its pushes: no shutdown, no release
+            victim.wait(5)
+            killed.update(holders[victim.pid])
+        w.restart_dead()  # a supervisor restarts them; a worker takes each instance over once its lease lapsed
+    assert killed == set(KINDS.values()), killed
+
+    async def everything_synced() -> bool:
+        w.restart_dead()  # a supervisor restarts workers that died (e.g. on the Redis restart)
+        return all([await all_synced(app, world, 150) for world in worlds])
+
+    await wait_until(everything_synced, timeout=180, interval=1)
+    for name, world in zip(KINDS, worlds, strict=True):
+        counts = await count_by_status(app, world.tenant.tenant_id)
+        assert counts.get("synced") == 150, (name, counts)
+        assert_one_worklog_each(control, 150, instance=name)

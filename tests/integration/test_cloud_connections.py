@@ -19,27 +19,15 @@ from app.services.connect import token_hash
 from app.services.connect_atlassian import notify_expiring
 from jirasim.testing import SimServer, consent
 from tests.e2e.conftest import JiraSetup, oauth_dance
+from tests.integration.connect_support import callback_path, connections_of, start_authorize
 
 CALLBACK = "/oauth/atlassian/callback"
 
 
-async def _start(api: httpx.AsyncClient, setup: JiraSetup, user: str = "jdoe", **extra: Any) -> str:
-    r = await api.post(f"/api/v1/jira-instances/{setup.instance_id}/oauth/start", json={"user": user, **extra},
-                       headers=setup.headers)
-    assert r.status_code == 200, r.text
-    return str(r.json()["authorize_url"])
 
 
-def _callback(location: str) -> str:
-    parts = urlsplit(location)
-    assert parts.path == CALLBACK, location
-    return f"{parts.path}?{parts.query}"
 
 
-async def _connections(app: Any, setup: JiraSetup) -> list[ConnectionRow]:
-    async with app.state.sessionmaker() as session:
-        return list((await session.execute(select(ConnectionRow).where(
-            ConnectionRow.tenant_id == setup.tenant.tenant_id))).scalars())
 
 
 async def _instance(app: Any, setup: JiraSetup) -> JiraInstanceRow:
@@ -116,7 +104,7 @@ async def test_start_answers_atlassians_authorize_url_and_sends_nothing(
 ) -> None:
     setup: JiraSetup = await cloud_setup()
     before = len(sim.control.log("atlassian"))
-    url = await _start(api, setup)
+    url = await start_authorize(api, setup)
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{sim.atlassian_auth_url}/authorize"
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -169,7 +157,7 @@ async def test_a_refusal_and_an_account_that_cannot_reach_the_site_are_denied(
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "denied"
     assert r.json()["reason"] == f"this Atlassian account cannot reach https://{setup.sim_name}.atlassian.net"
-    by_user = {c.user: c for c in await _connections(app, setup) if c.jira_instance_id == uuid.UUID(
+    by_user = {c.user: c for c in await connections_of(app, setup) if c.jira_instance_id == uuid.UUID(
         setup.instance_id)}
     assert {u: (c.status, c.access_token_enc) for u, c in by_user.items()} == {"ann": ("denied", None),
                                                                               "jdoe": ("denied", None)}
@@ -186,23 +174,23 @@ async def test_another_account_than_expected_stores_nothing(api: httpx.AsyncClie
     sim.control.set_atlassian(approve_as="bob")
     r = await oauth_dance(api, setup, "jdoe", expected_jira_user=sim.control.atlassian()["accounts"]["alice"])
     assert r.status_code == 409 and sim.control.atlassian()["accounts"]["bob"] in r.json()["detail"]
-    assert await _connections(app, setup) == []
+    assert await connections_of(app, setup) == []
 
 
 async def test_a_reused_state_and_a_refused_code_store_nothing(api: httpx.AsyncClient, app: Any, cloud_setup: Any,
                                                                 sim: SimServer) -> None:
     setup: JiraSetup = await cloud_setup()
-    location = consent(await _start(api, setup))
-    assert (await api.get(_callback(location))).status_code == 200
+    location = consent(await start_authorize(api, setup))
+    assert (await api.get(callback_path(location, CALLBACK))).status_code == 200
     exchanges = _oauth(sim).get("code_exchanges", 0)
-    again = await api.get(_callback(location))
+    again = await api.get(callback_path(location, CALLBACK))
     assert again.status_code == 400 and "state was already used" in again.json()["detail"]
     assert _oauth(sim).get("code_exchanges", 0) == exchanges  # not even tried
     # a code Atlassian does not know, on a fresh state
-    state = parse_qs(urlsplit(await _start(api, setup, user="ann")).query)["state"][0]
+    state = parse_qs(urlsplit(await start_authorize(api, setup, user="ann")).query)["state"][0]
     r = await api.get(f"{CALLBACK}?state={state}&code=forged")
     assert r.status_code == 400 and "invalid_grant" in r.json()["detail"] and "nothing was stored" in r.text
-    assert [c.user for c in await _connections(app, setup)] == ["jdoe"]
+    assert [c.user for c in await connections_of(app, setup)] == ["jdoe"]
 
 
 async def test_a_lost_renewal_answer_is_recovered_within_atlassians_leeway(
@@ -218,14 +206,14 @@ async def test_a_lost_renewal_answer_is_recovered_within_atlassians_leeway(
     lookup = f"/api/v1/jira-instances/{setup.instance_id}/tickets/PROJ-2?user=jdoe"
     r = await api.get(lookup, headers=setup.headers)
     assert r.status_code == 502, r.text  # this look-up met the lost answer
-    [connection] = await _connections(app, setup)
+    [connection] = await connections_of(app, setup)
     assert connection.status == "connected" and connection.refresh_started_at is not None  # the mark stays
     r = await api.get(lookup.replace("PROJ-2", "PROJ-3"), headers=setup.headers)
     assert r.status_code == 200, r.text
     after = _oauth(sim)
     assert after.get("reuse_within_interval", 0) - before.get("reuse_within_interval", 0) == 1
     assert after.get("reuse_detected", 0) == before.get("reuse_detected", 0)
-    [connection] = await _connections(app, setup)
+    [connection] = await connections_of(app, setup)
     assert connection.refresh_started_at is None and connection.status == "connected"
 
 
@@ -249,7 +237,7 @@ async def test_a_consent_ending_within_a_month_is_told_once(api: httpx.AsyncClie
         notes[0].message)
     # reconnecting is a new consent: a year again, and the notice is read
     assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
-    [connection] = await _connections(app, setup)
+    [connection] = await connections_of(app, setup)
     assert connection.expires_at is not None and connection.expires_at - now > timedelta(days=364)
     assert connection.expiry_notified_at is None
     unread = (await api.get("/api/v1/notifications?user=jdoe&unread=true", headers=setup.headers)).json()

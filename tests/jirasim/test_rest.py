@@ -271,3 +271,26 @@ def test_username_header(sim: SimServer, alice: Jira) -> None:
     assert alice("GET", "serverInfo").headers["X-AUSERNAME"] == "alice"
     assert sim.counters("jira1")["requests"] == 2
     assert sim.max_requests_in_any_window("jira1", 1.0) == 2
+
+
+def test_a_client_that_goes_away_before_its_body_arrives_is_logged_and_the_server_goes_on(
+        sim: SimServer, alice: Jira) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    base = urlsplit(alice.base)
+    head = (f"POST {base.path}/rest/api/2/issue/PROJ-1/worklog HTTP/1.1\r\nHost: {base.netloc}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+    with socket.create_connection((base.hostname, base.port)) as conn:
+        conn.sendall(head.encode() + b'{"timeSpentSeconds": ')  # and no more: the client is gone
+
+    def logged() -> list[dict[str, object]]:
+        return [r for r in sim.control.log() if str(r["path"]).endswith("/issue/PROJ-1/worklog")]
+
+    deadline = time.monotonic() + 10
+    while not logged() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [record] = logged()
+    assert record["status"] == 0 and record["user"] is None  # no answer (a dropped request); nobody authenticated
+    assert alice("GET", "issue/PROJ-1/worklog").json()["total"] == 0  # nothing written
+    assert alice("GET", "myself").status_code == 200

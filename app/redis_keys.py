@@ -40,6 +40,8 @@ def push_lease(instance_id: uuid.UUID) -> str:
 
 # API processes publish `<instance id> <priority>` here after committing a change due now; workers listen
 PUSH_WAKE_CHANNEL = f"{ROOT}:push:wake"
+# hash: worker process id -> "<instances it pushes> <unix time>", refreshed with its leases (workers.pushers)
+PUSH_LOAD = f"{ROOT}:push:load"
 
 
 def cloud_pool(pool: str) -> dict[str, str]:

@@ -11,6 +11,11 @@
   request sent now would be over (`may_send`), so two processes never push one instance at once; a killed worker's
   leases lapse, and the sweeper wakes their instances (the PostgreSQL outbox says what is due).
 * A pusher with nothing due, and nothing announced for a few seconds, ends and gives its lease back.
+* **Balance.** With its lease renewals every worker also notes in Redis how many instances it pushes. One that
+  pushes two or more above another worker and above its fair share (all instances pushed ÷ live workers, rounded
+  up) hands the surplus over: those pushers finish what they sent, record it and end, the leases are given back
+  and the instances woken, and the less busy workers take them (the one handing over stays out for a moment).
+  So workers started later (a deploy, a scale-out, a backlog found by the first worker up) share the work.
 * **Stop** (SIGTERM): no new entries are taken, requests in flight finish (at most `STOP_GRACE_SECONDS`), their
   answers are recorded, and the leases are given back so other workers take over at once.
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,6 +47,8 @@ LINGER_SECONDS = 5.0  # an idle pusher keeps its lease this long for the next ch
 # before racing for a free lease, a worker waits this long per instance it already pushes: the least busy wins
 BALANCE_STEP_SECONDS = 0.005
 BALANCE_MAX_SECONDS = 0.1
+LOAD_FRESH_SECONDS = 3 * RENEW_EVERY_SECONDS  # a worker whose load note is older is taken for gone
+HANDED_OVER_SECONDS = 5.0  # a worker does not take back an instance it handed over for this long
 
 
 @dataclass(eq=False)
@@ -47,6 +56,7 @@ class _Running:
     pusher: InstancePusher
     task: asyncio.Task[None] | None = None
     closing: bool = False  # ended, giving its lease back
+    handing_over: bool = False  # to end and leave the instance to a less busy worker
     rewake: Priority | None = None  # a wake-up that came while closing: start again afterwards
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,6 +76,7 @@ class PushFleet:
         # woken instances whose lease this process may try to take: (most urgent priority heard, when first heard)
         self._pending: dict[uuid.UUID, tuple[Priority, float]] = {}
         self._claimer: asyncio.Task[None] | None = None
+        self._handed_over: dict[uuid.UUID, float] = {}  # instance -> until when this process leaves it to others
         self._background: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
         self.listening = asyncio.Event()
@@ -110,7 +121,7 @@ class PushFleet:
         while self._pending and not self.stopping.is_set():
             instance_id = min(self._pending, key=self._pending.__getitem__)
             priority, heard = self._pending.pop(instance_id)
-            if instance_id in self._running:
+            if instance_id in self._running or self._handed_over.get(instance_id, 0.0) > loop.time():
                 continue
             key = redis_keys.push_lease(instance_id)
             try:
@@ -132,8 +143,13 @@ class PushFleet:
 
     def _start(self, instance_id: uuid.UUID, priority: Priority) -> None:
         key = redis_keys.push_lease(instance_id)
+        running: _Running
+
+        def may_send() -> bool:
+            return not running.handing_over and self.leases.valid_for(key) > self._send_margin
+
         pusher = InstancePusher(self.deps, instance_id, linger_seconds=LINGER_SECONDS, holder=self.wc.holder,
-                                may_send=lambda: self.leases.valid_for(key) > self._send_margin)
+                                may_send=may_send)
         pusher.wake(priority)
         running = _Running(pusher)
         self._running[instance_id] = running
@@ -151,6 +167,10 @@ class PushFleet:
             await self.leases.release(key)
             del self._running[instance_id]
             running.done.set()
+            if running.handing_over and not self.stopping.is_set():
+                self._handed_over[instance_id] = asyncio.get_running_loop().time() + HANDED_OVER_SECONDS
+                with contextlib.suppress(Exception):  # unreachable Redis: the sweeper wakes it later
+                    await self._remote.wake({instance_id: Priority.BATCH})
             if running.rewake is not None and not self.stopping.is_set():
                 self.on_wake(instance_id, running.rewake)
 
@@ -193,11 +213,61 @@ class PushFleet:
             except Exception as exc:
                 log.warning("renewing the push leases failed (%s); pushers stop sending before they could lapse",
                             exc.__class__.__name__)
+            try:
+                self._hand_over(await self._loads())
+            except Exception as exc:
+                log.warning("could not compare the workers' loads (%s)", exc.__class__.__name__)
             await asyncio.sleep(RENEW_EVERY_SECONDS)
+
+    async def _loads(self) -> dict[str, int]:
+        """Note how many instances this process pushes; the counts of every worker alive (this one included)."""
+        now = time.time()
+        pipe = self.wc.redis.pipeline(transaction=False)
+        pipe.hset(redis_keys.PUSH_LOAD, self.wc.holder, f"{len(self._pushing())} {now:.3f}")
+        pipe.hgetall(redis_keys.PUSH_LOAD)
+        _, notes = await pipe.execute()
+        loads: dict[str, int] = {}
+        gone = []
+        for holder, note in notes.items():
+            count, _, at = note.decode().partition(" ")
+            if now - float(at) <= LOAD_FRESH_SECONDS:
+                loads[holder.decode()] = int(count)
+            elif now - float(at) > 10 * LOAD_FRESH_SECONDS:
+                gone.append(holder.decode())
+        if gone:
+            await self._forget_loads(*gone)
+        return loads
+
+    async def _forget_loads(self, *holders: str) -> None:
+        pipe = self.wc.redis.pipeline(transaction=False)
+        pipe.hdel(redis_keys.PUSH_LOAD, *holders)
+        await pipe.execute()
+
+    def _pushing(self) -> list[uuid.UUID]:
+        return [i for i, r in self._running.items() if not (r.closing or r.handing_over)]
+
+    def _hand_over(self, loads: Mapping[str, int]) -> None:
+        """Leave the instances above this process' fair share to less busy workers (see module docstring)."""
+        now = asyncio.get_running_loop().time()
+        self._handed_over = {i: until for i, until in self._handed_over.items() if until > now}
+        if self._handed_over or any(r.handing_over for r in self._running.values()):
+            return  # the last hand-over is still under way: the notes do not count those instances yet
+        mine = self._pushing()
+        if len(loads) < 2 or self.stopping.is_set():
+            return
+        fair = math.ceil(sum(loads.values()) / len(loads))
+        surplus = min(len(mine) - fair, len(mine) - min(loads.values()) - 1)
+        for instance_id in mine[len(mine) - surplus:] if surplus > 0 else []:
+            running = self._running[instance_id]
+            running.handing_over = True
+            running.pusher.wake()  # it sees at once that it may no longer send, finishes and ends
+            log.info("handing instance %s over to a less busy worker", instance_id)
 
     async def shutdown(self) -> None:
         """Stop taking entries, let the requests in flight finish, record them, give the leases back."""
         self.stopping.set()
+        with contextlib.suppress(Exception):
+            await self._forget_loads(self.wc.holder)
         for running in list(self._running.values()):
             running.pusher.wake()
         waiting = [r.done.wait() for r in list(self._running.values())]

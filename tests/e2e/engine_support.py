@@ -171,9 +171,10 @@ def worklogs_by_anchor(control: SimControl, instance: str) -> dict[str, list[dic
     return found
 
 
-def densest_second(control: SimControl, instance: str = "jira1") -> list[tuple[float, str, str]]:
-    """The requests inside the busiest one-second window the simulator saw (for failure messages)."""
-    log = sorted(control.log(instance), key=lambda r: r["time"])
+def densest_second(control: SimControl, instance: str = "jira1", *, since: float = 0.0
+                   ) -> list[tuple[float, str, str]]:
+    """The requests inside the busiest one-second window the simulator saw (since the unix time `since`)."""
+    log = sorted((r for r in control.log(instance) if r["time"] >= since), key=lambda r: r["time"])
     best: list[dict[str, Any]] = []
     start = 0
     for end in range(len(log)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import time
 
 import pytest
 
@@ -192,3 +193,49 @@ async def test_sigkilled_lease_holders_and_a_redis_restart_lose_and_duplicate_no
         counts = await count_by_status(app, world.tenant.tenant_id)
         assert counts.get("synced") == 150, (name, counts)
         assert_one_worklog_each(control, 150, instance=name)
+
+
+async def test_workers_started_later_take_a_share_of_the_instances_a_busy_worker_holds(app, api, redis, workers,
+                                                                                     tmp_path):
+    """The first worker up finds every instance's backlog and takes every lease; workers started later (a deploy, a
+    scale-out) get their share handed over while the backlog drains, and nothing is lost or written twice."""
+    names = [f"jira{n}" for n in range(1, 5)]
+    sim = SimProcess({"instances": [sim_config(name=name, rate=5, burst=5)["instances"][0] for name in names]},
+                     tmp_path)
+    try:
+        worlds = [await build_world(app, sim.control, sim.instance_url(name), sim_instance=name, rate=5)
+                  for name in names]
+        for world in worlds:
+            await batch(api, world, 60)  # 12 s of each instance's 5 requests/second
+        started = time.time()
+        first = workers(1)
+
+        async def holders() -> list[int | None]:
+            return [await lease_holder(redis, world) for world in worlds]
+
+        await wait_until(lambda: _all_held_by(holders, {first.procs[0].pid}), timeout=30, interval=0.05)
+        later = workers(1)  # its pusher count is 0, the first worker's 4: two instances move
+
+        async def shared() -> list[int | None] | None:
+            held = await holders()
+            pids = [first.procs[0].pid, later.procs[0].pid]
+            return held if sorted(held.count(pid) for pid in pids) == [2, 2] else None
+
+        await wait_until(shared, timeout=30, interval=0.1)
+
+        async def everything_synced() -> bool:
+            return all([await all_synced(app, world, 60) for world in worlds])
+
+        await wait_until(everything_synced, timeout=120, interval=0.5)
+        for name in names:
+            assert_one_worklog_each(sim.control, 60, instance=name)
+            # the hand-over kept the limit (counted from the drain's start: the set-up's requests came before)
+            assert len(densest_second(sim.control, name, since=started)) <= 5, densest_second(sim.control, name)
+            assert sim.control.counters(name)["rate_limited"] == 0
+    finally:
+        sim.stop()
+
+
+async def _all_held_by(holders, pids):
+    held = await holders()
+    return all(h is not None for h in held) and set(held) <= pids

@@ -114,7 +114,8 @@ class PushFleet:
     async def _claim_pending(self) -> None:
         """Try the woken instances' leases one at a time, the most urgent first (the earliest heard among equals).
         A free lease is taken `BALANCE_STEP_SECONDS` per instance this process already pushes after the wake-up
-        was heard, by every worker alike: the least busy worker gets there first. One claim after another, each
+        was heard (and at least half of that after this process got to it), by every worker alike: the least busy
+        worker gets there first. One claim after another, each
         sees the count the earlier ones changed (concurrent claims did not: a burst of wake-ups for 20 instances
         all went to one worker)."""
         loop = asyncio.get_running_loop()
@@ -125,12 +126,12 @@ class PushFleet:
                 continue
             key = redis_keys.push_lease(instance_id)
             try:
-                wait = heard + self._balance_delay() - loop.time()
-                if wait > 0:
+                if self._running:
                     if await self.wc.redis.exists(key):
                         continue  # another worker pushes it (and heard the same wake-up)
-                    while (wait := heard + self._balance_delay() - loop.time()) > 0:
-                        await asyncio.sleep(wait)
+                    # counted from when the wake-up was heard, and never less than half of it from now: a process
+                    # that got here late (busy, descheduled) still lets a less busy one go first
+                    await asyncio.sleep(max(heard + self._balance_delay() - loop.time(), self._balance_delay() / 2))
                     if self.stopping.is_set() or instance_id in self._running:
                         continue
                 if await self.leases.take(key):

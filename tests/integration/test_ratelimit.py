@@ -239,12 +239,16 @@ async def test_a_429_pauses_every_acquirer_for_its_whole_retry_after(limiter, re
     pause_until = await state(limiter, inst, "pause")
     assert observed_at + 2.0 <= pause_until <= await redis_now(limiter) + 2.0
     grants = await acquirers.until(lambda g: len([x for x in g if x.slot >= pause_until]) >= 3)
-    # a slot another process reserved before the 429 (at most one block, about half a second, ahead) may still be
-    # used: its request meets the pause and is retried. Nothing else is granted, or handed out, until it is over.
+    # a slot reserved before the 429 (at most one block, about half a second, ahead) may still be used, even handed
+    # out late by a stalled event loop: its request meets the pause and is retried. Every slot placed after the 429
+    # lies after the pause and is handed out no earlier than its slot.
     ahead = rl.block_size(10) * 1.025 / 10 + 0.01
-    during = [g for g in grants if observed_at + ahead < g.slot < pause_until
-              or observed_at + ahead < g.at < pause_until - CLOCK_SLACK]
+    placed_after = [g for g in grants if g.slot >= observed_at + ahead]
+    during = [g for g in placed_after if g.slot < pause_until or g.at < pause_until - CLOCK_SLACK]
     assert during == []
+    # the reserved ones are one block, or two when a block was being reserved while the 429 was being recorded
+    reserved_used_after = [g for g in grants if g.slot < observed_at + ahead and g.at > observed_at]
+    assert len(reserved_used_after) <= 2 * rl.block_size(10)
     assert [g for g in grants if g.slot < observed_at], "acquirers ran before the 429"
     assert_within_the_limit(grants, 10)
 

@@ -115,9 +115,8 @@ class PushFleet:
         """Try the woken instances' leases one at a time, the most urgent first (the earliest heard among equals).
         A free lease is taken `BALANCE_STEP_SECONDS` per instance this process already pushes after the wake-up
         was heard (and at least half of that after this process got to it), by every worker alike: the least busy
-        worker gets there first. One claim after another, each
-        sees the count the earlier ones changed (concurrent claims did not: a burst of wake-ups for 20 instances
-        all went to one worker)."""
+        worker gets there first. One claim after another, each sees the count the earlier ones changed (concurrent
+        claims did not: a burst of wake-ups for 20 instances all went to one worker)."""
         loop = asyncio.get_running_loop()
         while self._pending and not self.stopping.is_set():
             instance_id = min(self._pending, key=self._pending.__getitem__)

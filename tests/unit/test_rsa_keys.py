@@ -76,6 +76,16 @@ def test_unusable_keys_are_refused_with_a_reason(make: object, reason: str) -> N
     assert "AAAA" not in str(info.value)
 
 
+def test_an_inconsistent_key_is_refused_at_import(key: rsa.RSAPrivateKey) -> None:
+    """Import is where a key is checked whole: signing parses stored keys without the checks (app.jira.signing)."""
+    n = key.private_numbers()
+    broken = rsa.RSAPrivateNumbers(p=n.p, q=n.q, d=n.d + 2, dmp1=n.dmp1, dmq1=n.dmq1, iqmp=n.iqmp,
+                                   public_numbers=n.public_numbers).private_key(unsafe_skip_rsa_key_validation=True)
+    with pytest.raises(KeyImportError) as info:
+        import_private_key(_pem(broken, serialization.PrivateFormat.PKCS8))
+    assert str(info.value) == "cannot be read as a PEM private key (damaged or unsupported format)"
+
+
 @pytest.fixture(scope="module")
 def oversized_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=4160)

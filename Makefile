@@ -8,7 +8,7 @@ CONTAINER_BASE ?= $(firstword $(wildcard ../shared/tools/container-base /work/sh
 IMAGE  ?= tt-jira-sync:latest
 export CONTAINER_BASE
 
-.PHONY: install run test lint unit bench clean browser image-tools image
+.PHONY: install run test lint unit guards bench clean browser image-tools image
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ test: $(STAMP) browser image-tools lint
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
+
+## make guards: break each guarded behaviour on purpose (the feed's order, rotation's compare-and-set, overlapping
+## poll windows, the polling loop, one request per change, stale changes, 429 handling), show its tests fail, restore
+## (tests/break_guards.py; about five minutes, not part of make test)
+guards: $(STAMP)
+	$(PY) -m tests.break_guards $(GUARDS)
 
 ## make bench: benchmarks against real PostgreSQL, Redis and the simulator; writes docs/benchmarks.md and .png
 ## (BENCH_ARGS=--quick for a smoke run with small sizes; about 9 minutes in full on 2 cores)

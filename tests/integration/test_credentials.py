@@ -60,9 +60,9 @@ async def test_the_private_key_is_parsed_once_across_many_targets(app: Any, monk
     parsed: list[bytes] = []
     real = signing.load_pem_private_key
 
-    def counting(data: bytes, password: bytes | None = None) -> object:
+    def counting(data: bytes, password: bytes | None = None, **options: Any) -> object:
         parsed.append(data)
-        return real(data, password=password)
+        return real(data, password=password, **options)
 
     monkeypatch.setattr(signing, "load_pem_private_key", counting)
     instance = instance_row()

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app import redis_keys
 from app.domain.cloud_limits import PER_ISSUE_WRITE_LIMITS
+from app.jira.cloud_budgets import _CLOUD_WRITE
 from app.jira.errors import RateLimited
 from app.jira.gate import CloudPool, InstanceRef, Priority
-from app.jira.ratelimit import RedisRateLimiter
+from app.jira.ratelimit import _GRANT, RedisRateLimiter
 
 
 @pytest.fixture
@@ -88,26 +90,34 @@ async def test_competing_sites_each_get_an_equal_share(limiter: RedisRateLimiter
 
 
 async def test_writes_to_one_issue_stay_within_ten_per_two_seconds(limiter: RedisRateLimiter) -> None:
-    a = site(pool())
+    p = pool()
+    a = site(p)
     (limit, window), _ = PER_ISSUE_WRITE_LIMITS
-    stamps: list[float] = []
-    other: list[float] = []
-    while len(stamps) < limit + 3:
+    written: list[str] = []  # the issue log's members of the writes admitted
+    other = 0
+    while len(written) < limit + 3:
         try:
             await limiter.acquire(a, Priority.BATCH, write_to="PROJ-1")
+            admitted = _CLOUD_WRITE.get()
+            assert admitted is not None
+            written.append(admitted[2])
             limiter.left(a)  # moves the write in its issue's log in the background; here: wait for the move
             await limiter.cloud.left(a)
-            stamps.append(time.monotonic())
         except RateLimited as exc:
             # the issue is full: another issue and reads of the same site go on meanwhile
             await limiter.acquire(a, Priority.BATCH, write_to="PROJ-2")
             await limiter.acquire(a, Priority.BATCH)
-            other.append(time.monotonic())
+            other += 1
             assert exc.retry_after <= window + 1
             await asyncio.sleep(exc.retry_after)
     assert other, "the eleventh write to the issue had to wait"
-    for i in range(len(stamps) - limit):
-        assert stamps[i + limit] - stamps[i] >= window
+    # what the limiter decided: the issue's log on Redis' clock (µs), each write where it left, holds every write of
+    # ours and never `limit` + 1 of them within the window
+    log = await limiter._redis.zrange(redis_keys.cloud_issue(p.name, a.id, "PROJ-1")[0], 0, -1, withscores=True)
+    assert sorted(member.decode() for member, _ in log) == sorted(written)
+    left_at = [score for _, score in log]
+    for i in range(len(left_at) - limit):
+        assert left_at[i + limit] - left_at[i] >= window * 1_000_000
 
 
 async def test_a_global_quota_429_pauses_every_site_until_the_reset(limiter: RedisRateLimiter) -> None:
@@ -138,17 +148,19 @@ async def test_a_burst_429_pauses_its_site_for_retry_after(limiter: RedisRateLim
     await limiter.observe(a, 429, {"RateLimit-Reason": "jira-burst-based", "Retry-After": "10"})
     paused = (await limiter.instance_stats(a.id)).paused_for_seconds
     assert 10 - (time.monotonic() - observed) - 0.05 <= paused <= 10  # the site's own pause
-    started = time.monotonic()
     await limiter.acquire(b, Priority.USER)
-    assert time.monotonic() - started < 5.0  # the other site goes on (it does not wait out a's 10 s)
+    grant = _GRANT.get()
+    pause_until = int(await limiter._redis.hget(limiter.keys(a.id)["state"], "pause"))  # µs on Redis' clock
+    assert grant is not None and grant.slot_us < pause_until  # the other site goes on (it does not wait out a's)
 
 
 async def test_a_per_issue_429_pauses_that_issue_only(limiter: RedisRateLimiter) -> None:
     a = site(pool())
+    observed = time.monotonic()
     await limiter.observe(a, 429, {"RateLimit-Reason": "jira-per-issue-on-write", "Retry-After": "5"},
                           write_to="PROJ-1")
     wait = await refused(limiter, a, write_to="proj-1")
-    assert wait is not None and 4 < wait <= 5
+    assert wait is not None and 5 - (time.monotonic() - observed) - 0.05 <= wait <= 5
     assert await refused(limiter, a, write_to="PROJ-2") is None
     assert await refused(limiter, a) is None  # reads of the issue, and the site, go on
     assert (await limiter.instance_stats(a.id)).paused_for_seconds == 0

@@ -19,7 +19,7 @@ from app.domain.priority import Priority
 from app.jira.calls import JiraCall, record_metrics
 from app.jira.circuit import CircuitBreaker
 from app.jira.gate import InstanceRef
-from app.jira.ratelimit import RedisRateLimiter
+from app.jira.ratelimit import _GRANT, RedisRateLimiter
 from app.logging_setup import ContextFilter, JsonFormatter, current_log_context, log_context
 from app.observability import MetricsPublisher, read_totals, render
 from tests.integration.ops_data import add_instance, add_push_audits, put_entries, set_state
@@ -151,6 +151,11 @@ async def test_queue_length_and_circuit_gauges_are_computed_at_scrape_time(api, 
     await breaker.record_success(instance_id)
 
 
+async def redis_now_us(redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
 async def test_stats_per_instance(api, app, make_tenant, redis):
     t = await make_tenant("Stats Co")
     auth = {"Authorization": f"Bearer {t.api_key}"}
@@ -167,10 +172,16 @@ async def test_stats_per_instance(api, app, make_tenant, redis):
     await add_push_audits(app, t.tenant_id, main_id, [9999], age_seconds=7200)  # outside the window
     await add_push_audits(app, t.tenant_id, main_id, [50], outcome="permanent")
     limiter = RedisRateLimiter(redis)
+    slots = []  # µs on Redis' clock
     for _ in range(2):
         await limiter.acquire(InstanceRef(main_id, 5), Priority.USER)
+        grant = _GRANT.get()
+        assert grant is not None
+        slots.append(grant.slot_us)
 
+    asked = await redis_now_us(redis)
     r = await api.get("/api/v1/stats", headers=auth)
+    answered = await redis_now_us(redis)
     assert r.status_code == 200, r.text
     body = r.json()
     by_name = {i["name"]: i for i in body["instances"]}
@@ -188,7 +199,9 @@ async def test_stats_per_instance(api, app, make_tenant, redis):
     assert main["push"]["p95_ms"] == 380.0
     assert main["circuit"]["state"] == "closed"
     assert main["rate_limit"]["rate_limit_per_second"] == 5
-    assert 1 <= main["rate_limit"]["grants_last_second"] <= 2
+    # the grants in the second before the endpoint asked Redis, some moment between `asked` and `answered`
+    assert (sum(s > answered - 1_000_000 for s in slots) <= main["rate_limit"]["grants_last_second"]
+            <= sum(s > asked - 1_000_000 for s in slots))
     ops = by_name["Ops"]
     assert ops["total"] == 0 and ops["success_rate"] is None and ops["push"]["p50_ms"] is None
     assert str(ops_id) == ops["id"]

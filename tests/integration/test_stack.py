@@ -1,9 +1,12 @@
+from typing import Any
+
 import httpx
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
 from devstack.servers import free_port, start_redis
+from tests.waiting import wait_until
 
 
 async def test_postgres_and_redis_are_real(stack, redis):
@@ -24,20 +27,30 @@ async def test_pooled_connections_the_server_closed_are_replaced_not_failed(app,
     import asyncio
 
     pool = app.state.engine.sync_engine.pool
-    for _ in range(3):  # several pooled connections exist
-        assert all(r.status_code == 200 for r in await asyncio.gather(
-            *(api.get("/api/v1/entries", headers=auth) for _ in range(6))))
+    returned: set[Any] = set()  # the asyncpg connections given back to the pool (what its checkout hook asks)
+
+    def note(dbapi_connection: Any, _record: Any) -> None:
+        returned.add(dbapi_connection._connection)
+
+    event.listen(pool, "checkin", note)
+    try:
+        for _ in range(3):  # several pooled connections exist
+            assert all(r.status_code == 200 for r in await asyncio.gather(
+                *(api.get("/api/v1/entries", headers=auth) for _ in range(6))))
+    finally:
+        event.remove(pool, "checkin", note)
     pooled = pool.checkedin()
-    assert pooled >= 2
+    assert len(returned) >= pooled >= 2
     killer = create_async_engine(app.state.settings.database_url)
     async with killer.connect() as conn:
-        killed = (await conn.execute(text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        killed = (await conn.execute(text(  # each backend has exited when this returns (PostgreSQL 14+)
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         ))).scalar_one()
     await killer.dispose()
     assert killed >= pooled
-    await asyncio.sleep(0.2)  # the event loop hears the sockets close
+    # what the app's checkout hook relies on: the event loop has heard each socket close
+    await wait_until(lambda: all(c.is_closed() for c in returned), timeout=30, interval=0.01)
     responses = await asyncio.gather(*(api.get("/api/v1/entries", headers=auth) for _ in range(6)))
     assert [r.status_code for r in responses] == [200] * 6
 

@@ -22,7 +22,7 @@ async def test_sigterm_lets_the_push_in_flight_finish_and_leaves_the_rest_queued
     setup = await jira_setup()
     await connect_user(setup, "jdoe")
     sim.control.set_faults(setup.sim_name, latency_ms=4000, writes_only=True)
-    w = workers(1)
+    w = workers(1, JIRA_TIMEOUT_SECONDS=30)  # a write's 4 s stay well inside its timeout, however loaded the machine
     await api.put("/api/v1/entries/g1", json=entry(ticket="PROJ-1"), headers=setup.headers)
     # g2 waits for the issue: writes to one issue are never concurrent
     await api.put("/api/v1/entries/g2", json=entry(ticket="PROJ-1", start="11:00"), headers=setup.headers)

@@ -122,9 +122,10 @@ async def test_a_hanging_jira_holds_only_its_own_poll(app, api, sim, jira_setup,
     hanging, fine = await jira_setup(), await jira_setup()
     for setup in (hanging, fine):
         assert await connect_user(setup, "jdoe", jira_user="alice") == "connected"
-    sim.control.set_faults(hanging.sim_name, latency_ms=4000)  # answers, but well after the poll's deadline
-    wc = build_context(settings.model_copy(update={"reconcile_poll_deadline_seconds": 1.0,
-                                                   "jira_timeout_seconds": 10}))
+    # answers, but long after the poll's deadline (which gives a healthy poll ample time on a loaded machine)
+    sim.control.set_faults(hanging.sim_name, latency_ms=60_000)
+    wc = build_context(settings.model_copy(update={"reconcile_poll_deadline_seconds": 5.0,
+                                                   "jira_timeout_seconds": 90}))
     try:
         for setup in (hanging, fine):
             await wc.redis.delete(reconcile_lease(uuid.UUID(setup.instance_id)))
@@ -133,7 +134,7 @@ async def test_a_hanging_jira_holds_only_its_own_poll(app, api, sim, jira_setup,
             polled = {name: await activity_repo.instance_by_id(session, uuid.UUID(setup.instance_id))
                       for name, setup in (("hanging", hanging), ("fine", fine))}
         assert polled["fine"] is not None and polled["fine"].reconciled_at is not None
-        # without the deadline this poll would have finished (4 s < the 10 s JIRA timeout) and moved its cursors
+        # without the deadline this poll would have finished (60 s < the 90 s JIRA timeout) and moved its cursors
         assert polled["hanging"] is not None and polled["hanging"].reconciled_at is None
         assert polled["hanging"].reconcile_updated_since is None
     finally:

@@ -193,6 +193,10 @@ class Calls:
         return Call("POST", f"{_i(instance)}/faults/rules", rule)
 
     @staticmethod
+    def release_holds(instance: str) -> Call:
+        return Call("POST", f"{_i(instance)}/faults/release")
+
+    @staticmethod
     def set_settings(instance: str, settings: dict[str, Any]) -> Call:
         return Call("PUT", f"{_i(instance)}/settings", settings)
 
@@ -490,6 +494,10 @@ class SimControl:
     def add_fault_rule(self, instance: str, kind: str, count: int = 1, **options: Any) -> dict[str, Any]:
         """Scripted fault for the next ``count`` matching requests (see ``FaultRule``)."""
         return dict(self._do(Calls.add_fault_rule(instance, _rule(kind, count, options))))
+
+    def release_holds(self, instance: str) -> dict[str, Any]:
+        """Let the requests ``hold`` rules hold now go on (they are answered as usual)."""
+        return dict(self._do(Calls.release_holds(instance)))
 
     def set_settings(
         self,

@@ -356,6 +356,12 @@ async def add_fault_rule(request: Request, sim: Simulator) -> Any:
     return faults.to_dict()
 
 
+async def release_holds(request: Request, sim: Simulator) -> Any:
+    faults = _faults(request, sim)
+    faults.release()
+    return faults.to_dict()
+
+
 async def get_faults(request: Request, sim: Simulator) -> Any:
     return _faults(request, sim).to_dict()
 
@@ -701,6 +707,7 @@ ROUTES: list[Route] = [
     _route(INST + "/faults", set_faults, "PUT"),
     _route(INST + "/faults", clear_faults, "DELETE"),
     _route(INST + "/faults/rules", add_fault_rule, "POST"),
+    _route(INST + "/faults/release", release_holds, "POST"),
     _route(INST + "/settings", set_settings, "PUT"),
     _route(INST + "/webhook", set_webhook, "PUT"),
     _route(INST + "/webhook/events", webhook_events, "GET"),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .cloud_limits import REASONS
 
-PRE_KINDS = ("error", "drop", "hang", "latency", "rate_limit")
+PRE_KINDS = ("error", "drop", "hang", "latency", "rate_limit", "hold")
 POST_KINDS = ("fail_after_write",)
 AFTER_WRITE_MODES = ("502", "drop", "timeout")
 DEFAULT_ERROR_STATUSES = (500, 502, 503)
@@ -65,11 +66,11 @@ class FaultSettings:
 class FaultRule:
     """A scripted one-shot fault: applies to the next ``count`` matching requests."""
 
-    kind: str  # error | drop | hang | latency | rate_limit | fail_after_write
+    kind: str  # error | drop | hang | latency | rate_limit | hold | fail_after_write
     count: int = 1
     status: int = 503
     mode: str = "502"  # for fail_after_write: 502 | drop | timeout
-    seconds: float = 30.0  # for hang / timeout
+    seconds: float = 30.0  # for hang / timeout; for hold: the longest it holds (a release ends it sooner)
     latency_ms: int = 0  # for latency
     retry_after: int = 1  # for rate_limit: the 429's Retry-After
     reason: str | None = None  # for rate_limit: a Cloud RateLimit-Reason
@@ -116,6 +117,7 @@ class PreAction:
     error_status: int | None = None
     drop: bool = False
     hang_s: float | None = None
+    hold_s: float | None = None  # hold the request until released (or this long), then serve it
     rate_limit: FaultRule | None = None  # answer 429 as this rule says
     kind: str | None = None  # name of the injected fault (for counters/logs)
 
@@ -133,6 +135,7 @@ class FaultInjector:
         self.settings = settings or FaultSettings()
         self.rules: list[FaultRule] = []
         self._rng = random.Random(self.settings.seed)
+        self._released = asyncio.Event()  # set (and replaced) when the requests held now are released
 
     def configure(self, settings: FaultSettings) -> None:
         self.settings = settings
@@ -144,6 +147,17 @@ class FaultInjector:
     def clear(self) -> None:
         self.configure(FaultSettings())
         self.rules.clear()
+        self.release()
+
+    @property
+    def released(self) -> asyncio.Event:
+        """Set when the requests held now (`hold` rules) are released."""
+        return self._released
+
+    def release(self) -> None:
+        """Let every request a `hold` rule holds go on now; later ones are held again."""
+        self._released.set()
+        self._released = asyncio.Event()
 
     def _take_rule(self, kinds: tuple[str, ...], method: str, path: str, is_write: bool) -> FaultRule | None:
         for rule in self.rules:
@@ -179,6 +193,8 @@ class FaultInjector:
                 return PreAction(latency_s=latency, drop=True, kind="drop")
             if rule.kind == "rate_limit":
                 return PreAction(latency_s=latency, rate_limit=rule, kind="rate_limit")
+            if rule.kind == "hold":
+                return PreAction(latency_s=latency, hold_s=rule.seconds, kind="hold")
             return PreAction(latency_s=latency, hang_s=rule.seconds, kind="hang")
         s = self.settings
         if self._settings_apply(path, is_write):

@@ -295,6 +295,8 @@ async def _process(ctx: Ctx, spec: RouteSpec, gate: Gate) -> tuple[Response, str
     action = target.faults.before(request.method, path, spec.write)
     if action.latency_s > 0:
         await asyncio.sleep(action.latency_s)
+    if action.hold_s is not None:
+        await ctx.sim.pause(action.hold_s, until=target.faults.released)
     if action.hang_s is not None:
         await ctx.sim.pause(action.hang_s)
         return request_drop(request), None, "hang", True
@@ -306,7 +308,7 @@ async def _process(ctx: Ctx, spec: RouteSpec, gate: Gate) -> tuple[Response, str
         ctx.limit_reason = action.rate_limit.reason
         return rate_limit_response(action.rate_limit), None, "rate_limit", False
 
-    fault = "latency" if action.kind == "latency" else None
+    fault = action.kind if action.kind in ("latency", "hold") else None
     try:
         ctx.body = await request.body()
     except ClientDisconnect:  # the client gave up (e.g. its timeout ran out during an injected latency): no answer

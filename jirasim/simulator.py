@@ -4,7 +4,6 @@ observation and webhook delivery."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from .atlassian import AtlassianAuth
 from .config import InstanceConfig, SimConfig
@@ -61,13 +60,18 @@ class Simulator:
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
 
-    async def pause(self, seconds: float) -> None:
-        """Sleep for injected hangs; cut short when the server is stopping."""
-        if self._stopping is None:
+    async def pause(self, seconds: float, *, until: asyncio.Event | None = None) -> None:
+        """Sleep for injected hangs and holds; cut short when `until` is set or the server is stopping."""
+        events = [e for e in (self._stopping, until) if e is not None]
+        if not events:
             await asyncio.sleep(seconds)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     def wake_paused(self) -> None:
         """Thread-safe: end all injected hangs now (used before shutting down)."""

@@ -122,7 +122,7 @@ async def test_twenty_quick_updates_cost_two_writes_the_last_with_the_latest_sta
     # the first write is held at JIRA while the other nineteen changes arrive: they coalesce into one more write
     workers(1, JIRA_TIMEOUT_SECONDS=30)
     await started(app, world)
-    control.add_fault_rule("jira1", "latency", latency_ms=4000, writes_only=True)
+    control.add_fault_rule("jira1", "hold", seconds=25, writes_only=True)  # until released (inside the timeout)
     t0 = time.time()
     await api.put("/api/v1/entries/burst", json=entry(duration=10), headers=world.headers)
 
@@ -133,6 +133,7 @@ async def test_twenty_quick_updates_cost_two_writes_the_last_with_the_latest_sta
     for i in range(1, 20):
         await api.put("/api/v1/entries/burst", json=entry(duration=10 + i), headers=world.headers)
     assert control.counters("jira1")["in_flight_writes"].get("PROJ-1"), "the first write was still at JIRA"
+    control.release_holds("jira1")
     body = await wait_until(lambda: synced(api, world, "burst"), timeout=60)
     assert body["duration"] == 29
     calls = [(c["method"], c["status"]) for c in jira_requests(control, t0)]

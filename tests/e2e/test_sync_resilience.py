@@ -207,21 +207,27 @@ async def test_workers_started_later_take_a_share_of_the_instances_a_busy_worker
                   for name in names]
         for world in worlds:
             await batch(api, world, 60)  # 12 s of each instance's 5 requests/second
+        for name in names:
+            # JIRA answers writes slowly (about 2 per second per instance then) until the later worker has its
+            # share: the backlog cannot drain before a worker started on a loaded machine is up
+            sim.control.add_fault_rule(name, "latency", count=60, latency_ms=3000, writes_only=True)
         started = time.time()
-        first = workers(1)
+        first = workers(1, JIRA_TIMEOUT_SECONDS=30)
 
         async def holders() -> list[int | None]:
             return [await lease_holder(redis, world) for world in worlds]
 
         await wait_until(lambda: _all_held_by(holders, {first.procs[0].pid}), timeout=30, interval=0.05)
-        later = workers(1)  # its pusher count is 0, the first worker's 4: two instances move
+        later = workers(1, JIRA_TIMEOUT_SECONDS=30)  # its pusher count is 0, the first worker's 4: two instances move
 
         async def shared() -> list[int | None] | None:
             held = await holders()
             pids = [first.procs[0].pid, later.procs[0].pid]
             return held if sorted(held.count(pid) for pid in pids) == [2, 2] else None
 
-        await wait_until(shared, timeout=30, interval=0.1)
+        await wait_until(shared, timeout=60, interval=0.1)
+        for name in names:
+            sim.control.clear_faults(name)
 
         async def everything_synced() -> bool:
             return all([await all_synced(app, world, 60) for world in worlds])
